@@ -1,0 +1,126 @@
+"""The detector protocol, the per-point result type, and the registry of detectors by name.
+
+Every detector scores a point against what it learned *before* that point, then learns
+from it. Scores share one scale: ``r / (1 + r)`` where ``r`` is the detector's statistic
+divided by its alarm threshold, so 0.5 is exactly at the control limit, and the score keeps
+growing (never clipped) as the evidence grows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, Self, runtime_checkable
+
+
+@dataclass(slots=True)
+class PointResult:
+    """How one point looks against a detector's limits, computed before it learned the point.
+
+    Not frozen on purpose: one is built per point per series, and a frozen dataclass's
+    ``__init__`` costs four times as much.
+    """
+
+    score: float
+    """Anomaly score in [0, 1]: 0.5 at the limit, growing without bound towards 1."""
+    anomaly: bool
+    """True when this point itself raised an alarm: an alert is published for it."""
+    centre: float
+    lower: float
+    upper: float
+    z: float
+    """Signed distance of the point from the centre in standard deviations (0 while unknown)."""
+    n: int
+    """Number of points the limits rest on."""
+    resolved: bool = False
+    """True when this point ended an anomaly episode (detectors with episodes only)."""
+    rebaselined: bool = False
+    """True when the detector restarted its baseline at a confirmed new level at this point."""
+    provisional: bool = False
+    """True while the limits rest on borrowed (pooled) statistics rather than the series' own."""
+    details: dict[str, float] | None = None
+    """Detector-specific figures (e.g. the CUSUM sums), for alerts and plots."""
+
+
+def score_from_ratio(ratio: float) -> float:
+    """Map ``statistic / threshold`` (>= 0) to [0, 1) with 0.5 at the threshold.
+
+    >>> score_from_ratio(0.0), score_from_ratio(1.0), round(score_from_ratio(3.0), 2)
+    (0.0, 0.5, 0.75)
+    """
+    if math.isnan(ratio):
+        return 0.0
+    ratio = abs(ratio)
+    if math.isinf(ratio):
+        return 1.0
+    return ratio / (1.0 + ratio)
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """An online detector of one numeric series."""
+
+    name: str
+
+    def update(self, value: float, timestamp: float) -> PointResult:
+        """Score ``value`` against the limits learned so far, then learn from it."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this detector is (JSON-serialisable)."""
+        ...
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Self:
+        """Rebuild a detector whose future outputs equal those of the one that saved ``state``."""
+        ...
+
+
+DetectorFactory = Callable[..., Detector]
+
+_REGISTRY: dict[str, DetectorFactory] = {}
+
+
+def register(name: str) -> Callable[[type[Any]], type[Any]]:
+    """Class decorator: make a detector buildable by ``name`` from config and the CLI."""
+
+    def decorate(cls: type[Any]) -> type[Any]:
+        if name in _REGISTRY:
+            raise ValueError(f"detector name {name!r} is registered twice")
+        _REGISTRY[name] = cls
+        cls.name = name
+        return cls
+
+    return decorate
+
+
+def detector_names() -> list[str]:
+    """Names of all registered detectors, sorted."""
+    return sorted(_REGISTRY)
+
+
+def build_detector(name: str, params: Mapping[str, Any] | None = None) -> Detector:
+    """Build the detector registered as ``name`` with keyword ``params``.
+
+    Raises ``ValueError`` naming the valid choices when the name or a parameter is unknown.
+    """
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown detector {name!r}; choose one of: {', '.join(detector_names())}"
+        ) from None
+    try:
+        return factory(**dict(params or {}))
+    except TypeError as exc:
+        raise ValueError(f"bad parameters for detector {name!r}: {exc}") from exc
+
+
+def restore_detector(name: str, state: Mapping[str, Any]) -> Detector:
+    """Rebuild a detector of the registered type ``name`` from its ``state_dict``."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown detector {name!r} in saved state")
+    factory = _REGISTRY[name]
+    restored: Detector = factory.from_state(state)  # type: ignore[attr-defined]
+    return restored

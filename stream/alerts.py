@@ -1,0 +1,136 @@
+"""Alerts: what Vigil publishes when a point falls outside its series' control limits.
+
+An alert's ``alert_id`` is a hash of the source event's position (topic, partition, offset),
+the series and the detector, so reprocessing the same event (after a crash, or in a backfill)
+yields the same id and subscribers can de-duplicate on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from detectors import PointResult
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """Where an event came from: its topic, partition and offset."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert message, as published (JSON) on the alert topic."""
+
+    alert_id: str
+    kind: str
+    severity: str
+    event_type: str
+    key: str
+    metric: str
+    detector: str
+    value: float
+    score: float
+    z: float | None
+    n: int
+    centre: float | None
+    lower: float | None
+    upper: float | None
+    model_version: str | None
+    prediction_id: str | None
+    event_timestamp: str
+    detected_at: str
+    source: SourceRef
+
+    @property
+    def message_key(self) -> bytes:
+        """Kafka key: the series, so that one series' alerts stay in order on one partition."""
+        return f"{self.event_type}/{self.key}/{self.metric}".encode()
+
+    def to_json(self) -> bytes:
+        """Compact JSON; non-finite numbers (such as z on a constant series) become null."""
+        return json.dumps(asdict(self), separators=(",", ":"), allow_nan=False).encode()
+
+
+def alert_id(source: SourceRef, event_type: str, key: str, metric: str, detector: str) -> str:
+    """Deterministic id: same event + series + detector → same id.
+
+    >>> alert_id(SourceRef("telemetry", 0, 42), "telemetry", "web-1", "latency_ms", "shewhart")
+    'e26ead1566bc98e9eb1d57a78d30ab9d'
+    """
+    identity = "\x1f".join(
+        (source.topic, str(source.partition), str(source.offset), event_type, key, metric, detector)
+    )
+    return hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
+
+
+def severity(score: float, critical_score: float) -> str:
+    """``critical`` from ``critical_score`` up, else ``warning``."""
+    return "critical" if score >= critical_score else "warning"
+
+
+def iso_utc(epoch_seconds: float) -> str:
+    """ISO-8601 UTC with milliseconds and a trailing Z.
+
+    >>> iso_utc(0.5)
+    '1970-01-01T00:00:00.500Z'
+    """
+    seconds, millis = divmod(round(epoch_seconds * 1000), 1000)
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis:03d}Z"
+
+
+def build_alert(
+    *,
+    result: PointResult,
+    source: SourceRef,
+    event_type: str,
+    key: str,
+    metric: str,
+    detector: str,
+    value: float,
+    event_timestamp: float,
+    detected_at: float,
+    critical_score: float,
+    model_version: str | None = None,
+    prediction_id: str | None = None,
+) -> Alert:
+    """The alert for an anomalous ``result`` of one series' detector on one event."""
+    return Alert(
+        alert_id=alert_id(source, event_type, key, metric, detector),
+        kind="anomaly",
+        severity=severity(result.score, critical_score),
+        event_type=event_type,
+        key=key,
+        metric=metric,
+        detector=detector,
+        value=value,
+        score=result.score,
+        z=_finite_or_none(result.z),
+        n=result.n,
+        centre=_finite_or_none(result.centre),
+        lower=_finite_or_none(result.lower),
+        upper=_finite_or_none(result.upper),
+        model_version=model_version,
+        prediction_id=prediction_id,
+        event_timestamp=iso_utc(event_timestamp),
+        detected_at=iso_utc(detected_at),
+        source=source,
+    )
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def parse_alert(raw: bytes) -> dict[str, Any]:
+    """Decode an alert message from the alert topic (for subscribers and tests)."""
+    decoded: dict[str, Any] = json.loads(raw)
+    return decoded

@@ -1,0 +1,294 @@
+"""The ``vigil`` command: run, demo, replay, generate and check-config.
+
+Exit codes: 0 success, 1 runtime failure (e.g. the broker cannot be reached), 2 bad usage or
+configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from detectors import detector_names
+from stream.config import ENVIRONMENT, VigilConfig, load_config
+from stream.errors import ConfigError, VigilError
+
+log = logging.getLogger("vigil")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``vigil`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ConfigError as exc:
+        print(f"vigil: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except VigilError as exc:
+        print(f"vigil: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vigil",
+        description="Kafka-native streaming anomaly detector and model monitor.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", help="consume the prediction and telemetry topics and publish alerts",
+        description="Consume prediction and telemetry events in a consumer group, keep control "
+        "limits per series, publish alerts and serve Prometheus metrics. Settings come from "
+        "the defaults, then CONFIG, then VIGIL_* environment variables, then these flags.",
+        epilog=_environment_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_config_flags(run)
+    run.set_defaults(handler=_run)
+
+    demo = commands.add_parser(
+        "demo", help="embedded broker + synthetic producer + detector, with live alerts",
+        description="Start an embedded broker, produce synthetic events with injected "
+        "anomalies, run the detector on them, serve metrics and print alerts as they arrive.",
+    )
+    demo.add_argument("-c", "--config", type=Path, help="TOML configuration file")
+    demo.add_argument("--seconds", type=float, default=None,
+                      help="stop after this many seconds (default: run until Ctrl-C)")
+    demo.add_argument("--rate", type=float, default=100.0,
+                      help="synthetic events per second (default: 100)")
+    demo.add_argument("--metrics-port", type=int, default=9108,
+                      help="port for /metrics (default: 9108; 0 picks a free one)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed of the generator")
+    demo.add_argument("--workdir", type=Path, default=Path("var/demo"),
+                      help="where the broker log goes (default: var/demo)")
+    demo.set_defaults(handler=_demo)
+
+    replay = commands.add_parser(
+        "replay", help="run the detectors offline over a CSV or JSONL file",
+        description="Replay INPUT (CSV with header timestamp,value[,key], or JSONL events) "
+        "through the detectors, no Kafka. Writes one row per point and series: "
+        "timestamp,key,metric,value,score,anomaly,centre,lower,upper.",
+    )
+    replay.add_argument("input", type=Path, help="CSV or JSONL file")
+    replay.add_argument("-c", "--config", type=Path, help="TOML configuration file")
+    replay.add_argument("-o", "--output", type=Path, help="output CSV (default: stdout)")
+    replay.add_argument("--detector", choices=detector_names(),
+                        help="detector for every series (overrides the config)")
+    replay.add_argument("--param", action="append", default=[], metavar="K=V",
+                        help="detector parameter, repeatable (e.g. --param k=3.5)")
+    replay.set_defaults(handler=_replay)
+
+    generate = commands.add_parser(
+        "generate", help="synthetic events with injected, labelled anomalies",
+        description="Write synthetic prediction and telemetry events, with injected spikes and "
+        "level shifts labelled in an extra 'injected' field, to a JSONL file or to Kafka.",
+    )
+    target = generate.add_mutually_exclusive_group(required=True)
+    target.add_argument("-o", "--output", type=Path, help="JSONL file to write ('-': stdout)")
+    target.add_argument("--bootstrap-servers", help="produce to this Kafka cluster instead")
+    generate.add_argument("-c", "--config", type=Path,
+                          help="TOML config naming the topics (with --bootstrap-servers)")
+    generate.add_argument("-n", "--events", type=int, default=10_000, help="number of events")
+    generate.add_argument("--models", type=int, default=2, help="number of models")
+    generate.add_argument("--sources", type=int, default=4, help="number of telemetry sources")
+    generate.add_argument("--anomaly-rate", type=float, default=0.002,
+                          help="probability that an event starts an anomaly")
+    generate.add_argument("--rate", type=float, default=0.0,
+                          help="events per second when producing (0: as fast as possible)")
+    generate.add_argument("--seed", type=int, default=0, help="random seed")
+    generate.set_defaults(handler=_generate)
+
+    check = commands.add_parser(
+        "check-config", help="validate a configuration and print the effective settings",
+        description="Load the configuration as 'vigil run' would (file, environment, flags) "
+        "and print the effective settings, or the error naming the key and the fix.",
+    )
+    _add_config_flags(check)
+    check.set_defaults(handler=_check_config)
+    return parser
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", type=Path, help="TOML configuration file")
+    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (host:port,...)")
+    parser.add_argument("--group-id", help="consumer group id")
+    parser.add_argument("--metrics-port", type=int, help="port of the metrics endpoint")
+
+
+def _environment_help() -> str:
+    rows = "\n".join(f"  {name:<26} {dotted}" for name, dotted in ENVIRONMENT.items())
+    return f"environment variables (override the config file):\n{rows}"
+
+
+def _load(args: argparse.Namespace) -> VigilConfig:
+    return load_config(
+        args.config,
+        overrides={
+            "kafka.bootstrap_servers": getattr(args, "bootstrap_servers", None),
+            "kafka.group_id": getattr(args, "group_id", None),
+            "metrics.port": getattr(args, "metrics_port", None),
+        },
+    )
+
+
+def configure_logging(level: str) -> None:
+    """Human-readable log lines on stderr; the Kafka client only speaks up from WARNING."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if level.upper() != "DEBUG":
+        logging.getLogger("kafka").setLevel(logging.ERROR)
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM and Ctrl-C set ``stop``: the loop finishes its batch, commits and exits 0."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s; finishing the current batch", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from stream.service import run_service
+
+    config = _load(args)
+    configure_logging(config.runtime.log_level)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    run_service(config, stop)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from stream.demo import run_demo
+
+    base = load_config(args.config)
+    configure_logging("WARNING")
+    stop = threading.Event()
+    stop_on_signals(stop)
+    summary = run_demo(base, stop, seconds=args.seconds, rate=args.rate,
+                       metrics_port=args.metrics_port, seed=args.seed, workdir=args.workdir)
+    print(summary.line())
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from stream.replay import replay
+
+    config = load_config(args.config, environ={})
+    detector = args.detector or config.detector.name
+    params: dict[str, Any] = {} if args.detector and args.detector != config.detector.name \
+        else dict(config.detector.params)
+    params.update(parse_params(args.param))
+    output = sys.stdout if args.output is None else args.output.open("w", encoding="utf-8")
+    try:
+        summary = replay(args.input, output, detector=detector, params=params)
+    except FileNotFoundError:
+        raise VigilError(f"input file {str(args.input)!r} does not exist") from None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    finally:
+        if output is not sys.stdout:
+            output.close()
+    print(summary.line(), file=sys.stderr)
+    return 0
+
+
+def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["k=3.5", "rules=['we1']"]`` → ``{"k": 3.5, "rules": ["we1"]}`` (TOML values, else text).
+
+    >>> parse_params(["k=3.5", "warmup=50", "outliers=clip"])
+    {'k': 3.5, 'warmup': 50, 'outliers': 'clip'}
+    """
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--param {pair!r} is not K=V; write e.g. --param k=3.5")
+        try:
+            params[name.strip()] = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            params[name.strip()] = text
+    return params
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from stream.generate import generate_events
+
+    events = generate_events(args.events, models=args.models, sources=args.sources,
+                             seed=args.seed, anomaly_rate=args.anomaly_rate,
+                             start=round(time.time(), 3))
+    if args.output is not None:
+        handle = sys.stdout if str(args.output) == "-" else args.output.open("w", encoding="utf-8")
+        try:
+            for event in events:
+                handle.write(json.dumps(event.body, separators=(",", ":")) + "\n")
+        finally:
+            if handle is not sys.stdout:
+                handle.close()
+        return 0
+    from stream.kafka_io import make_producer
+    from stream.service import produce_events
+
+    config = load_config(args.config, overrides={"kafka.bootstrap_servers": args.bootstrap_servers})
+    producer = make_producer(config)
+    sent = produce_events(producer, config, events, rate=args.rate)
+    producer.close()
+    print(f"produced {sent} events to {config.topics.predictions} and {config.topics.telemetry}",
+          file=sys.stderr)
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = _load(args)
+    print(render_toml(config), end="")
+    print("# configuration is valid", file=sys.stderr)
+    return 0
+
+
+def render_toml(config: VigilConfig) -> str:
+    """The effective configuration as TOML that ``load_config`` reads back to the same value."""
+    import dataclasses
+
+    lines: list[str] = []
+    for section in dataclasses.fields(config):
+        lines.append(f"[{section.name}]")
+        for item in dataclasses.fields(getattr(config, section.name)):
+            value = getattr(getattr(config, section.name), item.name)
+            lines.append(f"{item.name} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""Vigil's configuration: TOML file → environment → command-line flags, read in one place.
+
+Every section is a frozen dataclass with named defaults, so ``vigil run`` works with no file
+at all. Unknown keys and bad values raise :class:`ConfigError` naming the key, the value and
+the fix. This is the only module that reads environment variables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from detectors import build_detector, detector_names
+from stream.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    """How to reach the cluster and join the consumer group."""
+
+    bootstrap_servers: str = "localhost:9092"
+    group_id: str = "vigil"
+    client_id: str = "vigil"
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+    auto_offset_reset: str = "earliest"
+    request_timeout_ms: int = 30_000
+
+    def __post_init__(self) -> None:
+        _require(self.bootstrap_servers.strip() != "", "kafka.bootstrap_servers",
+                 self.bootstrap_servers, "give host:port[,host:port...]")
+        _require(self.group_id.strip() != "", "kafka.group_id", self.group_id,
+                 "give a non-empty consumer group name")
+        _require(self.auto_offset_reset in ("earliest", "latest"), "kafka.auto_offset_reset",
+                 self.auto_offset_reset, 'use "earliest" or "latest"')
+        _require(self.session_timeout_ms > 0, "kafka.session_timeout_ms",
+                 self.session_timeout_ms, "use a positive number of milliseconds")
+        _require(0 < self.heartbeat_interval_ms < self.session_timeout_ms,
+                 "kafka.heartbeat_interval_ms", self.heartbeat_interval_ms,
+                 "use a positive value below kafka.session_timeout_ms (about a third of it)")
+
+
+@dataclass(frozen=True)
+class TopicsConfig:
+    """Input and output topic names, and how output topics are created when missing."""
+
+    predictions: str = "predictions"
+    telemetry: str = "telemetry"
+    alerts: str = "alerts"
+    dead_letter: str = "vigil-dlq"
+    create_partitions: int = -1
+    """Partitions for output topics Vigil creates (-1: the broker's default)."""
+    create_replication_factor: int = -1
+    """Replication factor for output topics Vigil creates (-1: the broker's default)."""
+
+    def __post_init__(self) -> None:
+        for name in ("predictions", "telemetry", "alerts", "dead_letter"):
+            value = getattr(self, name)
+            _require(_valid_topic(value), f"topics.{name}", value,
+                     "use 1-249 characters from [a-zA-Z0-9._-]")
+        inputs = {self.predictions, self.telemetry}
+        _require(len(inputs) == 2, "topics.telemetry", self.telemetry,
+                 "use different topics for predictions and telemetry")
+        for name in ("alerts", "dead_letter"):
+            _require(getattr(self, name) not in inputs, f"topics.{name}", getattr(self, name),
+                     "an output topic must not be one of the input topics")
+        for name in ("create_partitions", "create_replication_factor"):
+            value = getattr(self, name)
+            _require(value == -1 or value >= 1, f"topics.{name}", value,
+                     "use -1 (broker default) or a positive number")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Where the Prometheus /metrics, /healthz and /readyz endpoint listens."""
+
+    host: str = "127.0.0.1"
+    port: int = 9108
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.port <= 65535, "metrics.port", self.port,
+                 "use a TCP port between 1 and 65535 (0 picks a free one)")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Which detector every series gets, and its parameters."""
+
+    name: str = "shewhart"
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require(self.name in detector_names(), "detector.name", self.name,
+                 f"choose one of: {', '.join(detector_names())}")
+        try:
+            build_detector(self.name, self.params)
+        except ValueError as exc:
+            raise ConfigError(f"detector.params: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """How alert severity is derived from the score."""
+
+    critical_score: float = 2.0 / 3.0
+    """Score from which an alert is ``critical`` (2/3: twice as far out as the limit)."""
+
+    def __post_init__(self) -> None:
+        _require(0.5 <= self.critical_score <= 1.0, "alerts.critical_score",
+                 self.critical_score, "use a score between 0.5 (the limit) and 1.0")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """How the consume loop batches its work."""
+
+    poll_timeout_ms: int = 500
+    max_poll_records: int = 1000
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        _require(self.poll_timeout_ms > 0, "runtime.poll_timeout_ms", self.poll_timeout_ms,
+                 "use a positive number of milliseconds")
+        _require(self.max_poll_records > 0, "runtime.max_poll_records", self.max_poll_records,
+                 "use a positive number of records")
+        _require(self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
+                 "runtime.log_level", self.log_level, "use DEBUG, INFO, WARNING or ERROR")
+
+
+@dataclass(frozen=True)
+class VigilConfig:
+    """The whole configuration; build it with :func:`load_config`."""
+
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    topics: TopicsConfig = field(default_factory=TopicsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+ENVIRONMENT: dict[str, str] = {
+    "VIGIL_BOOTSTRAP_SERVERS": "kafka.bootstrap_servers",
+    "VIGIL_GROUP_ID": "kafka.group_id",
+    "VIGIL_CLIENT_ID": "kafka.client_id",
+    "VIGIL_AUTO_OFFSET_RESET": "kafka.auto_offset_reset",
+    "VIGIL_TOPIC_PREDICTIONS": "topics.predictions",
+    "VIGIL_TOPIC_TELEMETRY": "topics.telemetry",
+    "VIGIL_TOPIC_ALERTS": "topics.alerts",
+    "VIGIL_TOPIC_DEAD_LETTER": "topics.dead_letter",
+    "VIGIL_METRICS_HOST": "metrics.host",
+    "VIGIL_METRICS_PORT": "metrics.port",
+    "VIGIL_DETECTOR": "detector.name",
+    "VIGIL_LOG_LEVEL": "runtime.log_level",
+}
+"""Environment variables and the ``section.key`` each one overrides."""
+
+_SECTIONS: dict[str, type[Any]] = {
+    f.name: f.default_factory  # type: ignore[misc]
+    for f in dataclasses.fields(VigilConfig)
+}
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> VigilConfig:
+    """Read ``path`` (optional TOML), then environment variables, then ``overrides``.
+
+    ``overrides`` maps ``section.key`` to a value (what the CLI flags set); later sources win.
+
+    >>> load_config(environ={"VIGIL_METRICS_PORT": "9200"}).metrics.port
+    9200
+    """
+    tree: dict[str, dict[str, Any]] = {}
+    if path is not None:
+        tree = _read_toml(Path(path))
+    env = os.environ if environ is None else environ
+    for variable, dotted in ENVIRONMENT.items():
+        if variable in env:
+            _set(tree, dotted, env[variable], origin=variable)
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set(tree, dotted, value, origin=dotted)
+    return _build(tree)
+
+
+def _read_toml(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        with path.open("rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist; check the -c path") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from exc
+    for section, body in raw.items():
+        if section not in _SECTIONS:
+            raise ConfigError(
+                f"unknown section [{section}] in {path}; valid sections: {', '.join(_SECTIONS)}"
+            )
+        if not isinstance(body, dict):
+            raise ConfigError(f"{section} in {path} must be a table: write [{section}]")
+    return raw
+
+
+def _set(tree: dict[str, dict[str, Any]], dotted: str, value: Any, *, origin: str) -> None:
+    section, _, key = dotted.partition(".")
+    if section not in _SECTIONS or not key:
+        raise ConfigError(f"{origin}: unknown setting {dotted!r}")
+    tree.setdefault(section, {})[key] = value
+
+
+def _build(tree: Mapping[str, Mapping[str, Any]]) -> VigilConfig:
+    sections: dict[str, Any] = {}
+    for section, cls in _SECTIONS.items():
+        body = dict(tree.get(section, {}))
+        defaults = cls()
+        fields = [f.name for f in dataclasses.fields(cls)]
+        for key, value in list(body.items()):
+            if key not in fields:
+                raise ConfigError(
+                    f"unknown key {section}.{key}; valid keys in [{section}]: {', '.join(fields)}"
+                )
+            body[key] = _coerce(f"{section}.{key}", value, getattr(defaults, key))
+        sections[section] = cls(**body)
+    return VigilConfig(**sections)
+
+
+def _coerce(dotted: str, value: Any, default: Any) -> Any:
+    """Turn strings from the environment into the default's type; reject wrong TOML types."""
+    expected = type(default)
+    if isinstance(default, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{dotted} must be a table, e.g. {dotted} = {{ k = 3.0 }}")
+        return dict(value)
+    if isinstance(value, str) and expected is not str:
+        try:
+            return expected(value)
+        except ValueError:
+            raise ConfigError(
+                f"{dotted} = {value!r} is not a valid {expected.__name__}; "
+                f"give a {expected.__name__} such as {default!r}"
+            ) from None
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not expected:
+        raise ConfigError(
+            f"{dotted} = {value!r} has the wrong type; give a {expected.__name__} "
+            f"such as {default!r}"
+        )
+    return value
+
+
+def _require(ok: bool, key: str, value: object, fix: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key} = {value!r} is invalid: {fix}")
+
+
+def _valid_topic(name: str) -> bool:
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    return 0 < len(name) <= 249 and set(name) <= allowed and name not in (".", "..")

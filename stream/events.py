@@ -1,0 +1,317 @@
+"""The two input event types, decoded from JSON and validated once, at the edge of the system.
+
+A prediction event, one per scored request, from a model server::
+
+    {"model": "fraud", "timestamp": 1767225600.25,
+     "features": {"amount": 42.5, "items": 3}, "prediction": 0.91,
+     "model_version": "2.3.0", "prediction_id": "req-8f1c", "label": null}
+
+``features`` may be empty or absent; ``model_version``, ``prediction_id`` and ``label`` may be
+null or absent (null means absent).
+
+A telemetry event, one per scrape of a source, with at least one metric::
+
+    {"source": "web-1", "timestamp": "2026-01-01T00:00:00.250Z",
+     "metrics": {"latency_ms": 118.5, "cpu_percent": 41}}
+
+Rules common to both: numbers are JSON numbers (not booleans, not strings) and finite;
+unknown fields are ignored, so producers can add fields before Vigil reads them. The
+timestamp is epoch seconds, or epoch milliseconds when its magnitude exceeds 1e11 (1e11 s
+is the year 5138, 1e11 ms is 1973), or an ISO-8601 string (naive means UTC); it must fall
+after 1970-01-01 and before 2200-01-01. A bad event raises :class:`~stream.errors.EventError`
+whose ``reason`` is one of :data:`REASONS`; a required field that is null counts as missing,
+and a name holding a lone surrogate (``"\\ud800"``, which cannot become UTF-8) as invalid_utf8.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from math import inf, isfinite
+from typing import Final, Literal
+
+from stream.errors import EventError
+
+INVALID_UTF8: Final = "invalid_utf8"
+INVALID_JSON: Final = "invalid_json"
+NOT_AN_OBJECT: Final = "not_an_object"
+MISSING_FIELD: Final = "missing_field"
+WRONG_TYPE: Final = "wrong_type"
+NOT_FINITE: Final = "not_finite"
+BAD_TIMESTAMP: Final = "bad_timestamp"
+UNKNOWN_KIND: Final = "unknown_kind"
+EMPTY: Final = "empty"
+
+REASONS: Final = frozenset({
+    INVALID_UTF8, INVALID_JSON, NOT_AN_OBJECT, MISSING_FIELD, WRONG_TYPE, NOT_FINITE,
+    BAD_TIMESTAMP, UNKNOWN_KIND, EMPTY,
+})
+"""Every ``EventError.reason`` this module raises: a fixed set, so a safe metric label."""
+
+MILLISECONDS_ABOVE: Final = 1e11
+"""A numeric timestamp of greater magnitude is epoch milliseconds, otherwise epoch seconds."""
+
+LATEST_TIMESTAMP: Final = 7_258_118_400.0
+"""2200-01-01T00:00:00Z in epoch seconds: anything later is a unit mistake, not the future."""
+
+EventKind = Literal["prediction", "telemetry"]
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionEvent:
+    """One model prediction: its inputs, its output and, once known, the true label."""
+
+    model: str
+    timestamp: float
+    """Epoch seconds."""
+    features: dict[str, float]
+    prediction: float
+    model_version: str | None = None
+    prediction_id: str | None = None
+    label: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryEvent:
+    """One sample of a source's metrics (a host, a service, a queue)."""
+
+    source: str
+    timestamp: float
+    """Epoch seconds."""
+    metrics: dict[str, float]
+
+
+Event = PredictionEvent | TelemetryEvent
+
+
+def decode_event(raw: bytes, kind: EventKind | None = None) -> Event:
+    """Decode and validate one UTF-8 JSON event: returns an Event or raises EventError, only.
+
+    ``kind`` None infers it: an object with ``"model"`` is a prediction, else one with
+    ``"source"`` is telemetry.
+
+    >>> decode_event(b'{"source": "web-1", "timestamp": 1767225600, "metrics": {"cpu": 41}}')
+    TelemetryEvent(source='web-1', timestamp=1767225600.0, metrics={'cpu': 41.0})
+    >>> decode_event(b'{"model": "fraud", "timestamp": "2026-01-01T00:00:00Z", "prediction": 0.9}')
+    PredictionEvent(model='fraud', timestamp=1767225600.0, features={}, prediction=0.9, \
+model_version=None, prediction_id=None, label=None)
+    >>> decode_event(b'{"source": "web-1", "timestamp": 1767225600, "metrics": {"cpu": NaN}}')
+    Traceback (most recent call last):
+    ...
+    stream.errors.EventError: not_finite: field 'metrics.cpu' must be a finite number, got NaN
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EventError(INVALID_UTF8, f"payload is not valid UTF-8: byte {exc.start} "
+                                       f"({exc.reason})") from exc
+    try:
+        obj = json.loads(text)
+    except RecursionError as exc:
+        raise EventError(INVALID_JSON, "payload is nested too deeply to parse") from exc
+    except ValueError as exc:  # JSONDecodeError, and integers beyond the digit limit
+        if not text.strip():
+            raise EventError(EMPTY, "payload is empty") from exc
+        raise EventError(INVALID_JSON, f"payload is not valid JSON: {exc}") from exc
+    if type(obj) is not dict:
+        raise EventError(NOT_AN_OBJECT, f"payload must be a JSON object, got {_show(obj)}")
+
+    if kind is None:
+        if "model" in obj:
+            kind = "prediction"
+        elif "source" in obj:
+            kind = "telemetry"
+        else:
+            raise EventError(UNKNOWN_KIND, "object has neither 'model' (a prediction) "
+                                           "nor 'source' (telemetry)")
+    timestamp = obj.get("timestamp")
+    if type(timestamp) is not float or not 0.0 < timestamp < LATEST_TIMESTAMP:
+        timestamp = parse_timestamp(timestamp)  # the inline test lets through only plain seconds
+    event: Event
+    if kind == "telemetry":
+        source = obj.get("source")
+        if type(source) is not str or not source:
+            raise _name_error("source", source)
+        metrics = _numbers(obj.get("metrics"), "metrics", required=True)
+        if not metrics:
+            raise EventError(EMPTY, "field 'metrics' must hold at least one metric, got {}")
+        event = TelemetryEvent(source, timestamp, metrics)
+    elif kind == "prediction":
+        model = obj.get("model")
+        if type(model) is not str or not model:
+            raise _name_error("model", model)
+        features = _numbers(obj.get("features"), "features", required=False)
+        prediction = obj.get("prediction")
+        if type(prediction) is not float or not isfinite(prediction):
+            prediction = _number(prediction, "prediction")
+        model_version = obj.get("model_version")
+        if model_version is not None and type(model_version) is not str:
+            raise _type_error("model_version", "a string or null", model_version)
+        prediction_id = obj.get("prediction_id")
+        if prediction_id is not None and type(prediction_id) is not str:
+            raise _type_error("prediction_id", "a string or null", prediction_id)
+        label = obj.get("label")
+        if label is not None:
+            label = _number(label, "label")
+        event = PredictionEvent(model, timestamp, features, prediction, model_version,
+                                prediction_id, label)
+    else:
+        raise ValueError(f"kind must be 'prediction', 'telemetry' or None, got {kind!r}")
+    if "\\ud" in text or "\\uD" in text:  # only a \uXXXX escape can smuggle in a lone surrogate
+        _require_encodable(event)
+    return event
+
+
+def parse_timestamp(value: object, field: str = "timestamp") -> float:
+    """Epoch seconds from a JSON timestamp: seconds, milliseconds (magnitude > 1e11) or ISO-8601.
+
+    >>> parse_timestamp(1767225600), parse_timestamp(1767225600250), parse_timestamp("2026-01-01")
+    (1767225600.0, 1767225600.25, 1767225600.0)
+    """
+    if isinstance(value, str):
+        seconds = _iso_seconds(value, field)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer beyond float range
+            seconds = inf
+        if abs(seconds) > MILLISECONDS_ABOVE:
+            seconds /= 1000.0
+    elif value is None:
+        raise EventError(MISSING_FIELD, f"field {field!r} is missing or null")
+    else:
+        raise _type_error(field, "epoch seconds, epoch milliseconds or an ISO-8601 string", value)
+    if not 0.0 < seconds < LATEST_TIMESTAMP:  # also rejects NaN, which fails every comparison
+        raise EventError(BAD_TIMESTAMP, f"field {field!r} must lie between 1970-01-01 and "
+                                        f"2200-01-01, got {_show(value)}")
+    return seconds
+
+
+def event_series(event: Event) -> list[tuple[str, str, float]]:
+    """The (key, metric, value) points an event contributes, one per series it feeds.
+
+    >>> event_series(PredictionEvent("fraud", 1.0, {"amount": 42.5}, 0.9))
+    [('fraud', 'prediction', 0.9), ('fraud', 'features.amount', 42.5)]
+    >>> event_series(TelemetryEvent("web-1", 1.0, {"latency_ms": 118.5, "cpu_percent": 41.0}))
+    [('web-1', 'latency_ms', 118.5), ('web-1', 'cpu_percent', 41.0)]
+    """
+    if isinstance(event, PredictionEvent):
+        model = event.model
+        points = [(model, "prediction", event.prediction)]
+        points += [(model, "features." + name, value) for name, value in event.features.items()]
+        return points
+    source = event.source
+    return [(source, name, value) for name, value in event.metrics.items()]
+
+
+def _numbers(values: object, field: str, *, required: bool) -> dict[str, float]:
+    """Check a JSON object of finite numbers, converting integers to floats in place."""
+    if type(values) is not dict:
+        if values is None and not required:
+            return {}
+        if values is None:
+            raise EventError(MISSING_FIELD, f"field {field!r} is missing or null")
+        raise _type_error(field, "an object of numbers", values)
+    for name, value in values.items():
+        if type(value) is float:
+            if not isfinite(value):
+                raise _not_finite(_subfield(field, name), value)
+        elif type(value) is int:
+            try:
+                values[name] = float(value)
+            except OverflowError:
+                raise _not_finite(_subfield(field, name), value) from None
+        else:
+            raise _type_error(_subfield(field, name), "a number", value)
+    return values
+
+
+def _number(value: object, field: str) -> float:
+    """Check one required JSON number; slow path only, since finite floats are checked inline."""
+    if type(value) is float:
+        if isfinite(value):
+            return value
+    elif type(value) is int:
+        try:
+            return float(value)
+        except OverflowError:
+            pass
+    elif value is None:
+        raise EventError(MISSING_FIELD, f"field {field!r} is missing or null")
+    else:
+        raise _type_error(field, "a number", value)
+    raise _not_finite(field, value)
+
+
+def _iso_seconds(text: str, field: str) -> float:
+    """Epoch seconds of an ISO-8601 date-time; a naive one is taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    except (ValueError, OverflowError) as exc:
+        raise EventError(BAD_TIMESTAMP, f"field {field!r} must be epoch seconds or an ISO-8601 "
+                                        f"date-time, got {_show(text)}") from exc
+
+
+def _require_encodable(event: Event) -> None:
+    """Reject lone UTF-16 surrogates in the names an event carries: they cannot become UTF-8."""
+    if isinstance(event, PredictionEvent):
+        texts = [("model", event.model), ("model_version", event.model_version or ""),
+                 ("prediction_id", event.prediction_id or "")]
+        texts += [(_subfield("features", name), name) for name in event.features]
+    else:
+        texts = [("source", event.source)]
+        texts += [(_subfield("metrics", name), name) for name in event.metrics]
+    for field, text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise EventError(INVALID_UTF8, f"field {field!r} holds a lone surrogate escape, "
+                                           "which has no UTF-8 encoding") from exc
+
+
+def _name_error(field: str, value: object) -> EventError:
+    if value is None:
+        return EventError(MISSING_FIELD, f"field {field!r} is missing or null")
+    if type(value) is not str:
+        return _type_error(field, "a non-empty string", value)
+    return EventError(EMPTY, f"field {field!r} must be a non-empty string, got ''")
+
+
+def _type_error(field: str, expected: str, value: object) -> EventError:
+    return EventError(WRONG_TYPE, f"field {field!r} must be {expected}, got {_show(value)}")
+
+
+def _not_finite(field: str, value: object) -> EventError:
+    return EventError(NOT_FINITE, f"field {field!r} must be a finite number, got {_show(value)}")
+
+
+def _subfield(field: str, name: str) -> str:
+    """``field.name`` for messages, with an overlong name cut short."""
+    return f"{field}.{name[:60]}..." if len(name) > 60 else f"{field}.{name}"
+
+
+def _show(value: object) -> str:
+    """A short JSON-flavoured description of a bad value, safe for any input."""
+    if value is None or value is True or value is False:
+        return json.dumps(value)
+    if type(value) is float:
+        if value != value:
+            return "NaN"
+        if value in (inf, -inf):
+            return "Infinity" if value > 0 else "-Infinity"
+        return repr(value)
+    if type(value) is int:
+        if value.bit_length() > 200:
+            return f"an integer of {value.bit_length()} bits"
+        return str(value)
+    if type(value) is str:
+        return repr(value) if len(value) <= 60 else f"{value[:60]!r}..."
+    if type(value) is list:
+        return "an array"  # never repr a container: it may be nested too deeply to print
+    if type(value) is dict:
+        return "an object"
+    return type(value).__name__

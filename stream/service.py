@@ -1,0 +1,73 @@
+"""Wiring for ``vigil run``: output topics, Kafka clients, metrics endpoint, then the loop."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable
+
+from kafka import KafkaProducer
+
+from stream.config import VigilConfig
+from stream.generate import GeneratedEvent
+from stream.kafka_io import ensure_topics, make_consumer, make_producer
+from stream.metrics import Liveness, MetricsServer, VigilMetrics
+from stream.runtime import Runner
+
+log = logging.getLogger(__name__)
+
+
+def run_service(
+    config: VigilConfig,
+    stop: threading.Event,
+    *,
+    metrics: VigilMetrics | None = None,
+    liveness: Liveness | None = None,
+) -> None:
+    """Run Vigil until ``stop`` is set; the metrics endpoint lives as long as the loop."""
+    metrics = metrics or VigilMetrics()
+    liveness = liveness or Liveness()
+    server = MetricsServer(metrics.registry, liveness, config.metrics.host, config.metrics.port)
+    server.start()
+    log.info("metrics on http://%s:%d/metrics", config.metrics.host, server.port)
+    try:
+        ensure_topics(config, [config.topics.alerts, config.topics.dead_letter])
+        consumer = make_consumer(config)
+        producer = make_producer(config)
+        try:
+            Runner(config, consumer, producer, metrics, liveness).run(stop)
+        finally:
+            producer.close()
+    finally:
+        server.stop()
+
+
+def produce_events(
+    producer: KafkaProducer,
+    config: VigilConfig,
+    events: Iterable[GeneratedEvent],
+    *,
+    rate: float = 0.0,
+    stop: threading.Event | None = None,
+) -> int:
+    """Produce generated events, keyed by model/source, at ``rate`` per second (0: flat out)."""
+    topics = {"prediction": config.topics.predictions, "telemetry": config.topics.telemetry}
+    started = time.monotonic()
+    sent = 0
+    for event in events:
+        if stop is not None and stop.is_set():
+            break
+        producer.send(topics[event.kind], key=event.key.encode(),
+                      value=json.dumps(event.body, separators=(",", ":")).encode())
+        sent += 1
+        if rate > 0:
+            ahead = started + sent / rate - time.monotonic()
+            if ahead > 0:
+                if stop is not None:
+                    stop.wait(ahead)
+                else:
+                    time.sleep(ahead)
+    producer.flush()
+    return sent

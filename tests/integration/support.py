@@ -1,0 +1,193 @@
+"""Helpers for integration tests: a `vigil run` process, topic readers, a metrics scraper."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from stream.broker import EmbeddedBroker, free_port
+
+
+@dataclass
+class Topics:
+    """Per-test topic names, so tests sharing a broker never see each other's messages."""
+
+    prefix: str
+
+    @property
+    def predictions(self) -> str:
+        return f"{self.prefix}-predictions"
+
+    @property
+    def telemetry(self) -> str:
+        return f"{self.prefix}-telemetry"
+
+    @property
+    def alerts(self) -> str:
+        return f"{self.prefix}-alerts"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.prefix}-dlq"
+
+    @property
+    def group(self) -> str:
+        return f"{self.prefix}-vigil"
+
+
+def write_config(path: Path, broker: EmbeddedBroker, topics: Topics, *, metrics_port: int,
+                 extra: str = "") -> Path:
+    """A config file for `vigil run` against the embedded broker with short group timeouts."""
+    path.write_text(f"""
+[kafka]
+bootstrap_servers = "{broker.bootstrap_servers}"
+group_id = "{topics.group}"
+session_timeout_ms = 6000
+heartbeat_interval_ms = 1000
+
+[topics]
+predictions = "{topics.predictions}"
+telemetry = "{topics.telemetry}"
+alerts = "{topics.alerts}"
+dead_letter = "{topics.dead_letter}"
+
+[metrics]
+port = {metrics_port}
+
+[runtime]
+poll_timeout_ms = 200
+{extra}
+""")
+    return path
+
+
+class VigilProcess:
+    """`vigil run -c CONFIG` as a child process, its output in a log file."""
+
+    def __init__(self, config_path: Path, log_path: Path, metrics_port: int) -> None:
+        self.metrics_port = metrics_port
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "run", "-c", str(config_path)],
+            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def metrics(self) -> dict[str, float]:
+        """Samples from /metrics as {'name{label="v"}': value}."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                    timeout=5) as response:
+            text = response.read().decode()
+        samples: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+        return samples
+
+    def status(self, path: str) -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}",
+                                        timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    def stop(self, timeout_s: float = 20.0) -> int:
+        """SIGTERM, then wait for the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=timeout_s)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            self._log.close()
+        return code
+
+
+def wait_for(condition: Callable[[], Any], timeout_s: float, what: str,
+             interval_s: float = 0.2) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail the test naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+        except Exception as exc:  # noqa: BLE001 - e.g. the endpoint is not up yet
+            last_error = exc
+            result = None
+        if result:
+            return result
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}"
+                         + (f" (last error: {last_error})" if last_error else ""))
+
+
+def produce(broker: EmbeddedBroker,
+            messages: Iterable[tuple[str, bytes | None, bytes]]) -> dict[TopicPartition, int]:
+    """Produce (topic, key, value) messages, wait for every acknowledgement, and return the
+    end offset (last offset + 1) of each partition written to, from the acknowledgements.
+
+    (tansu answers ListOffsets wrongly for partitions written in multi-record batches, so
+    tests take end offsets from what the broker acknowledged.)
+    """
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all", linger_ms=5)
+    futures = [producer.send(topic, key=key, value=value) for topic, key, value in messages]
+    producer.flush()
+    ends: dict[TopicPartition, int] = {}
+    for future in futures:
+        meta = future.get(timeout=10)
+        ends[meta.topic_partition] = max(ends.get(meta.topic_partition, 0), meta.offset + 1)
+    producer.close()
+    return ends
+
+
+def read_topic(broker: EmbeddedBroker, topic: str, *, expect_at_least: int = 0,
+               timeout_s: float = 30.0) -> list[Any]:
+    """Every record on ``topic`` from the beginning, read with a separate, group-less consumer."""
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap_servers,
+                             enable_auto_commit=False, auto_offset_reset="earliest")
+    try:
+        partitions = wait_for(lambda: consumer.partitions_for_topic(topic), 15,
+                              f"topic {topic} to exist")
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        consumer.seek_to_beginning()
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        idle_polls = 0
+        while time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=300)
+            for part in batch.values():
+                records.extend(part)
+            idle_polls = 0 if batch else idle_polls + 1
+            if len(records) >= expect_at_least and idle_polls >= 3:
+                break
+        return records
+    finally:
+        consumer.close()
+
+
+def json_values(records: Iterable[Any]) -> list[dict[str, Any]]:
+    return [json.loads(r.value) for r in records]
+
+
+def free_metrics_port() -> int:
+    return free_port()

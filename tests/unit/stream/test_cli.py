@@ -1,0 +1,51 @@
+"""The `vigil` command line: every subcommand has --help; check-config explains bad settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stream.cli import main
+from stream.events import decode_event
+
+
+@pytest.mark.parametrize("command", ["run", "demo", "replay", "generate", "check-config"])
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: vigil" in capsys.readouterr().out
+
+
+def test_check_config_prints_effective_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VIGIL_GROUP_ID", "from-env")
+    path = tmp_path / "vigil.toml"
+    path.write_text("[metrics]\nport = 9200\n")
+    assert main(["check-config", "-c", str(path), "--bootstrap-servers", "k1:9092,k2:9092"]) == 0
+    out = capsys.readouterr().out
+    assert 'bootstrap_servers = "k1:9092,k2:9092"' in out
+    assert 'group_id = "from-env"' in out
+    assert "port = 9200" in out
+
+
+def test_check_config_names_the_bad_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "vigil.toml"
+    path.write_text("[kafka]\nsession_timeout_ms = 1000\nheartbeat_interval_ms = 3000\n")
+    assert main(["check-config", "-c", str(path)]) == 2
+    assert "kafka.heartbeat_interval_ms" in capsys.readouterr().err
+
+
+def test_generate_writes_valid_labelled_events(tmp_path: Path) -> None:
+    out = tmp_path / "events.jsonl"
+    assert main(["generate", "-o", str(out), "-n", "2000", "--anomaly-rate", "0.01"]) == 0
+    lines = out.read_bytes().splitlines()
+    assert len(lines) == 2000
+    events = [decode_event(line) for line in lines]
+    assert {type(e).__name__ for e in events} == {"PredictionEvent", "TelemetryEvent"}
+    labels = [json.loads(line).get("injected") for line in lines]
+    kinds = {label["type"] for label in labels if label}
+    assert kinds == {"spike", "level_shift"}

@@ -1,0 +1,144 @@
+"""The batch logic and the commit order, through the runtime's I/O seam (no broker here)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from stream.config import load_config
+from stream.errors import BrokerError
+from stream.metrics import VigilMetrics
+from stream.runtime import BatchProcessor, Runner
+
+CONFIG = load_config(environ={})
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def telemetry(offset: int, latency: float, *, partition: int = 0) -> Record:
+    body = {"source": "web-1", "timestamp": 1767225600 + offset, "metrics": {"latency": latency}}
+    return Record("telemetry", partition, offset, b"web-1", json.dumps(body).encode())
+
+
+def steady_then(spike: float, count: int = 60) -> list[Record]:
+    values = [100.0 + (i % 5) for i in range(count)] + [spike]
+    return [telemetry(i, v) for i, v in enumerate(values)]
+
+
+def test_spike_after_warm_up_becomes_one_alert_with_its_own_offset() -> None:
+    batch = BatchProcessor(CONFIG, clock=lambda: 1767229999.0).process(steady_then(500.0))
+    assert len(batch.alerts) == 1
+    alert = batch.alerts[0]
+    assert (alert.key, alert.metric, alert.source.offset) == ("web-1", "latency", 60)
+    assert alert.upper is not None and alert.value > alert.upper
+    assert batch.messages[-1].topic == "alerts"
+    assert json.loads(batch.messages[-1].value or b"")["alert_id"] == alert.alert_id
+    assert batch.next_offsets == {("telemetry", 0): 61}
+    assert batch.valid_by_topic == {"telemetry": 61}
+
+
+def test_bad_record_becomes_a_dead_letter_and_processing_goes_on() -> None:
+    records = [telemetry(0, 1.0), Record("telemetry", 0, 1, b"k", b"{oops"), telemetry(2, 1.0)]
+    batch = BatchProcessor(CONFIG).process(records)
+    (letter,) = batch.messages
+    headers = dict(letter.headers)
+    assert letter.topic == "vigil-dlq"
+    assert letter.value == b"{oops" and letter.key == b"k"
+    assert headers["vigil.error.reason"] == b"invalid_json"
+    assert headers["vigil.source.offset"] == b"1"
+    assert batch.invalid_by_reason == {"invalid_json": 1}
+    assert batch.valid_by_topic == {"telemetry": 2}
+    assert batch.next_offsets == {("telemetry", 0): 3}
+
+
+def test_empty_and_null_values_are_dead_lettered() -> None:
+    batch = BatchProcessor(CONFIG).process([Record("predictions", 0, 0, None, None)])
+    assert sum(batch.invalid_by_reason.values()) == 1
+
+
+class FakeFuture:
+    def __init__(self, error: Exception | None) -> None:
+        self.exception = error
+
+    def failed(self) -> bool:
+        return self.exception is not None
+
+
+@dataclass
+class FakeProducer:
+    failures: int = 0
+    sent: list[tuple[str, bytes | None]] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+
+    def send(self, topic: str, key: bytes | None, value: bytes | None,
+             headers: list[Any]) -> FakeFuture:
+        if self.failures:
+            self.failures -= 1
+            return FakeFuture(TimeoutError("not acknowledged"))
+        self.sent.append((topic, value))
+        return FakeFuture(None)
+
+    def flush(self) -> None:
+        self.log.append("flush")
+
+
+@dataclass
+class FakeConsumer:
+    batches: list[list[Record]]
+    log: list[str]
+    commits: list[dict[Any, Any]] = field(default_factory=list)
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[tuple[str, int], list[Record]]:
+        return {("telemetry", 0): self.batches.pop(0)} if self.batches else {}
+
+    def assignment(self) -> set[str]:
+        return {"telemetry-0"}
+
+    def topics(self) -> set[str]:
+        return {"telemetry", "predictions"}
+
+    def commit(self, offsets: dict[Any, Any]) -> None:
+        self.log.append("commit")
+        self.commits.append(offsets)
+
+
+def test_commit_comes_only_after_every_output_is_acknowledged() -> None:
+    log: list[str] = []
+    producer = FakeProducer(failures=1, log=log)
+    consumer = FakeConsumer([steady_then(900.0)], log)
+    runner = Runner(CONFIG, consumer, producer, VigilMetrics())
+    runner.retry_backoff_s = 0.0
+    batch = runner.run_once(threading.Event())
+    assert len(batch.alerts) == 1
+    assert log == ["flush", "flush", "commit"]
+    assert [topic for topic, _ in producer.sent] == ["alerts"]
+    (offsets,) = consumer.commits
+    assert [(tp.topic, tp.partition, meta.offset) for tp, meta in offsets.items()] == [
+        ("telemetry", 0, 61)]
+    metrics = runner.metrics.registry
+    assert metrics.get_sample_value("vigil_produce_errors_total") == 1
+    assert metrics.get_sample_value("vigil_alerts_produced_total") == 1
+    assert metrics.get_sample_value(
+        "vigil_events_processed_total", {"topic": "telemetry"}) == 61
+
+
+def test_stop_while_output_is_undelivered_leaves_offsets_uncommitted() -> None:
+    log: list[str] = []
+    consumer = FakeConsumer([steady_then(900.0)], log)
+    runner = Runner(CONFIG, consumer, FakeProducer(failures=10**6, log=log), VigilMetrics())
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(BrokerError, match="not committed"):
+        runner.run_once(stop)
+    assert "commit" not in log
