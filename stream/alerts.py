@@ -49,6 +49,8 @@ class Alert:
     event_timestamp: str
     detected_at: str
     source: SourceRef
+    episode_id: str | None
+    """The alert_id of the alert that opened this anomaly episode (same for its resolution)."""
 
     @property
     def message_key(self) -> bytes:
@@ -60,20 +62,28 @@ class Alert:
         return json.dumps(asdict(self), separators=(",", ":"), allow_nan=False).encode()
 
 
-def alert_id(source: SourceRef, event_type: str, key: str, metric: str, detector: str) -> str:
-    """Deterministic id: same event + series + detector → same id.
+def alert_id(source: SourceRef, event_type: str, key: str, metric: str, detector: str,
+             kind: str = "anomaly") -> str:
+    """Deterministic id: same event + series + detector (+ kind) → same id.
 
     >>> alert_id(SourceRef("telemetry", 0, 42), "telemetry", "web-1", "latency_ms", "shewhart")
     'e26ead1566bc98e9eb1d57a78d30ab9d'
     """
-    identity = "\x1f".join(
-        (source.topic, str(source.partition), str(source.offset), event_type, key, metric, detector)
-    )
+    parts = [source.topic, str(source.partition), str(source.offset), event_type, key, metric,
+             detector]
+    if kind != "anomaly":
+        parts.append(kind)
+    identity = "\x1f".join(parts)
     return hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
 
 
-def severity(score: float, critical_score: float) -> str:
-    """``critical`` from ``critical_score`` up, else ``warning``."""
+ALERT_KINDS = ("anomaly", "resolved", "rebaselined", "performance", "rollback")
+
+
+def severity(score: float, critical_score: float, kind: str = "anomaly") -> str:
+    """``critical`` from ``critical_score`` up, else ``warning``; ``info`` for a resolution."""
+    if kind == "resolved":
+        return "info"
     return "critical" if score >= critical_score else "warning"
 
 
@@ -101,12 +111,18 @@ def build_alert(
     critical_score: float,
     model_version: str | None = None,
     prediction_id: str | None = None,
+    kind: str = "anomaly",
+    episode_id: str | None = None,
 ) -> Alert:
-    """The alert for an anomalous ``result`` of one series' detector on one event."""
+    """The alert of ``kind`` for ``result`` of one series' detector on one event.
+
+    An ``anomaly`` alert opens an episode: its ``episode_id`` is its own ``alert_id``.
+    """
+    identifier = alert_id(source, event_type, key, metric, detector, kind)
     return Alert(
-        alert_id=alert_id(source, event_type, key, metric, detector),
-        kind="anomaly",
-        severity=severity(result.score, critical_score),
+        alert_id=identifier,
+        kind=kind,
+        severity=severity(result.score, critical_score, kind),
         event_type=event_type,
         key=key,
         metric=metric,
@@ -123,6 +139,7 @@ def build_alert(
         event_timestamp=iso_utc(event_timestamp),
         detected_at=iso_utc(detected_at),
         source=source,
+        episode_id=identifier if kind == "anomaly" else episode_id,
     )
 
 

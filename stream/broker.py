@@ -122,16 +122,11 @@ class EmbeddedBroker:
 
     def _answers_api_versions(self) -> bool:
         """True when the broker answers a Kafka ApiVersions request (not merely a TCP accept)."""
-        request = _API_VERSIONS_REQUEST
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(request)
-                size = int.from_bytes(_recv_exactly(sock, 4), "big")
-                body = _recv_exactly(sock, size)
+                return api_versions_answered(sock)
         except OSError:
             return False
-        # correlation id echoed, then error_code 0
-        return body[:4] == (7).to_bytes(4, "big") and body[4:6] == b"\x00\x00"
 
     def pause(self) -> None:
         """Freeze the broker (SIGSTOP): connections hang as in a network outage; data is kept."""
@@ -185,6 +180,17 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+def api_versions_answered(sock: socket.socket) -> bool:
+    """Send ApiVersions v0 (answered by every Kafka broker, before any authentication)."""
+    client_id = b"vigil-probe"
+    body = ((18).to_bytes(2, "big") + (0).to_bytes(2, "big") + (7).to_bytes(4, "big")
+            + len(client_id).to_bytes(2, "big") + client_id)
+    sock.sendall(len(body).to_bytes(4, "big") + body)
+    size = int.from_bytes(_recv_exactly(sock, 4), "big")
+    answer = _recv_exactly(sock, size)
+    return answer[:4] == (7).to_bytes(4, "big") and answer[4:6] == b"\x00\x00"
+
+
 def _recv_exactly(sock: socket.socket, size: int) -> bytes:
     chunks = bytearray()
     while len(chunks) < size:
@@ -193,19 +199,3 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
             raise ConnectionError("broker closed the connection")
         chunks += chunk
     return bytes(chunks)
-
-
-def _api_versions_request() -> bytes:
-    """ApiVersions v0 (api_key 18): supported by every Kafka broker, answered once ready."""
-    client_id = b"vigil-probe"
-    body = (
-        (18).to_bytes(2, "big")  # api_key
-        + (0).to_bytes(2, "big")  # api_version
-        + (7).to_bytes(4, "big")  # correlation_id
-        + len(client_id).to_bytes(2, "big")
-        + client_id
-    )
-    return len(body).to_bytes(4, "big") + body
-
-
-_API_VERSIONS_REQUEST = _api_versions_request()

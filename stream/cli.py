@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Any
 
 from detectors import detector_names
-from stream.config import ENVIRONMENT, VigilConfig, load_config
+from stream.config import ENVIRONMENT, SECRETS, VigilConfig, load_config
 from stream.errors import ConfigError, VigilError
 
 log = logging.getLogger("vigil")
@@ -273,6 +273,9 @@ def render_toml(config: VigilConfig) -> str:
         lines.append(f"[{section.name}]")
         for item in dataclasses.fields(getattr(config, section.name)):
             value = getattr(getattr(config, section.name), item.name)
+            if f"{section.name}.{item.name}" in SECRETS and value:
+                lines.append(f'{item.name} = "<redacted>"')
+                continue
             lines.append(f"{item.name} = {_toml_value(value)}")
         lines.append("")
     return "\n".join(lines)

@@ -30,6 +30,17 @@ class KafkaConfig:
     heartbeat_interval_ms: int = 3_000
     auto_offset_reset: str = "earliest"
     request_timeout_ms: int = 30_000
+    security_protocol: str = "PLAINTEXT"
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    ssl_password: str = field(default="", repr=False)
+    ssl_password_file: str = ""
+    ssl_check_hostname: bool = True
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+    sasl_password_file: str = ""
 
     def __post_init__(self) -> None:
         _require(self.bootstrap_servers.strip() != "", "kafka.bootstrap_servers",
@@ -43,6 +54,32 @@ class KafkaConfig:
         _require(0 < self.heartbeat_interval_ms < self.session_timeout_ms,
                  "kafka.heartbeat_interval_ms", self.heartbeat_interval_ms,
                  "use a positive value below kafka.session_timeout_ms (about a third of it)")
+        _require(self.security_protocol in SECURITY_PROTOCOLS, "kafka.security_protocol",
+                 self.security_protocol, f"use one of {', '.join(SECURITY_PROTOCOLS)}")
+        sasl = self.security_protocol.startswith("SASL_")
+        _require(not sasl or self.sasl_mechanism in SASL_MECHANISMS, "kafka.sasl_mechanism",
+                 self.sasl_mechanism, f"with SASL use one of {', '.join(SASL_MECHANISMS)}")
+        _require(not sasl or bool(self.sasl_username), "kafka.sasl_username",
+                 self.sasl_username, "SASL needs a user name")
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password_file",
+                     "sasl_password_file"):
+            path = getattr(self, name)
+            _require(not path or Path(path).is_file(), f"kafka.{name}", path,
+                     "the file does not exist or is not readable")
+        _require(not self.ssl_keyfile or bool(self.ssl_certfile),
+                 "kafka.ssl_keyfile", self.ssl_keyfile,
+                 "a client key needs its certificate in kafka.ssl_certfile")
+
+    def secret(self, name: str) -> str | None:
+        """``ssl_password`` or ``sasl_password``: the value, else the file's first line."""
+        value: str = getattr(self, name)
+        path: str = getattr(self, f"{name}_file")
+        if value:
+            return value
+        if path:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+            return lines[0] if lines else ""
+        return None
 
 
 @dataclass(frozen=True)
@@ -77,14 +114,47 @@ class TopicsConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    """Where the Prometheus /metrics, /healthz and /readyz endpoint listens."""
+    """Where the Prometheus endpoint listens, and which series get their own gauges."""
 
     host: str = "127.0.0.1"
     port: int = 9108
+    series_allowlist: list[str] = field(default_factory=list)
+    """Globs over ``event_type/key/metric`` whose gauges are always exported."""
+    max_series_gauges: int = 1_000
+    """Hard cap on exported per-series label sets (allow-listed plus currently anomalous)."""
 
     def __post_init__(self) -> None:
         _require(0 <= self.port <= 65535, "metrics.port", self.port,
                  "use a TCP port between 1 and 65535 (0 picks a free one)")
+        _require(self.max_series_gauges >= 0, "metrics.max_series_gauges",
+                 self.max_series_gauges, "use 0 (none) or a positive number of series")
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """Checkpoints of per-series state to a compacted Kafka topic, and bounds on memory."""
+
+    topic: str = "vigil-state"
+    checkpoint_interval_s: float = 10.0
+    """Snapshot and commit at least this often while events flow."""
+    checkpoint_every_events: int = 0
+    """Also snapshot and commit after this many events (0: by time only)."""
+    max_series: int = 1_000_000
+    """Series held at once; beyond it the least recently seen one is evicted (counted)."""
+    series_ttl_s: float = 7 * 24 * 3600.0
+    """A series idle this long in event time restarts from warm-up (counted); 0 keeps all."""
+
+    def __post_init__(self) -> None:
+        _require(_valid_topic(self.topic), "state.topic", self.topic,
+                 "use 1-249 characters from [a-zA-Z0-9._-]")
+        _require(self.checkpoint_interval_s > 0, "state.checkpoint_interval_s",
+                 self.checkpoint_interval_s, "use a positive number of seconds")
+        _require(self.checkpoint_every_events >= 0, "state.checkpoint_every_events",
+                 self.checkpoint_every_events, "use 0 (time only) or a positive count")
+        _require(self.max_series > 0, "state.max_series", self.max_series,
+                 "use a positive number of series")
+        _require(self.series_ttl_s >= 0, "state.series_ttl_s", self.series_ttl_s,
+                 "use 0 (never expire) or a positive number of seconds")
 
 
 @dataclass(frozen=True)
@@ -122,6 +192,9 @@ class RuntimeConfig:
     poll_timeout_ms: int = 500
     max_poll_records: int = 1000
     log_level: str = "INFO"
+    log_format: str = "text"
+    shutdown_grace_s: float = 30.0
+    """On SIGTERM: at most this long to finish the batch, snapshot and commit."""
 
     def __post_init__(self) -> None:
         _require(self.poll_timeout_ms > 0, "runtime.poll_timeout_ms", self.poll_timeout_ms,
@@ -130,6 +203,10 @@ class RuntimeConfig:
                  "use a positive number of records")
         _require(self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
                  "runtime.log_level", self.log_level, "use DEBUG, INFO, WARNING or ERROR")
+        _require(self.log_format in ("text", "json"), "runtime.log_format", self.log_format,
+                 'use "text" (human-readable) or "json" (one object per line)')
+        _require(self.shutdown_grace_s > 0, "runtime.shutdown_grace_s", self.shutdown_grace_s,
+                 "use a positive number of seconds")
 
 
 @dataclass(frozen=True)
@@ -141,7 +218,14 @@ class VigilConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    state: StateConfig = field(default_factory=StateConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def __post_init__(self) -> None:
+        outputs = {self.topics.alerts, self.topics.dead_letter}
+        inputs = {self.topics.predictions, self.topics.telemetry}
+        _require(self.state.topic not in outputs | inputs, "state.topic", self.state.topic,
+                 "the state topic must be a topic of its own")
 
 
 ENVIRONMENT: dict[str, str] = {
@@ -157,6 +241,16 @@ ENVIRONMENT: dict[str, str] = {
     "VIGIL_METRICS_PORT": "metrics.port",
     "VIGIL_DETECTOR": "detector.name",
     "VIGIL_LOG_LEVEL": "runtime.log_level",
+    "VIGIL_LOG_FORMAT": "runtime.log_format",
+    "VIGIL_STATE_TOPIC": "state.topic",
+    "VIGIL_SECURITY_PROTOCOL": "kafka.security_protocol",
+    "VIGIL_SSL_CAFILE": "kafka.ssl_cafile",
+    "VIGIL_SSL_CERTFILE": "kafka.ssl_certfile",
+    "VIGIL_SSL_KEYFILE": "kafka.ssl_keyfile",
+    "VIGIL_SSL_PASSWORD": "kafka.ssl_password",
+    "VIGIL_SASL_MECHANISM": "kafka.sasl_mechanism",
+    "VIGIL_SASL_USERNAME": "kafka.sasl_username",
+    "VIGIL_SASL_PASSWORD": "kafka.sasl_password",
 }
 """Environment variables and the ``section.key`` each one overrides."""
 
@@ -236,6 +330,18 @@ def _build(tree: Mapping[str, Mapping[str, Any]]) -> VigilConfig:
 def _coerce(dotted: str, value: Any, default: Any) -> Any:
     """Turn strings from the environment into the default's type; reject wrong TOML types."""
     expected = type(default)
+    if isinstance(default, list):
+        if isinstance(value, str):  # from the environment: comma-separated
+            return [item.strip() for item in value.split(",") if item.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(
+                f'{dotted} must be a list of strings, e.g. ["telemetry/*/latency_ms"]'
+            )
+        return list(value)
+    if isinstance(default, bool) and isinstance(value, str):
+        if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ConfigError(f"{dotted} = {value!r} is not a boolean; give true or false")
+        return value.lower() in ("true", "1", "yes")
     if isinstance(default, Mapping):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{dotted} must be a table, e.g. {dotted} = {{ k = 3.0 }}")
@@ -256,6 +362,12 @@ def _coerce(dotted: str, value: Any, default: Any) -> Any:
             f"such as {default!r}"
         )
     return value
+
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+SECRETS = frozenset({"kafka.ssl_password", "kafka.sasl_password"})
+"""Settings never printed or logged."""
 
 
 def _require(ok: bool, key: str, value: object, fix: str) -> None:

@@ -7,6 +7,10 @@ and the embedded broker.
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -14,6 +18,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
+from stream.broker import api_versions_answered
 from stream.config import VigilConfig
 from stream.errors import BrokerError
 
@@ -21,12 +26,27 @@ log = logging.getLogger(__name__)
 
 
 def client_settings(config: VigilConfig) -> dict[str, Any]:
-    """Settings shared by every client Vigil makes."""
-    return {
-        "bootstrap_servers": config.kafka.bootstrap_servers.split(","),
-        "client_id": config.kafka.client_id,
-        "request_timeout_ms": config.kafka.request_timeout_ms,
+    """Settings shared by every client Vigil makes, security included."""
+    kafka = config.kafka
+    settings: dict[str, Any] = {
+        "bootstrap_servers": [s.strip() for s in kafka.bootstrap_servers.split(",")],
+        "client_id": kafka.client_id,
+        "request_timeout_ms": kafka.request_timeout_ms,
+        "security_protocol": kafka.security_protocol,
     }
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        settings["ssl_check_hostname"] = kafka.ssl_check_hostname
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(kafka, name):
+                settings[name] = getattr(kafka, name)
+        password = kafka.secret("ssl_password")
+        if password is not None:
+            settings["ssl_password"] = password
+    if kafka.security_protocol.startswith("SASL_"):
+        settings["sasl_mechanism"] = kafka.sasl_mechanism
+        settings["sasl_plain_username"] = kafka.sasl_username
+        settings["sasl_plain_password"] = kafka.secret("sasl_password") or ""
+    return settings
 
 
 def make_consumer(config: VigilConfig, **overrides: Any) -> KafkaConsumer:
@@ -125,3 +145,78 @@ def commit_offsets(consumer: KafkaConsumer, next_offsets: Mapping[tuple[str, int
                     exc)
         return False
     return True
+
+
+def topic_partitions(consumer: KafkaConsumer, topic: str, timeout_s: float = 30.0) -> int:
+    """Number of partitions of ``topic`` (waits for metadata; BrokerError if it never comes)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return len(partitions)
+        time.sleep(0.2)
+    raise BrokerError(f"no partition metadata for topic {topic!r} within {timeout_s:.0f} s")
+
+
+class BrokerProbe:
+    """Asks a bootstrap broker for its API versions every few seconds, in a thread.
+
+    Sets ``vigil_broker_up`` and the readiness flag. A paused or partitioned broker accepts
+    TCP connections but never answers, so only an answered Kafka request counts as up.
+    """
+
+    def __init__(self, config: VigilConfig, metrics: Any, liveness: Any,
+                 interval_s: float = 5.0, timeout_s: float = 3.0) -> None:
+        self.servers = [s.strip() for s in config.kafka.bootstrap_servers.split(",")]
+        self.ssl_context = _ssl_context(config)
+        self.metrics = metrics
+        self.liveness = liveness
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vigil-broker-probe", daemon=True)
+
+    def start(self) -> BrokerProbe:
+        """Probe once now, then in the background."""
+        self._probe()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop probing."""
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._probe()
+
+    def _probe(self) -> None:
+        up = any(self._answers(server) for server in self.servers)
+        if up != self.liveness.broker_up:
+            log.warning("broker %s", "reachable again" if up else "unreachable")
+        self.liveness.broker_up = up
+        self.metrics.broker_up.set(1 if up else 0)
+
+    def _answers(self, server: str) -> bool:
+        host, _, port = server.rpartition(":")
+        try:
+            with socket.create_connection((host or server, int(port or 9092)),
+                                          timeout=self.timeout_s) as raw:
+                sock: socket.socket = raw
+                if self.ssl_context is not None:
+                    sock = self.ssl_context.wrap_socket(raw, server_hostname=host)
+                return api_versions_answered(sock)
+        except (OSError, ValueError):
+            return False
+
+
+def _ssl_context(config: VigilConfig) -> ssl.SSLContext | None:
+    kafka = config.kafka
+    if kafka.security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    context = ssl.create_default_context(cafile=kafka.ssl_cafile or None)
+    context.check_hostname = kafka.ssl_check_hostname
+    if kafka.ssl_certfile:
+        context.load_cert_chain(kafka.ssl_certfile, kafka.ssl_keyfile or None,
+                                kafka.secret("ssl_password"))
+    return context

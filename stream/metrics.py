@@ -6,13 +6,27 @@ loop is alive) and ``/readyz`` (200 once the loop has joined the group and is co
 
 from __future__ import annotations
 
+import fnmatch
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+if TYPE_CHECKING:
+    from stream.monitor import Observation
+
+
+def vigil_version() -> str:
+    """The installed Vigil version (``0+unknown`` when run from a bare source tree)."""
+    try:
+        return version("vigil")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 class VigilMetrics:
@@ -33,8 +47,8 @@ class VigilMetrics:
             ["detector"], registry=self.registry,
         )
         self.alerts_produced = Counter(
-            "vigil_alerts_produced", "Alerts acknowledged by the broker on the alert topic.",
-            registry=self.registry,
+            "vigil_alerts_produced", "Alerts acknowledged by the broker, by kind.",
+            ["kind"], registry=self.registry,
         )
         self.processing_seconds = Histogram(
             "vigil_processing_seconds",
@@ -53,6 +67,137 @@ class VigilMetrics:
             "vigil_last_commit_timestamp_seconds",
             "Unix time of the last successful offset commit.", registry=self.registry,
         )
+        self.last_checkpoint = Gauge(
+            "vigil_last_checkpoint_timestamp_seconds",
+            "Unix time of the last state snapshot acknowledged by the broker.",
+            registry=self.registry,
+        )
+        self.rebalances = Counter(
+            "vigil_rebalances", "Consumer-group rebalances this instance took part in.",
+            registry=self.registry,
+        )
+        self.series_evicted = MonotonicCounter(
+            "vigil_series_evicted", "Series dropped because state.max_series was reached.",
+            self.registry,
+        )
+        self.series_expired = MonotonicCounter(
+            "vigil_series_expired", "Series restarted or dropped after idling past the TTL.",
+            self.registry,
+        )
+        self.series_gauges_dropped = Counter(
+            "vigil_series_gauges_dropped",
+            "Per-series gauge updates left out because metrics.max_series_gauges was reached.",
+            registry=self.registry,
+        )
+        self.consumer_lag = PartitionGauge(
+            "vigil_consumer_lag", "Records behind the partition's high water mark.",
+            self.registry,
+        )
+        self.broker_up = Gauge(
+            "vigil_broker_up", "1 while a bootstrap broker answers Kafka requests, else 0.",
+            registry=self.registry,
+        )
+        self.build = Info("vigil_build", "Vigil's version.", registry=self.registry)
+        self.build.info({"version": vigil_version()})
+        labels = ["event_type", "key", "metric"]
+        self.series_value = Gauge("vigil_series_value", "Latest value of an exported series.",
+                                  labels, registry=self.registry)
+        self.series_centre = Gauge("vigil_series_centre", "Centre line of an exported series.",
+                                   labels, registry=self.registry)
+        self.series_upper = Gauge("vigil_series_upper", "Upper control limit of the series.",
+                                  labels, registry=self.registry)
+        self.series_lower = Gauge("vigil_series_lower", "Lower control limit of the series.",
+                                  labels, registry=self.registry)
+        self.series_score = Gauge("vigil_series_score", "Latest anomaly score of the series.",
+                                  labels, registry=self.registry)
+
+
+class MonotonicCounter:
+    """A counter that follows a cumulative count kept elsewhere (it only adds the difference)."""
+
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
+        self._counter = Counter(name, documentation, registry=registry)
+        self._seen = 0
+
+    def set_total(self, total: int) -> None:
+        """Advance the counter to ``total`` (ignored if lower)."""
+        if total > self._seen:
+            self._counter.inc(total - self._seen)
+            self._seen = total
+
+
+class PartitionGauge:
+    """A gauge per (topic, partition), whose label sets leave with their partition."""
+
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
+        self._gauge = Gauge(name, documentation, ["topic", "partition"], registry=registry)
+
+    def set_partition(self, topic: str, partition: int, value: float) -> None:
+        """Set the partition's value."""
+        self._gauge.labels(topic=topic, partition=str(partition)).set(value)
+
+    def remove_partition(self, topic: str, partition: int) -> None:
+        """Forget the partition (it moved to another instance)."""
+        try:
+            self._gauge.remove(topic, str(partition))
+        except KeyError:
+            pass
+
+
+class SeriesGauges:
+    """Per-series gauges, only for allow-listed or currently anomalous series, capped.
+
+    Exporting every series would explode Prometheus' cardinality; this keeps the label sets
+    to those an operator asked for (``metrics.series_allowlist`` globs over
+    ``event_type/key/metric``) plus the series in an open anomaly episode, at most ``cap``.
+    """
+
+    def __init__(self, metrics: VigilMetrics, allowlist: list[str], cap: int) -> None:
+        self.metrics = metrics
+        self.patterns = list(allowlist)
+        self.cap = cap
+        self._allowed: dict[tuple[str, str, str], bool] = {}
+        self._exported: set[tuple[str, str, str]] = set()
+
+    def observe(self, observation: Observation) -> None:
+        """Update (or add, or retire) the gauges of the observation's series."""
+        labels = (observation.event_type, observation.key, observation.metric)
+        allowed = self._allowed.get(labels)
+        if allowed is None:
+            allowed = self._allowed[labels] = self._matches(labels)
+            if len(self._allowed) > 100_000:
+                self._allowed.clear()  # bounded memo; recomputed on demand
+        result = observation.result
+        wanted = allowed or observation.series.episode is not None or result.anomaly
+        if not wanted:
+            if labels in self._exported:
+                self._retire(labels)
+            return
+        if labels not in self._exported:
+            if len(self._exported) >= self.cap:
+                self.metrics.series_gauges_dropped.inc()
+                return
+            self._exported.add(labels)
+        m = self.metrics
+        m.series_value.labels(*labels).set(observation.value)
+        m.series_centre.labels(*labels).set(result.centre)
+        m.series_upper.labels(*labels).set(result.upper)
+        m.series_lower.labels(*labels).set(result.lower)
+        m.series_score.labels(*labels).set(result.score)
+
+    def _matches(self, labels: tuple[str, str, str]) -> bool:
+        name = "/".join(labels)
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.patterns)
+
+    def _retire(self, labels: tuple[str, str, str]) -> None:
+        self._exported.discard(labels)
+        m = self.metrics
+        for gauge in (m.series_value, m.series_centre, m.series_upper, m.series_lower,
+                      m.series_score):
+            try:
+                gauge.remove(*labels)
+            except KeyError:
+                pass
 
 
 class Liveness:
@@ -63,6 +208,7 @@ class Liveness:
         self._clock = clock
         self._last_beat: float | None = None
         self.ready = False
+        self.broker_up = True
 
     def beat(self) -> None:
         """Record that the loop has just come round."""
@@ -120,8 +266,14 @@ def _handler_class(
                 ok = liveness.alive
                 self._send(200 if ok else 503, b"ok\n" if ok else b"consume loop not alive\n")
             elif path == "/readyz":
-                ok = liveness.alive and liveness.ready
-                self._send(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
+                ok = liveness.alive and liveness.ready and liveness.broker_up
+                if ok:
+                    self._send(200, b"ready\n")
+                else:
+                    reason = ("consume loop not alive" if not liveness.alive else
+                              "broker unreachable" if not liveness.broker_up else
+                              "no partitions assigned yet")
+                    self._send(503, f"not ready: {reason}\n".encode())
             else:
                 self._send(404, b"not found: try /metrics, /healthz or /readyz\n")
 

@@ -1,19 +1,31 @@
-"""Per-series detector state: every (event type, key, metric) gets its own detector.
+"""Per-series detector state, grouped by the input partition the series' events come from.
 
+Every (event type, key, metric) gets its own detector. State is kept per input partition so
+that it can be checkpointed with that partition's offset and follow the partition to another
+instance on a rebalance. Memory is bounded: at most ``max_series`` series (the least recently
+seen is evicted), and a series idle for ``series_ttl_s`` of event time restarts from warm-up.
 The monitor is I/O-free, so the live runtime and the offline replay share it exactly.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from detectors import Detector, PointResult, build_detector
+from detectors import Detector, PointResult, build_detector, restore_detector
+from stream.errors import StateError
 from stream.events import Event, PredictionEvent, event_series
 
 SeriesId = tuple[str, str, str]
 """(event type, key, metric): ``("telemetry", "web-1", "latency_ms")``."""
+
+PartitionId = tuple[str, int]
+"""(topic, partition) of the input the series' events come from."""
+
+OFFLINE: PartitionId = ("", 0)
+"""The one pseudo-partition of an offline replay."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,35 +37,184 @@ class Observation:
     metric: str
     value: float
     result: PointResult
+    series: Series
+
+
+class Series:
+    """One series' detector, when it last had a point (event time), and its open episode."""
+
+    __slots__ = ("detector", "last_seen", "episode")
+
+    def __init__(self, detector: Detector, last_seen: float, episode: str | None = None):
+        self.detector = detector
+        self.last_seen = last_seen
+        self.episode = episode
+
+
+class _Partition:
+    __slots__ = ("series", "watermark", "dirty")
+
+    def __init__(self) -> None:
+        self.series: dict[SeriesId, Series] = {}
+        self.watermark = float("-inf")
+        self.dirty = False
 
 
 class Monitor:
-    """Keeps one detector per series, built on first sight from a name and parameters."""
+    """All series of the partitions this instance owns, each with its own detector."""
 
-    def __init__(self, detector_name: str, params: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        detector_name: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        max_series: int = 1_000_000,
+        series_ttl_s: float = 0.0,
+    ) -> None:
         self.detector_name = detector_name
         self.params = dict(params or {})
         build_detector(detector_name, self.params)  # fail now, not on the first event
-        self._detectors: dict[SeriesId, Detector] = {}
+        self.max_series = max_series
+        self.series_ttl_s = series_ttl_s
+        self._partitions: dict[PartitionId, _Partition] = {}
+        self._recency: OrderedDict[tuple[PartitionId, SeriesId], Series] = OrderedDict()
+        self.evicted = 0
+        """Series dropped because ``max_series`` was reached (cumulative)."""
+        self.expired = 0
+        """Series restarted after idling longer than ``series_ttl_s`` (cumulative)."""
 
     @property
     def series_count(self) -> int:
         """Number of series tracked."""
-        return len(self._detectors)
+        return len(self._recency)
 
-    def observe(self, event: Event) -> Iterator[Observation]:
+    @property
+    def detector_spec(self) -> dict[str, Any]:
+        """What every series' detector is built from; a snapshot of another spec is not reused."""
+        return {"name": self.detector_name, "params": self.params}
+
+    def observe(self, event: Event, partition: PartitionId = OFFLINE) -> Iterator[Observation]:
         """Score every point the event contributes, then let each series learn it."""
         event_type = "prediction" if isinstance(event, PredictionEvent) else "telemetry"
         for key, metric, value in event_series(event):
-            yield self.observe_point(event_type, key, metric, value, event.timestamp)
+            yield self.observe_point(event_type, key, metric, value, event.timestamp, partition)
 
     def observe_point(
-        self, event_type: str, key: str, metric: str, value: float, timestamp: float
+        self,
+        event_type: str,
+        key: str,
+        metric: str,
+        value: float,
+        timestamp: float,
+        partition: PartitionId = OFFLINE,
     ) -> Observation:
         """Score and learn one point of one series."""
-        series = (event_type, key, metric)
-        detector = self._detectors.get(series)
-        if detector is None:
-            detector = build_detector(self.detector_name, self.params)
-            self._detectors[series] = detector
-        return Observation(event_type, key, metric, value, detector.update(value, timestamp))
+        part = self._partitions.get(partition)
+        if part is None:
+            part = self._partitions[partition] = _Partition()
+        part.dirty = True
+        if timestamp > part.watermark:
+            part.watermark = timestamp
+        series_id = (event_type, key, metric)
+        series = part.series.get(series_id)
+        recency_key = (partition, series_id)
+        if series is not None and self.series_ttl_s and (
+            series.last_seen < part.watermark - self.series_ttl_s
+        ):
+            self.expired += 1
+            series = None
+        if series is None:
+            series = Series(build_detector(self.detector_name, self.params), timestamp)
+            part.series[series_id] = series
+            self._recency[recency_key] = series
+            if len(self._recency) > self.max_series:
+                self._evict_one()
+        else:
+            self._recency.move_to_end(recency_key)
+        if timestamp > series.last_seen:
+            series.last_seen = timestamp
+        result = series.detector.update(value, timestamp)
+        return Observation(event_type, key, metric, value, result, series)
+
+    def _evict_one(self) -> None:
+        (partition, series_id), _ = self._recency.popitem(last=False)
+        del self._partitions[partition].series[series_id]
+        self.evicted += 1
+
+    def expire_idle(self) -> int:
+        """Drop series idle past the TTL relative to their partition's watermark; return count.
+
+        Only frees memory: a series idle that long restarts on its next point anyway.
+        """
+        if not self.series_ttl_s:
+            return 0
+        dropped = 0
+        for partition, part in self._partitions.items():
+            horizon = part.watermark - self.series_ttl_s
+            stale = [sid for sid, s in part.series.items() if s.last_seen < horizon]
+            for series_id in stale:
+                del part.series[series_id]
+                del self._recency[(partition, series_id)]
+            dropped += len(stale)
+        self.expired += dropped
+        return dropped
+
+    # --- checkpoint support ------------------------------------------------------------
+
+    def partitions(self) -> list[PartitionId]:
+        """Partitions that hold series."""
+        return list(self._partitions)
+
+    def is_dirty(self, partition: PartitionId) -> bool:
+        """True when the partition has learned something since it was last exported."""
+        part = self._partitions.get(partition)
+        return part is not None and part.dirty
+
+    def export_partition(self, partition: PartitionId) -> dict[str, Any]:
+        """The partition's state as a JSON-serialisable body, and mark it clean."""
+        part = self._partitions.get(partition) or _Partition()
+        part.dirty = False
+        return {
+            "detector": self.detector_spec,
+            "watermark": part.watermark if part.watermark != float("-inf") else None,
+            "series": [
+                {"event_type": sid[0], "key": sid[1], "metric": sid[2],
+                 "last_seen": s.last_seen, "episode": s.episode,
+                 "state": s.detector.state_dict()}
+                for sid, s in part.series.items()
+            ],
+        }
+
+    def import_partition(self, partition: PartitionId, body: Mapping[str, Any]) -> int:
+        """Replace the partition's series with those of an exported body; return their count.
+
+        Raises StateError when the body cannot be read; a body made for another detector
+        configuration is ignored (the series start from warm-up under the new one).
+        """
+        self.drop_partition(partition)
+        part = self._partitions[partition] = _Partition()
+        if body.get("detector") != self.detector_spec:
+            return 0
+        try:
+            watermark = body["watermark"]
+            part.watermark = float("-inf") if watermark is None else float(watermark)
+            for item in body["series"]:
+                series_id = (str(item["event_type"]), str(item["key"]), str(item["metric"]))
+                detector = restore_detector(self.detector_name, item["state"])
+                series = Series(detector, float(item["last_seen"]), item.get("episode"))
+                part.series[series_id] = series
+                self._recency[(partition, series_id)] = series
+        except (KeyError, TypeError, ValueError) as exc:
+            self.drop_partition(partition)
+            raise StateError(f"unreadable series state for {partition}: {exc!r}") from exc
+        while len(self._recency) > self.max_series:
+            self._evict_one()
+        return len(part.series)
+
+    def drop_partition(self, partition: PartitionId) -> None:
+        """Forget every series of the partition (it moved to another instance)."""
+        part = self._partitions.pop(partition, None)
+        if part is None:
+            return
+        for series_id in part.series:
+            self._recency.pop((partition, series_id), None)

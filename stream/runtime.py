@@ -1,15 +1,18 @@
-"""The consume loop: poll a batch, detect, publish alerts and dead letters, then commit.
+"""The consume loop: poll a batch, detect, publish, and checkpoint state with its offsets.
 
-Commit order, followed in :meth:`Runner.run_once` and nowhere else:
+Order, followed in :meth:`Runner.run_once` and :meth:`Runner.checkpoint` and nowhere else:
 
 1. poll a batch (auto-commit is off);
 2. decode and judge every record (:class:`BatchProcessor`, no I/O);
 3. produce the batch's alerts and dead letters, flush, and check every acknowledgement
-   (acks=all); failed sends are retried, and nothing is committed until all are acknowledged;
-4. commit the offsets after the last record of each partition in the batch.
+   (acks=all); failed sends are retried, and nothing moves on until all are acknowledged;
+4. on the checkpoint schedule, on revocation and on shutdown: produce each partition's state
+   snapshot (with the offset it reflects) to the state topic and wait for the acks;
+5. then commit exactly the snapshots' offsets.
 
-A crash anywhere before step 4 re-delivers the batch: alerts are at-least-once, and a
-re-delivered alert carries the same ``alert_id``.
+So state and committed offsets never disagree, and on assignment an instance restores the
+snapshot and resumes at its offset. A crash anywhere re-delivers what followed the last
+snapshot: alerts are at-least-once, and a re-delivered alert carries the same ``alert_id``.
 """
 
 from __future__ import annotations
@@ -17,17 +20,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from kafka import TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+
 from stream.alerts import Alert, SourceRef, build_alert
 from stream.config import VigilConfig
-from stream.errors import BrokerError, EventError
+from stream.errors import BrokerError, EventError, StateError
 from stream.events import EventKind, PredictionEvent, decode_event
 from stream.kafka_io import commit_offsets
-from stream.metrics import Liveness, VigilMetrics
-from stream.monitor import Monitor
+from stream.metrics import Liveness, SeriesGauges, VigilMetrics
+from stream.monitor import Monitor, PartitionId
+from stream.state import Snapshot, StateMessage
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,14 @@ class InputRecord(Protocol):
     def value(self) -> bytes | None: ...
 
 
+class StateStorePort(Protocol):
+    """Where snapshots go and come from (the Kafka state topic, or a fake in unit tests)."""
+
+    def write(self, messages: Sequence[StateMessage]) -> None: ...
+    def read(self, partitions: Collection[PartitionId]) -> dict[PartitionId, list[Snapshot]]: ...
+    def encode(self, snapshot: Snapshot) -> list[StateMessage]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
     """A message to produce: topic, key, value and headers."""
@@ -59,35 +74,45 @@ class OutgoingMessage:
 
 @dataclass
 class BatchResult:
-    """What one batch produced, and the offsets to commit once it is delivered."""
+    """What one batch produced, and the next offset of each partition it read."""
 
     messages: list[OutgoingMessage] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     valid_by_topic: dict[str, int] = field(default_factory=dict)
     invalid_by_reason: dict[str, int] = field(default_factory=dict)
-    next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    next_offsets: dict[PartitionId, int] = field(default_factory=dict)
+    records: int = 0
 
 
 class BatchProcessor:
     """Turns consumed records into alerts and dead letters; pure, so it is tested without Kafka."""
 
-    def __init__(self, config: VigilConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: VigilConfig,
+        clock: Callable[[], float] = time.time,
+        gauges: SeriesGauges | None = None,
+    ) -> None:
         self.config = config
-        self.monitor = Monitor(config.detector.name, config.detector.params)
+        self.monitor = Monitor(config.detector.name, config.detector.params,
+                               max_series=config.state.max_series,
+                               series_ttl_s=config.state.series_ttl_s)
         self._kinds: dict[str, EventKind] = {
             config.topics.predictions: "prediction",
             config.topics.telemetry: "telemetry",
         }
         self._clock = clock
+        self._gauges = gauges
 
     def process(self, records: Iterable[InputRecord]) -> BatchResult:
         """Judge each record in order; a bad one becomes a dead letter, never an exception."""
         batch = BatchResult()
         topics = self.config.topics
-        critical = self.config.alerts.critical_score
+        gauges = self._gauges
         for record in records:
-            batch.next_offsets[(record.topic, record.partition)] = record.offset + 1
-            source = SourceRef(record.topic, record.partition, record.offset)
+            batch.records += 1
+            partition = (record.topic, record.partition)
+            batch.next_offsets[partition] = record.offset + 1
             try:
                 event = decode_event(record.value or b"", self._kinds.get(record.topic))
             except EventError as exc:
@@ -95,29 +120,44 @@ class BatchProcessor:
                 batch.messages.append(dead_letter(topics.dead_letter, record, exc))
                 continue
             batch.valid_by_topic[record.topic] = batch.valid_by_topic.get(record.topic, 0) + 1
-            prediction = event if isinstance(event, PredictionEvent) else None
-            for observation in self.monitor.observe(event):
-                if not observation.result.anomaly:
+            for observation in self.monitor.observe(event, partition):
+                result = observation.result
+                if gauges is not None:
+                    gauges.observe(observation)
+                if not (result.anomaly or result.resolved or result.rebaselined):
                     continue
-                alert = build_alert(
-                    result=observation.result,
-                    source=source,
-                    event_type=observation.event_type,
-                    key=observation.key,
-                    metric=observation.metric,
-                    detector=self.monitor.detector_name,
-                    value=observation.value,
-                    event_timestamp=event.timestamp,
-                    detected_at=self._clock(),
-                    critical_score=critical,
-                    model_version=prediction.model_version if prediction else None,
-                    prediction_id=prediction.prediction_id if prediction else None,
-                )
-                batch.alerts.append(alert)
-                batch.messages.append(
-                    OutgoingMessage(topics.alerts, alert.message_key, alert.to_json())
-                )
+                source = SourceRef(record.topic, record.partition, record.offset)
+                for alert in self._alerts(observation, event, source):
+                    batch.alerts.append(alert)
+                    batch.messages.append(
+                        OutgoingMessage(topics.alerts, alert.message_key, alert.to_json()))
         return batch
+
+    def _alerts(self, observation: Any, event: Any, source: SourceRef) -> list[Alert]:
+        """The alerts one observation raises: it may open, resolve or rebaseline an episode."""
+        result = observation.result
+        series = observation.series
+        prediction = event if isinstance(event, PredictionEvent) else None
+        common = {
+            "result": result, "source": source, "event_type": observation.event_type,
+            "key": observation.key, "metric": observation.metric,
+            "detector": self.monitor.detector_name, "value": observation.value,
+            "event_timestamp": event.timestamp, "detected_at": self._clock(),
+            "critical_score": self.config.alerts.critical_score,
+            "model_version": prediction.model_version if prediction else None,
+            "prediction_id": prediction.prediction_id if prediction else None,
+        }
+        alerts = []
+        if result.resolved and series.episode is not None:
+            alerts.append(build_alert(**common, kind="resolved", episode_id=series.episode))
+            series.episode = None
+        if result.anomaly:
+            alert = build_alert(**common, kind="anomaly")
+            series.episode = alert.episode_id
+            alerts.append(alert)
+        if result.rebaselined:
+            alerts.append(build_alert(**common, kind="rebaselined", episode_id=series.episode))
+        return alerts
 
 
 def dead_letter(topic: str, record: InputRecord, error: EventError) -> OutgoingMessage:
@@ -132,8 +172,21 @@ def dead_letter(topic: str, record: InputRecord, error: EventError) -> OutgoingM
     return OutgoingMessage(topic, record.key, record.value, headers)
 
 
+class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Called by kafka-python inside ``poll``: snapshot before giving partitions away."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.runner.on_revoked([(tp.topic, tp.partition) for tp in revoked])
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.runner.on_assigned([(tp.topic, tp.partition) for tp in assigned])
+
+
 class Runner:
-    """Runs the consume loop against a Kafka consumer and producer until ``stop`` is set."""
+    """Runs the consume loop against a Kafka consumer, producer and state store."""
 
     def __init__(
         self,
@@ -141,54 +194,211 @@ class Runner:
         consumer: Any,
         producer: Any,
         metrics: VigilMetrics,
+        store: StateStorePort,
         liveness: Liveness | None = None,
     ) -> None:
         self.config = config
         self.consumer = consumer
         self.producer = producer
         self.metrics = metrics
+        self.store = store
         self.liveness = liveness or Liveness()
-        self.processor = BatchProcessor(config)
-        self._inputs = (config.topics.predictions, config.topics.telemetry)
+        self.gauges = SeriesGauges(metrics, config.metrics.series_allowlist,
+                                   config.metrics.max_series_gauges)
+        self.processor = BatchProcessor(config, gauges=self.gauges)
         self.retry_backoff_s = 0.5
         """First wait before re-sending unacknowledged output; doubles up to 8 s."""
+        self._inputs = (config.topics.predictions, config.topics.telemetry)
         self._next_topic_check = 0.0
+        self._positions: dict[PartitionId, int] = {}
+        """Next offset to consume per owned partition, where known."""
+        self._checkpointed: dict[PartitionId, int] = {}
+        """Offset of each owned partition's latest snapshot."""
+        self._sequences: dict[PartitionId, int] = {}
+        self._parked: set[PartitionId] = set()
+        self._unrestored: set[PartitionId] = set()
+        self._last_checkpoint = time.monotonic()
+        self._events_since_checkpoint = 0
+        self._stop_deadline: float | None = None
+        self._stop = threading.Event()
+
+    # --- the loop -----------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Consume until ``stop`` is set, then finish the batch, flush, commit and close."""
-        self.consumer.subscribe(list(self._inputs))
+        """Consume until ``stop`` is set, then checkpoint, commit and close within the grace."""
+        self._stop = stop
+        self.consumer.subscribe(list(self._inputs), listener=_RebalanceListener(self))
         log.info("consuming %s as group %r", ", ".join(self._inputs), self.config.kafka.group_id)
+        clean = False
         try:
             while not stop.is_set():
-                self.run_once(stop)
+                self.run_once()
+            self._stop_deadline = time.monotonic() + self.config.runtime.shutdown_grace_s
+            self.checkpoint(force=True)
+            clean = True
         finally:
             self.liveness.stop()
-            self.consumer.close()
-            self.producer.flush()
-            log.info("stopped: offsets committed, consumer closed")
+            grace_ms = int(max(1.0, self._remaining_grace()) * 1000)
+            self.consumer.close(autocommit=False, timeout_ms=grace_ms)
+            log.info("stopped%s", ": state snapshotted, offsets committed" if clean else "")
 
-    def run_once(self, stop: threading.Event) -> BatchResult:
-        """Poll one batch and carry it through the commit order in the module docstring."""
+    def run_once(self) -> BatchResult:
+        """Poll one batch, deliver its output, and checkpoint when due."""
         self.liveness.beat()
         self._warn_about_missing_inputs()
+        self._retry_restores()
         polled = self.consumer.poll(
             timeout_ms=self.config.runtime.poll_timeout_ms,
             max_records=self.config.runtime.max_poll_records,
         )
-        if self.consumer.assignment():
-            self.liveness.ready = True
-        records = [record for partition in polled.values() for record in partition]
-        if not records:
-            return BatchResult()
-        started = time.perf_counter()
-        batch = self.processor.process(records)
-        self._deliver(batch.messages, stop)
-        if commit_offsets(self.consumer, batch.next_offsets):
-            self.metrics.last_commit.set_to_current_time()
-        self._observe(batch, time.perf_counter() - started)
+        self.liveness.ready = bool(self.consumer.assignment())
+        records = [record for part in polled.values() for record in part]
+        batch = BatchResult()
+        if records:
+            started = time.perf_counter()
+            batch = self.processor.process(records)
+            self._deliver(batch.messages)
+            self._positions.update(batch.next_offsets)
+            self._events_since_checkpoint += batch.records
+            self._observe(batch, time.perf_counter() - started)
+        self._update_lag()
+        if self._checkpoint_due():
+            self.checkpoint()
         return batch
 
-    def _deliver(self, messages: Sequence[OutgoingMessage], stop: threading.Event) -> None:
+    def _checkpoint_due(self) -> bool:
+        every = self.config.state.checkpoint_every_events
+        if every and self._events_since_checkpoint >= every:
+            return True
+        elapsed = time.monotonic() - self._last_checkpoint
+        interval = self.config.state.checkpoint_interval_s
+        return elapsed >= interval and self._events_since_checkpoint > 0
+
+    # --- checkpoints --------------------------------------------------------------------
+
+    def checkpoint(self, partitions: Iterable[PartitionId] | None = None, *,
+                   force: bool = False) -> list[PartitionId]:
+        """Snapshot the partitions that moved on, wait for the acks, then commit their offsets."""
+        monitor = self.processor.monitor
+        monitor.expire_idle()
+        targets = list(self._positions if partitions is None else partitions)
+        messages: list[StateMessage] = []
+        offsets: dict[PartitionId, int] = {}
+        for partition in targets:
+            offset = self._positions.get(partition)
+            if offset is None:
+                continue
+            if not force and offset == self._checkpointed.get(partition) \
+                    and not monitor.is_dirty(partition):
+                continue
+            sequence = self._sequences.get(partition, -1) + 1
+            snapshot = Snapshot(partition[0], partition[1], offset, sequence,
+                                monitor.export_partition(partition))
+            messages.extend(self.store.encode(snapshot))
+            offsets[partition] = offset
+        if messages:
+            self._write_state(messages)
+            for partition, offset in offsets.items():
+                self._sequences[partition] = self._sequences.get(partition, -1) + 1
+                self._checkpointed[partition] = offset
+            if commit_offsets(self.consumer, offsets):
+                self.metrics.last_commit.set_to_current_time()
+            self.metrics.last_checkpoint.set_to_current_time()
+        self._last_checkpoint = time.monotonic()
+        self._events_since_checkpoint = 0
+        self._observe_series()
+        return list(offsets)
+
+    def _write_state(self, messages: Sequence[StateMessage]) -> None:
+        backoff_s = self.retry_backoff_s
+        while True:
+            try:
+                self.store.write(messages)
+                return
+            except BrokerError as exc:
+                self.metrics.produce_errors.inc()
+                log.warning("state snapshot not acknowledged (%s); retrying in %.1f s",
+                            exc, backoff_s)
+            self._wait_or_give_up(backoff_s, "state snapshots")
+            backoff_s = min(max(backoff_s, 0.01) * 2, 8.0)
+
+    def on_revoked(self, revoked: list[PartitionId]) -> None:
+        """Before partitions go: snapshot and commit them, and park their state."""
+        log.info("rebalance: %d partitions revoked", len(revoked))
+        self.metrics.rebalances.inc()
+        owned = [p for p in revoked if p in self._positions or p in self._checkpointed]
+        try:
+            self.checkpoint(owned, force=False)
+        except BrokerError as exc:
+            log.warning("could not checkpoint revoked partitions: %s", exc)
+        self._parked = set(revoked)
+        for partition in revoked:
+            self.metrics.consumer_lag.remove_partition(*partition)
+
+    def on_assigned(self, assigned: list[PartitionId]) -> None:
+        """After partitions come: keep parked state we still own, restore the rest, then seek."""
+        log.info("rebalance: %d partitions assigned", len(assigned))
+        monitor = self.processor.monitor
+        keep = set(assigned)
+        for partition in list(self._positions.keys() | set(monitor.partitions())):
+            if partition not in keep:
+                monitor.drop_partition(partition)
+                self._positions.pop(partition, None)
+                self._checkpointed.pop(partition, None)
+                self._sequences.pop(partition, None)
+        fresh = [p for p in assigned if p not in self._parked or p not in self._checkpointed]
+        for partition in assigned:
+            if partition in self._parked and partition in self._checkpointed:
+                self._seek(partition, self._checkpointed[partition])
+        self._parked = set()
+        self._unrestored.update(fresh)
+        self._retry_restores()
+
+    def _retry_restores(self) -> None:
+        """Restore snapshots of newly assigned partitions; pause those not restored yet."""
+        if not self._unrestored:
+            return
+        pending = sorted(self._unrestored)
+        try:
+            found = self.store.read(pending)
+        except (BrokerError, StateError) as exc:
+            log.warning("state not readable yet (%s); %d partitions wait", exc, len(pending))
+            self.consumer.pause(*[TopicPartition(t, p) for t, p in pending])
+            return
+        monitor = self.processor.monitor
+        for partition in pending:
+            snapshots = found.get(partition, [])
+            restored = False
+            for snapshot in snapshots:
+                try:
+                    count = monitor.import_partition(partition, snapshot.body)
+                except StateError as exc:
+                    log.warning("snapshot %d of %s/%d unusable (%s); trying an older one",
+                                snapshot.sequence, *partition, exc)
+                    continue
+                self._sequences[partition] = max(s.sequence for s in snapshots)
+                self._checkpointed[partition] = snapshot.offset
+                self._positions[partition] = snapshot.offset
+                self._seek(partition, snapshot.offset)
+                log.info("restored %d series of %s/%d at offset %d", count, *partition,
+                         snapshot.offset)
+                restored = True
+                break
+            if not restored:
+                monitor.drop_partition(partition)
+                if snapshots:
+                    self._sequences[partition] = max(s.sequence for s in snapshots)
+                log.info("no usable snapshot for %s/%d: its series start from warm-up",
+                         *partition)
+        self.consumer.resume(*[TopicPartition(t, p) for t, p in pending])
+        self._unrestored.clear()
+
+    def _seek(self, partition: PartitionId, offset: int) -> None:
+        self.consumer.seek(TopicPartition(*partition), offset)
+
+    # --- delivery -----------------------------------------------------------------------
+
+    def _deliver(self, messages: Sequence[OutgoingMessage]) -> None:
         """Produce and wait for every acknowledgement, retrying failures until they succeed."""
         pending = list(messages)
         backoff_s = self.retry_backoff_s
@@ -205,13 +415,29 @@ class Runner:
             log.warning("%d of %d messages were not acknowledged (%s); retrying in %.1f s",
                         len(failed), len(pending), failed[0][1], backoff_s)
             pending = [m for m, _ in failed]
-            self.liveness.beat()
-            if stop.wait(backoff_s):
-                raise BrokerError(
-                    f"stopping with {len(pending)} undelivered messages; their offsets are not "
-                    "committed and will be processed again on restart"
-                )
+            self._wait_or_give_up(backoff_s, f"{len(pending)} messages")
             backoff_s = min(max(backoff_s, 0.01) * 2, 8.0)
+
+    def _wait_or_give_up(self, seconds: float, what: str) -> None:
+        """Wait before a retry; once stopping and past the grace period, give up."""
+        self.liveness.beat()
+        if self._stop.is_set():
+            if self._stop_deadline is None:
+                self._stop_deadline = time.monotonic() + self.config.runtime.shutdown_grace_s
+            if time.monotonic() >= self._stop_deadline:
+                raise BrokerError(
+                    f"stopping with {what} undelivered after the shutdown grace period; their "
+                    "offsets are not committed and will be processed again on restart"
+                )
+        time.sleep(min(seconds, max(self._remaining_grace(), 0.0)) if self._stop.is_set()
+                   else seconds)
+
+    def _remaining_grace(self) -> float:
+        if self._stop_deadline is None:
+            return self.config.runtime.shutdown_grace_s
+        return self._stop_deadline - time.monotonic()
+
+    # --- observability ------------------------------------------------------------------
 
     def _observe(self, batch: BatchResult, seconds: float) -> None:
         metrics = self.metrics
@@ -220,14 +446,27 @@ class Runner:
         for reason, count in batch.invalid_by_reason.items():
             metrics.events_invalid.labels(reason=reason).inc(count)
         for alert in batch.alerts:
-            metrics.anomalies.labels(detector=alert.detector).inc()
-            log.info("alert %s %s %s/%s value=%g z=%s score=%.3f offset=%s/%d/%d",
-                     alert.severity, alert.event_type, alert.key, alert.metric, alert.value,
-                     "inf" if alert.z is None else f"{alert.z:.2f}", alert.score,
+            if alert.kind == "anomaly":
+                metrics.anomalies.labels(detector=alert.detector).inc()
+            metrics.alerts_produced.labels(kind=alert.kind).inc()
+            log.info("alert %s %s %s %s/%s value=%g z=%s score=%.3f source=%s/%d/%d",
+                     alert.kind, alert.severity, alert.event_type, alert.key, alert.metric,
+                     alert.value, "-" if alert.z is None else f"{alert.z:.2f}", alert.score,
                      alert.source.topic, alert.source.partition, alert.source.offset)
-        metrics.alerts_produced.inc(len(batch.alerts))
         metrics.processing_seconds.observe(seconds)
         metrics.series.set(self.processor.monitor.series_count)
+
+    def _observe_series(self) -> None:
+        monitor = self.processor.monitor
+        self.metrics.series.set(monitor.series_count)
+        self.metrics.series_evicted.set_total(monitor.evicted)
+        self.metrics.series_expired.set_total(monitor.expired)
+
+    def _update_lag(self) -> None:
+        for partition, position in self._positions.items():
+            highwater = self.consumer.highwater(TopicPartition(*partition))
+            if highwater is not None:
+                self.metrics.consumer_lag.set_partition(*partition, max(highwater - position, 0))
 
     def _warn_about_missing_inputs(self) -> None:
         now = time.monotonic()

@@ -12,9 +12,16 @@ from kafka import KafkaProducer
 
 from stream.config import VigilConfig
 from stream.generate import GeneratedEvent
-from stream.kafka_io import ensure_topics, make_consumer, make_producer
+from stream.kafka_io import (
+    BrokerProbe,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    topic_partitions,
+)
 from stream.metrics import Liveness, MetricsServer, VigilMetrics
 from stream.runtime import Runner
+from stream.state import KafkaStateStore
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +39,24 @@ def run_service(
     server = MetricsServer(metrics.registry, liveness, config.metrics.host, config.metrics.port)
     server.start()
     log.info("metrics on http://%s:%d/metrics", config.metrics.host, server.port)
+    probe = BrokerProbe(config, metrics, liveness).start()
     try:
         ensure_topics(config, [config.topics.alerts, config.topics.dead_letter])
+        ensure_topics(config, [config.state.topic],
+                      topic_configs={"cleanup.policy": "compact"})
+        producer = make_producer(config, max_request_size=4 * 1024 * 1024)
         consumer = make_consumer(config)
-        producer = make_producer(config)
+        store = KafkaStateStore(
+            config.kafka.group_id, config.state.topic, producer,
+            lambda: make_consumer(config, group_id=None, auto_offset_reset="earliest"),
+            state_partitions=topic_partitions(consumer, config.state.topic),
+        )
         try:
-            Runner(config, consumer, producer, metrics, liveness).run(stop)
+            Runner(config, consumer, producer, metrics, store, liveness).run(stop)
         finally:
-            producer.close()
+            producer.close(timeout=5)
     finally:
+        probe.stop()
         server.stop()
 
 

@@ -12,7 +12,9 @@ import pytest
 from stream.config import load_config
 from stream.errors import BrokerError
 from stream.metrics import VigilMetrics
+from stream.monitor import PartitionId
 from stream.runtime import BatchProcessor, Runner
+from stream.state import Snapshot, StateMessage, encode_snapshot, latest_snapshots
 
 CONFIG = load_config(environ={})
 
@@ -46,6 +48,7 @@ def test_spike_after_warm_up_becomes_one_alert_with_its_own_offset() -> None:
     assert json.loads(batch.messages[-1].value or b"")["alert_id"] == alert.alert_id
     assert batch.next_offsets == {("telemetry", 0): 61}
     assert batch.valid_by_topic == {"telemetry": 61}
+    assert alert.kind == "anomaly" and alert.episode_id == alert.alert_id
 
 
 def test_bad_record_becomes_a_dead_letter_and_processing_goes_on() -> None:
@@ -98,6 +101,7 @@ class FakeConsumer:
     batches: list[list[Record]]
     log: list[str]
     commits: list[dict[Any, Any]] = field(default_factory=list)
+    seeks: dict[Any, int] = field(default_factory=dict)
 
     def poll(self, timeout_ms: int, max_records: int) -> dict[tuple[str, int], list[Record]]:
         return {("telemetry", 0): self.batches.pop(0)} if self.batches else {}
@@ -108,37 +112,102 @@ class FakeConsumer:
     def topics(self) -> set[str]:
         return {"telemetry", "predictions"}
 
+    def highwater(self, tp: Any) -> int | None:
+        return None
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.seeks[(tp.topic, tp.partition)] = offset
+
+    def pause(self, *tps: Any) -> None:
+        self.log.append("pause")
+
+    def resume(self, *tps: Any) -> None:
+        pass
+
     def commit(self, offsets: dict[Any, Any]) -> None:
         self.log.append("commit")
         self.commits.append(offsets)
 
 
-def test_commit_comes_only_after_every_output_is_acknowledged() -> None:
+@dataclass
+class MemoryStore:
+    """The state topic as a list: what was written is what is read back."""
+
+    log: list[str]
+    messages: list[StateMessage] = field(default_factory=list)
+    failures: int = 0
+
+    def encode(self, snapshot: Snapshot) -> list[StateMessage]:
+        return encode_snapshot("vigil", snapshot, 1)
+
+    def write(self, messages: Any) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise BrokerError("state not acknowledged")
+        self.log.append("state")
+        self.messages.extend(messages)
+
+    def read(self, partitions: Any) -> dict[PartitionId, list[Snapshot]]:
+        return {p: latest_snapshots("vigil", p[0], p[1], self.messages) for p in partitions}
+
+
+def _runner(consumer: FakeConsumer, producer: FakeProducer, store: MemoryStore) -> Runner:
+    runner = Runner(CONFIG, consumer, producer, VigilMetrics(), store)
+    runner.retry_backoff_s = 0.0
+    return runner
+
+
+def test_alerts_are_acknowledged_before_state_and_state_before_the_commit() -> None:
     log: list[str] = []
     producer = FakeProducer(failures=1, log=log)
     consumer = FakeConsumer([steady_then(900.0)], log)
-    runner = Runner(CONFIG, consumer, producer, VigilMetrics())
-    runner.retry_backoff_s = 0.0
-    batch = runner.run_once(threading.Event())
+    store = MemoryStore(log, failures=1)
+    runner = _runner(consumer, producer, store)
+    batch = runner.run_once()
     assert len(batch.alerts) == 1
-    assert log == ["flush", "flush", "commit"]
-    assert [topic for topic, _ in producer.sent] == ["alerts"]
+    assert log == ["flush", "flush"]  # alerts retried until acknowledged; no commit yet
+    assert runner.checkpoint() == [("telemetry", 0)]
+    assert log == ["flush", "flush", "state", "commit"]
     (offsets,) = consumer.commits
     assert [(tp.topic, tp.partition, meta.offset) for tp, meta in offsets.items()] == [
         ("telemetry", 0, 61)]
     metrics = runner.metrics.registry
-    assert metrics.get_sample_value("vigil_produce_errors_total") == 1
-    assert metrics.get_sample_value("vigil_alerts_produced_total") == 1
+    assert metrics.get_sample_value("vigil_produce_errors_total") == 2
+    assert metrics.get_sample_value("vigil_alerts_produced_total", {"kind": "anomaly"}) == 1
     assert metrics.get_sample_value(
         "vigil_events_processed_total", {"topic": "telemetry"}) == 61
+    assert runner.checkpoint() == []  # nothing moved on: nothing to snapshot
+
+
+def test_a_restored_partition_continues_exactly_where_the_snapshot_left_off() -> None:
+    records = steady_then(900.0, count=80)
+    log: list[str] = []
+    store = MemoryStore(log)
+
+    uninterrupted = _runner(FakeConsumer([records], log), FakeProducer(log=log), MemoryStore(log))
+    expected = [a.alert_id for a in uninterrupted.run_once().alerts]
+
+    first = _runner(FakeConsumer([records[:50]], log), FakeProducer(log=log), store)
+    first.run_once()
+    first.on_revoked([("telemetry", 0)])
+    assert [s.offset for s in store.read([("telemetry", 0)])[("telemetry", 0)]] == [50]
+
+    consumer = FakeConsumer([records[50:]], log)
+    second = _runner(consumer, FakeProducer(log=log), store)
+    second.on_assigned([("telemetry", 0)])
+    assert consumer.seeks == {("telemetry", 0): 50}
+    assert second.processor.monitor.series_count == 1
+    assert [a.alert_id for a in second.run_once().alerts] == expected
 
 
 def test_stop_while_output_is_undelivered_leaves_offsets_uncommitted() -> None:
     log: list[str] = []
     consumer = FakeConsumer([steady_then(900.0)], log)
-    runner = Runner(CONFIG, consumer, FakeProducer(failures=10**6, log=log), VigilMetrics())
+    runner = _runner(consumer, FakeProducer(failures=10**6, log=log), MemoryStore(log))
     stop = threading.Event()
     stop.set()
+    runner._stop = stop
+    runner._stop_deadline = 0.0
     with pytest.raises(BrokerError, match="not committed"):
-        runner.run_once(stop)
+        runner.run_once()
     assert "commit" not in log
