@@ -246,12 +246,12 @@ class Runner:
         """Poll one batch, deliver its output, and checkpoint when due."""
         self.liveness.beat()
         self._warn_about_missing_inputs()
-        self._retry_restores()
         polled = self.consumer.poll(
             timeout_ms=self.config.runtime.poll_timeout_ms,
             max_records=self.config.runtime.max_poll_records,
         )
-        self.liveness.ready = bool(self.consumer.assignment())
+        self._retry_restores()  # partitions assigned during that poll, paused until restored
+        self.liveness.ready = bool(self.consumer.assignment()) and not self._unrestored
         records = [record for part in polled.values() for record in part]
         batch = BatchResult()
         if records:
@@ -277,8 +277,13 @@ class Runner:
     # --- checkpoints --------------------------------------------------------------------
 
     def checkpoint(self, partitions: Iterable[PartitionId] | None = None, *,
-                   force: bool = False) -> list[PartitionId]:
-        """Snapshot the partitions that moved on, wait for the acks, then commit their offsets."""
+                   force: bool = False, during_rebalance: bool = False) -> list[PartitionId]:
+        """Snapshot the partitions that moved on, wait for the acks, then commit their offsets.
+
+        ``during_rebalance``: called on the consumer's I/O thread, which must not block on the
+        consumer, so one write attempt and no commit (the next owner seeks to the snapshot's
+        offset whatever was committed, and commits at its own next checkpoint).
+        """
         monitor = self.processor.monitor
         monitor.expire_idle()
         targets = list(self._positions if partitions is None else partitions)
@@ -297,13 +302,16 @@ class Runner:
             messages.extend(self.store.encode(snapshot))
             offsets[partition] = offset
         if messages:
-            self._write_state(messages)
+            if during_rebalance:
+                self.store.write(messages)
+            else:
+                self._write_state(messages)
             for partition, offset in offsets.items():
                 self._sequences[partition] = self._sequences.get(partition, -1) + 1
                 self._checkpointed[partition] = offset
-            if commit_offsets(self.consumer, offsets):
-                self.metrics.last_commit.set_to_current_time()
             self.metrics.last_checkpoint.set_to_current_time()
+            if not during_rebalance and commit_offsets(self.consumer, offsets):
+                self.metrics.last_commit.set_to_current_time()
         self._last_checkpoint = time.monotonic()
         self._events_since_checkpoint = 0
         self._observe_series()
@@ -328,15 +336,17 @@ class Runner:
         self.metrics.rebalances.inc()
         owned = [p for p in revoked if p in self._positions or p in self._checkpointed]
         try:
-            self.checkpoint(owned, force=False)
+            self.checkpoint(owned, during_rebalance=True)
         except BrokerError as exc:
-            log.warning("could not checkpoint revoked partitions: %s", exc)
+            log.warning("could not snapshot revoked partitions (%s); their next owner resumes "
+                        "from the previous snapshot", exc)
         self._parked = set(revoked)
         for partition in revoked:
             self.metrics.consumer_lag.remove_partition(*partition)
 
     def on_assigned(self, assigned: list[PartitionId]) -> None:
-        """After partitions come: keep parked state we still own, restore the rest, then seek."""
+        """After partitions come: keep parked state we still own; pause the rest until the loop
+        has restored their snapshots (no blocking I/O here, on the consumer's I/O thread)."""
         log.info("rebalance: %d partitions assigned", len(assigned))
         monitor = self.processor.monitor
         keep = set(assigned)
@@ -352,7 +362,8 @@ class Runner:
                 self._seek(partition, self._checkpointed[partition])
         self._parked = set()
         self._unrestored.update(fresh)
-        self._retry_restores()
+        if fresh:
+            self.consumer.pause(*[TopicPartition(t, p) for t, p in fresh])
 
     def _retry_restores(self) -> None:
         """Restore snapshots of newly assigned partitions; pause those not restored yet."""
@@ -363,7 +374,6 @@ class Runner:
             found = self.store.read(pending)
         except (BrokerError, StateError) as exc:
             log.warning("state not readable yet (%s); %d partitions wait", exc, len(pending))
-            self.consumer.pause(*[TopicPartition(t, p) for t, p in pending])
             return
         monitor = self.processor.monitor
         for partition in pending:

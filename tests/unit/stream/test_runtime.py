@@ -102,9 +102,12 @@ class FakeConsumer:
     log: list[str]
     commits: list[dict[Any, Any]] = field(default_factory=list)
     seeks: dict[Any, int] = field(default_factory=dict)
+    paused: set[tuple[str, int]] = field(default_factory=set)
 
     def poll(self, timeout_ms: int, max_records: int) -> dict[tuple[str, int], list[Record]]:
-        return {("telemetry", 0): self.batches.pop(0)} if self.batches else {}
+        if ("telemetry", 0) in self.paused or not self.batches:
+            return {}
+        return {("telemetry", 0): self.batches.pop(0)}
 
     def assignment(self) -> set[str]:
         return {"telemetry-0"}
@@ -119,10 +122,10 @@ class FakeConsumer:
         self.seeks[(tp.topic, tp.partition)] = offset
 
     def pause(self, *tps: Any) -> None:
-        self.log.append("pause")
+        self.paused.update((tp.topic, tp.partition) for tp in tps)
 
     def resume(self, *tps: Any) -> None:
-        pass
+        self.paused.difference_update((tp.topic, tp.partition) for tp in tps)
 
     def commit(self, offsets: dict[Any, Any]) -> None:
         self.log.append("commit")
@@ -195,7 +198,9 @@ def test_a_restored_partition_continues_exactly_where_the_snapshot_left_off() ->
     consumer = FakeConsumer([records[50:]], log)
     second = _runner(consumer, FakeProducer(log=log), store)
     second.on_assigned([("telemetry", 0)])
-    assert consumer.seeks == {("telemetry", 0): 50}
+    assert consumer.paused == {("telemetry", 0)}  # no records before its state is back
+    assert second.run_once().records == 0
+    assert consumer.seeks == {("telemetry", 0): 50} and not consumer.paused
     assert second.processor.monitor.series_count == 1
     assert [a.alert_id for a in second.run_once().alerts] == expected
 
