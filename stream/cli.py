@@ -15,6 +15,7 @@ import threading
 import time
 import tomllib
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -145,14 +146,33 @@ def _load(args: argparse.Namespace) -> VigilConfig:
     )
 
 
-def configure_logging(level: str) -> None:
-    """Human-readable log lines on stderr; the Kafka client only speaks up from WARNING."""
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Log lines on stderr, human-readable or one JSON object each; the Kafka client only
+    speaks up from ERROR unless debugging."""
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     if level.upper() != "DEBUG":
         logging.getLogger("kafka").setLevel(logging.ERROR)
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (and the exception, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(
+                timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
 
 
 def stop_on_signals(stop: threading.Event) -> None:
@@ -170,7 +190,7 @@ def _run(args: argparse.Namespace) -> int:
     from stream.service import run_service
 
     config = _load(args)
-    configure_logging(config.runtime.log_level)
+    configure_logging(config.runtime.log_level, config.runtime.log_format)
     stop = threading.Event()
     stop_on_signals(stop)
     run_service(config, stop)

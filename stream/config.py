@@ -175,14 +175,31 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class AlertsConfig:
-    """How alert severity is derived from the score."""
+    """Alert severity from the score, and routing of alerts to topics."""
 
     critical_score: float = 2.0 / 3.0
     """Score from which an alert is ``critical`` (2/3: twice as far out as the limit)."""
+    routes: Mapping[str, str] = field(default_factory=dict)
+    """``"kind:K"`` or ``"severity:S"`` → topic; the first match wins, else ``topics.alerts``."""
 
     def __post_init__(self) -> None:
         _require(0.5 <= self.critical_score <= 1.0, "alerts.critical_score",
                  self.critical_score, "use a score between 0.5 (the limit) and 1.0")
+        for selector, topic in self.routes.items():
+            field_name, _, wanted = selector.partition(":")
+            allowed = ROUTE_VALUES.get(field_name, ())
+            _require(wanted in allowed, f"alerts.routes.{selector}", topic,
+                     "keys are kind:<" + "|".join(ROUTE_VALUES["kind"]) + "> or severity:<"
+                     + "|".join(ROUTE_VALUES["severity"]) + ">")
+            _require(isinstance(topic, str) and _valid_topic(topic),
+                     f'alerts.routes."{selector}"', topic, "give a valid topic name")
+
+    def topic_for(self, kind: str, severity: str, default: str) -> str:
+        """The topic an alert of ``kind`` and ``severity`` goes to."""
+        for selector, topic in self.routes.items():
+            if selector in (f"kind:{kind}", f"severity:{severity}"):
+                return topic
+        return default
 
 
 @dataclass(frozen=True)
@@ -364,6 +381,10 @@ def _coerce(dotted: str, value: Any, default: Any) -> Any:
     return value
 
 
+ROUTE_VALUES: dict[str, tuple[str, ...]] = {
+    "kind": ("anomaly", "resolved", "rebaselined", "performance", "rollback"),
+    "severity": ("info", "warning", "critical"),
+}
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 SECRETS = frozenset({"kafka.ssl_password", "kafka.sasl_password"})

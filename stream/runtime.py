@@ -108,6 +108,7 @@ class BatchProcessor:
         """Judge each record in order; a bad one becomes a dead letter, never an exception."""
         batch = BatchResult()
         topics = self.config.topics
+        routes = self.config.alerts
         gauges = self._gauges
         for record in records:
             batch.records += 1
@@ -129,8 +130,9 @@ class BatchProcessor:
                 source = SourceRef(record.topic, record.partition, record.offset)
                 for alert in self._alerts(observation, event, source):
                     batch.alerts.append(alert)
+                    topic = routes.topic_for(alert.kind, alert.severity, topics.alerts)
                     batch.messages.append(
-                        OutgoingMessage(topics.alerts, alert.message_key, alert.to_json()))
+                        OutgoingMessage(topic, alert.message_key, alert.to_json()))
         return batch
 
     def _alerts(self, observation: Any, event: Any, source: SourceRef) -> list[Alert]:

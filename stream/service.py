@@ -41,7 +41,8 @@ def run_service(
     log.info("metrics on http://%s:%d/metrics", config.metrics.host, server.port)
     probe = BrokerProbe(config, metrics, liveness).start()
     try:
-        ensure_topics(config, [config.topics.alerts, config.topics.dead_letter])
+        ensure_topics(config, [config.topics.alerts, config.topics.dead_letter,
+                               *config.alerts.routes.values()])
         ensure_topics(config, [config.state.topic],
                       topic_configs={"cleanup.policy": "compact"})
         producer = make_producer(config, max_request_size=4 * 1024 * 1024)

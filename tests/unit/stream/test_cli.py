@@ -49,3 +49,20 @@ def test_generate_writes_valid_labelled_events(tmp_path: Path) -> None:
     labels = [json.loads(line).get("injected") for line in lines]
     kinds = {label["type"] for label in labels if label}
     assert kinds == {"spike", "level_shift"}
+
+
+def test_json_logs_are_one_object_per_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from stream.cli import configure_logging
+
+    configure_logging("INFO", "json")
+    try:
+        logging.getLogger("stream.runtime").info("rebalance: %d partitions assigned", 3)
+    finally:
+        configure_logging("WARNING", "text")
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    entry = json.loads(line)
+    assert entry["message"] == "rebalance: 3 partitions assigned"
+    assert entry["level"] == "INFO" and entry["logger"] == "stream.runtime"
+    assert entry["time"].endswith("Z")

@@ -216,3 +216,15 @@ def test_stop_while_output_is_undelivered_leaves_offsets_uncommitted() -> None:
     with pytest.raises(BrokerError, match="not committed"):
         runner.run_once()
     assert "commit" not in log
+
+
+def test_alerts_are_routed_by_kind_and_severity(tmp_path: Any) -> None:
+    path = tmp_path / "vigil.toml"
+    path.write_text('[alerts]\n'
+                    'routes = { "severity:critical" = "pager", "kind:resolved" = "quiet" }\n')
+    config = load_config(path, environ={})
+    batch = BatchProcessor(config).process(steady_then(900.0) + [telemetry(61, 100.5)])
+    assert [(m.topic, a.severity) for m, a in zip(batch.messages, batch.alerts, strict=True)] == [
+        ("pager", "critical")]
+    assert config.alerts.topic_for("anomaly", "warning", "alerts") == "alerts"
+    assert config.alerts.topic_for("resolved", "info", "alerts") == "quiet"
