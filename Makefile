@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit demo bench clean
+.PHONY: install system-deps test lint typecheck unit demo bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Vigil needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -24,7 +24,12 @@ typecheck: install
 unit: install
 	$(BIN)/pytest -q -m "not integration"
 
-test: lint typecheck
+# Debian packages the tests use: prometheus (promtool), prometheus-alertmanager (amtool),
+# kcat, socat, openssl. Quick when they are installed; installs them (as root) when not.
+system-deps:
+	.ci/install-system-deps.sh
+
+test: system-deps lint typecheck
 	$(BIN)/pytest -q
 
 demo: install

@@ -120,6 +120,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_config_flags(check)
     check.set_defaults(handler=_check_config)
+    from stream.subscribe import add_alerts_command
+    add_alerts_command(commands)
     return parser
 
 

@@ -8,7 +8,9 @@ one place only fails here rather than in a user's `docker compose up`.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shlex
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,18 @@ COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+ALERTMANAGER = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
+GRAFANA_PROVISIONING = ROOT / "deploy" / "grafana" / "provisioning"
 VIGIL_TOML = ROOT / "deploy" / "vigil.toml"
+
+SERVICES = ("kafka", "topics", "vigil", "prometheus", "alertmanager", "grafana")
+"""Every service of the compose stack."""
+
+COMPACTED_TOPICS = frozenset({"vigil-state", "model-updates"})
+"""Topics the topic-creation service must create with cleanup.policy=compact."""
+
+PLAIN_TOPICS = frozenset({"predictions", "telemetry", "labels", "alerts", "vigil-dlq"})
+"""Topics the topic-creation service must create with the default (delete) policy."""
 
 DOCUMENTED_ENVIRONMENT = frozenset(ENVIRONMENT)
 """Environment variables that override the config file."""
@@ -74,6 +87,39 @@ def _bind_mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
     return mounts
 
 
+def _yaml(path: Path) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as handle:
+        document = yaml.safe_load(handle)
+    assert isinstance(document, dict), f"{path} must be a mapping"
+    return document
+
+
+def _host_path(service: str, container_path: str) -> Path:
+    """The host path that a container path of ``service`` comes from, through its bind mounts."""
+    candidates = []
+    for source, target in _bind_mounts(_service(service)):
+        target = target.rstrip("/")
+        if container_path == target or container_path.startswith(target + "/"):
+            candidates.append((len(target), ROOT / source / container_path[len(target):]
+                               .lstrip("/")))
+    assert candidates, f"{service}: nothing is mounted at {container_path}"
+    return max(candidates)[1]
+
+
+def _depends_on(service: str) -> dict[str, Any]:
+    depends_on = _service(service).get("depends_on") or {}
+    if isinstance(depends_on, list):
+        return {name: {"condition": "service_started"} for name in depends_on}
+    assert isinstance(depends_on, dict)
+    return depends_on
+
+
+def _published_ports(service: str) -> set[int]:
+    """Container ports a service publishes ("host:container" mappings)."""
+    return {int(str(mapping).rpartition(":")[2].partition("/")[0])
+            for mapping in _service(service).get("ports") or []}
+
+
 def _vigil_toml() -> dict[str, Any]:
     with VIGIL_TOML.open("rb") as handle:
         return tomllib.load(handle)
@@ -120,11 +166,11 @@ def _exec_form(arguments: str) -> list[str]:
 # --- docker-compose.yml -------------------------------------------------------------------
 
 
-def test_compose_has_the_three_services() -> None:
-    assert {"kafka", "vigil", "prometheus"} <= set(_compose()["services"])
+def test_compose_has_every_service() -> None:
+    assert set(SERVICES) <= set(_compose()["services"])
 
 
-@pytest.mark.parametrize("name", ["kafka", "vigil", "prometheus"])
+@pytest.mark.parametrize("name", SERVICES)
 def test_bind_mounted_host_paths_exist(name: str) -> None:
     for source, target in _bind_mounts(_service(name)):
         assert (ROOT / source).exists(), f"{name}: {source} (mounted at {target}) is missing"
@@ -170,6 +216,127 @@ def test_vigil_config_is_mounted_where_the_image_reads_it() -> None:
 def test_prometheus_mounts_its_config() -> None:
     mounts = dict(_bind_mounts(_service("prometheus")))
     assert mounts.get("./deploy/prometheus/prometheus.yml") == "/etc/prometheus/prometheus.yml"
+
+
+def test_images_are_pinned() -> None:
+    for name, service in _compose()["services"].items():
+        if "build" in service:
+            continue
+        image = service["image"]
+        assert ":" in image and not image.endswith(":latest"), f"{name}: pin {image}"
+
+
+# --- topic creation -----------------------------------------------------------------------
+
+
+def test_vigil_starts_after_the_topics_are_created() -> None:
+    assert _depends_on("topics")["kafka"]["condition"] == "service_healthy"
+    assert _depends_on("vigil")["topics"]["condition"] == "service_completed_successfully"
+    assert str(_service("topics").get("restart", "no")) == "no", "a one-shot must not restart"
+
+
+def test_topics_service_bootstraps_from_an_advertised_kafka_listener() -> None:
+    bootstrap = _environment(_service("topics"))["BOOTSTRAP"]
+    advertised = _environment(_service("kafka"))["KAFKA_ADVERTISED_LISTENERS"]
+    assert bootstrap in {listener.partition("://")[2] for listener in advertised.split(",")}
+
+
+def test_topics_service_creates_every_topic_idempotently(tmp_path: Path) -> None:
+    """Run the service's script with a stand-in kafka-topics.sh that records its arguments."""
+    service = _service("topics")
+    assert service["image"].startswith("apache/kafka:"), "kafka-topics.sh comes with the image"
+    script = "\n".join(service["command"]).replace("$$", "$")  # compose's escape for a dollar
+    assert "/opt/kafka/bin/kafka-topics.sh" in script
+    calls = tmp_path / "calls"
+    fake = tmp_path / "kafka-topics.sh"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {calls}\n')
+    fake.chmod(0o755)
+    entrypoint = service["entrypoint"]
+    assert entrypoint[:2] == ["/bin/bash", "-c"], entrypoint
+    result = subprocess.run(
+        ["bash", "-c", script.replace("/opt/kafka/bin/kafka-topics.sh", str(fake))],
+        env={**os.environ, **_environment(service)}, capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    created: dict[str, list[str]] = {}
+    for line in calls.read_text().splitlines():
+        words = line.split()
+        if "--create" not in words:
+            continue
+        assert "--if-not-exists" in words, f"not idempotent: {line}"
+        assert words[words.index("--bootstrap-server") + 1] == _environment(service)["BOOTSTRAP"]
+        configs = [words[i + 1] for i, word in enumerate(words) if word == "--config"]
+        created[words[words.index("--topic") + 1]] = configs
+    assert set(created) == PLAIN_TOPICS | COMPACTED_TOPICS
+    for topic, configs in created.items():
+        expected = ["cleanup.policy=compact"] if topic in COMPACTED_TOPICS else []
+        assert configs == expected, (topic, configs)
+
+
+def test_topics_service_creates_the_topics_vigil_toml_names() -> None:
+    topics = _vigil_toml()["topics"]
+    names = {topics[name] for name in ("predictions", "telemetry", "alerts", "dead_letter")}
+    names.add(load_config(VIGIL_TOML, environ={}).state.topic)
+    script = "\n".join(_service("topics")["command"])
+    for name in names:
+        assert f"create {name}" in script, f"the topics service does not create {name}"
+
+
+# --- Prometheus, Alertmanager, Grafana -----------------------------------------------------
+
+
+def test_prometheus_rule_files_exist_and_are_mounted() -> None:
+    config = _yaml(PROMETHEUS)
+    rule_files = config.get("rule_files") or []
+    assert rule_files, "prometheus.yml loads no rule files"
+    config_dir = "/etc/prometheus"
+    for rule_file in rule_files:
+        assert not any(c in rule_file for c in "*?["), "name the rule files, no globs"
+        assert (PROMETHEUS.parent / rule_file).is_file(), f"{rule_file} is missing"
+        in_container = rule_file if rule_file.startswith("/") else f"{config_dir}/{rule_file}"
+        assert _host_path("prometheus", in_container).is_file(), (
+            f"{in_container} is not mounted into the prometheus container")
+
+
+def test_prometheus_sends_alerts_to_the_compose_alertmanager() -> None:
+    managers = _yaml(PROMETHEUS)["alerting"]["alertmanagers"]
+    targets = [t for m in managers for group in m["static_configs"] for t in group["targets"]]
+    assert targets == ["alertmanager:9093"]
+    assert 9093 in _published_ports("alertmanager")
+    assert "alertmanager" in _depends_on("prometheus")
+
+
+def test_alertmanager_mounts_its_config_where_the_image_reads_it() -> None:
+    host = _host_path("alertmanager", "/etc/alertmanager/alertmanager.yml")
+    assert host.resolve() == ALERTMANAGER.resolve()
+    receivers = {r["name"] for r in _yaml(ALERTMANAGER)["receivers"]}
+    assert _yaml(ALERTMANAGER)["route"]["receiver"] in receivers
+
+
+def test_grafana_provisioning_is_mounted_where_grafana_reads_it() -> None:
+    assert _host_path("grafana", "/etc/grafana/provisioning").resolve() == \
+        GRAFANA_PROVISIONING.resolve()
+    datasources = _yaml(GRAFANA_PROVISIONING / "datasources" / "prometheus.yml")["datasources"]
+    urls = {source["url"] for source in datasources if source["type"] == "prometheus"}
+    assert urls == {"http://prometheus:9090"}, urls
+    assert 9090 in _published_ports("prometheus")
+
+
+def test_grafana_dashboard_provider_path_is_the_mounted_dashboards() -> None:
+    providers = _yaml(GRAFANA_PROVISIONING / "dashboards" / "vigil.yml")["providers"]
+    for provider in providers:
+        host = _host_path("grafana", provider["options"]["path"])
+        assert host.is_dir(), f"{provider['options']['path']} maps to {host}, not a directory"
+        assert (host / "vigil.json").is_file(), f"no vigil.json in {host}"
+    home = _environment(_service("grafana")).get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
+    if home:
+        assert _host_path("grafana", home).is_file(), home
+
+
+def test_grafana_lets_anonymous_users_view_only() -> None:
+    environment = _environment(_service("grafana"))
+    assert environment["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert environment["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
 
 
 # --- one metrics port everywhere ----------------------------------------------------------

@@ -1,0 +1,346 @@
+"""``vigil alerts``: print what Vigil publishes on the alert topic, as readable lines or JSON.
+
+The reader joins no consumer group: it assigns itself every partition of the topic and
+commits nothing, so looking never moves anyone's offsets nor triggers a rebalance.
+
+Without ``--follow`` it prints the alerts that were on the topic when it started and exits;
+with ``--follow`` it prints alerts as they arrive (after the retained ones with
+``--from-beginning``) until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
+
+from stream.alerts import ALERT_KINDS
+from stream.errors import BrokerError
+
+if TYPE_CHECKING:
+    from stream.config import VigilConfig
+
+SEVERITIES = ("info", "warning", "critical")
+
+_EXAMPLES = """examples:
+  vigil alerts                               every alert on the topic now, then exit
+  vigil alerts --follow                      new alerts as they arrive (Ctrl-C stops)
+  vigil alerts -f --severity critical --key 'web-*'
+  vigil alerts --kind anomaly --key 'fraud/features.*' --json | jq .score
+"""
+
+
+@dataclass(frozen=True)
+class AlertFilter:
+    """Which alerts to show: any of ``kinds``, any of ``severities``, key matching a glob.
+
+    An empty set or ``None`` lets everything through. A glob with a slash is matched against
+    ``key/metric``, one without against the key alone.
+
+    >>> alert = {"kind": "anomaly", "severity": "critical", "key": "web-1", "metric": "cpu"}
+    >>> AlertFilter(severities=frozenset({"critical"}), key_glob="web-*").matches(alert)
+    True
+    >>> AlertFilter(key_glob="web-*/latency_ms").matches(alert)
+    False
+    """
+
+    kinds: frozenset[str] = frozenset()
+    severities: frozenset[str] = frozenset()
+    key_glob: str | None = None
+
+    def matches(self, alert: Mapping[str, Any]) -> bool:
+        """True when ``alert`` passes every condition."""
+        if self.kinds and alert.get("kind") not in self.kinds:
+            return False
+        if self.severities and alert.get("severity") not in self.severities:
+            return False
+        if self.key_glob is not None:
+            subject = str(alert.get("key", ""))
+            if "/" in self.key_glob:
+                subject += f"/{alert.get('metric', '')}"
+            if not fnmatch.fnmatchcase(subject, self.key_glob):
+                return False
+        return True
+
+
+def format_alert_line(alert: Mapping[str, Any]) -> str:
+    """One readable line for an alert message; fields it lacks are shown as ``-``.
+
+    >>> print(format_alert_line({"alert_id": "e26ead1566bc98e9eb1d57a78d30ab9d",
+    ...   "kind": "anomaly", "severity": "critical", "event_type": "telemetry", "key": "web-1",
+    ...   "metric": "latency_ms", "detector": "shewhart", "value": 412.0, "score": 0.76,
+    ...   "z": 9.6, "n": 5120, "centre": 120.3, "lower": 75.1, "upper": 165.5,
+    ...   "event_timestamp": "2026-01-01T00:00:00.250Z",
+    ...   "episode_id": "e26ead1566bc98e9eb1d57a78d30ab9d"}).replace(" limits", "\\n limits"))
+    2026-01-01T00:00:00.250Z CRITICAL anomaly     telemetry web-1/latency_ms value=412 z=+9.60
+     limits=[75.1, 165.5] n=5120 score=0.760 shewhart episode=e26ead15
+    """
+    z = alert.get("z")
+    if isinstance(z, int | float):
+        z_text = format(z, "+.2f")
+    else:  # null: not finite (an anomaly on a constant series) or not applicable
+        z_text = "inf" if alert.get("kind") == "anomaly" else "-"
+    score = alert.get("score")
+    parts = [
+        str(alert.get("event_timestamp", "-")),
+        f"{str(alert.get('severity', '-')).upper():<8}",
+        f"{alert.get('kind', '-')!s:<11}",
+        str(alert.get("event_type", "-")),
+        f"{alert.get('key', '-')}/{alert.get('metric', '-')}",
+        f"value={_number(alert.get('value'), 'g')}",
+        f"z={z_text}",
+        f"limits=[{_number(alert.get('lower'))}, {_number(alert.get('upper'))}]",
+        f"n={alert.get('n', '-')}",
+        f"score={_number(score, '.3f')}",
+        str(alert.get("detector", "-")),
+    ]
+    for name in ("model_version", "prediction_id"):
+        if alert.get(name) is not None:
+            parts.append(f"{name}={alert[name]}")
+    episode = alert.get("episode_id")
+    if isinstance(episode, str) and episode:
+        parts.append(f"episode={episode[:8]}")
+    return " ".join(parts)
+
+
+def _number(value: Any, spec: str = ".4g") -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "-"
+    return format(value, spec)
+
+
+class AlertRecord(Protocol):
+    """The fields of a consumed record the reader uses (kafka-python's ConsumerRecord)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+class AlertConsumer(Protocol):
+    """The group-less consumer calls the reader makes (kafka-python's KafkaConsumer has them)."""
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None: ...
+    def assign(self, partitions: list[Any]) -> None: ...
+    def seek_to_beginning(self, *partitions: Any) -> None: ...
+    def seek_to_end(self, *partitions: Any) -> None: ...
+    def poll(self, timeout_ms: int = 0) -> Mapping[Any, Sequence[AlertRecord]]: ...
+    def highwater(self, partition: Any) -> int | None: ...
+    def position(self, partition: Any) -> int | None: ...
+
+
+@dataclass
+class ReadSummary:
+    """What a read saw: records read, alerts shown, records that were not alert JSON."""
+
+    read: int = 0
+    shown: int = 0
+    unreadable: int = 0
+
+
+def read_alerts(
+    consumer: AlertConsumer,
+    topics: Sequence[str],
+    show: Callable[[dict[str, Any]], None],
+    *,
+    alert_filter: AlertFilter | None = None,
+    follow: bool = False,
+    from_beginning: bool = False,
+    stop: threading.Event | None = None,
+    idle_timeout_s: float = 30.0,
+    topic_wait_s: float = 5.0,
+    warn: Callable[[str], None] = lambda message: None,
+) -> ReadSummary:
+    """Read alerts from every partition of ``topics`` and ``show`` those that pass the filter.
+
+    Without ``follow``: from the beginning up to each partition's end as first seen, then
+    return (a :class:`BrokerError` when the broker gives nothing for ``idle_timeout_s``, or a
+    topic is not found within ``topic_wait_s``).
+    With ``follow``: until ``stop`` is set, skipping what was there at the start unless
+    ``from_beginning``. The end of a partition is its high water mark in the first fetch
+    answer, not a ListOffsets answer (which some Kafka-compatible brokers get wrong).
+    """
+    alert_filter = alert_filter or AlertFilter()
+    stop = stop or threading.Event()
+    partitions = _assign(consumer, topics, follow=follow, stop=stop, wait_s=topic_wait_s,
+                         warn=warn)
+    summary = ReadSummary()
+    if not partitions:
+        return summary
+    if from_beginning or not follow:
+        consumer.seek_to_beginning(*partitions)
+    else:
+        consumer.seek_to_end(*partitions)
+    ends: dict[Any, int] = {}
+    deadline = time.monotonic() + idle_timeout_s
+    while not stop.is_set():
+        batch = consumer.poll(timeout_ms=200)
+        if len(ends) < len(partitions):
+            for partition in partitions:
+                highwater = consumer.highwater(partition)
+                if partition not in ends and highwater is not None:
+                    ends[partition] = highwater
+            if follow and len(ends) == len(partitions):
+                warn(f"following {', '.join(topics)}; Ctrl-C stops")
+        for partition, records in batch.items():
+            deadline = time.monotonic() + idle_timeout_s
+            for record in records:
+                there_at_start = record.offset < ends.get(partition, 0)
+                if follow and not from_beginning and there_at_start:
+                    continue
+                summary.read += 1
+                alert = _decode(record, warn)
+                if alert is None:
+                    summary.unreadable += 1
+                elif alert_filter.matches(alert):
+                    summary.shown += 1
+                    show(alert)
+        if follow:
+            continue
+        if len(ends) == len(partitions) and all(
+                (consumer.position(p) or 0) >= ends[p] for p in partitions):
+            break
+        if time.monotonic() > deadline:
+            raise BrokerError(f"no answer from the broker for {idle_timeout_s:.0f} s while "
+                              f"reading {', '.join(topics)}")
+    return summary
+
+
+def _assign(consumer: AlertConsumer, topics: Sequence[str], *, follow: bool,
+            stop: threading.Event, wait_s: float, warn: Callable[[str], None]) -> list[Any]:
+    """Assign every partition of ``topics``; with ``follow``, wait for missing topics."""
+    from kafka import TopicPartition
+
+    partitions: list[Any] = []
+    for topic in topics:
+        found = _partitions(consumer, topic, wait_s=wait_s, stop=stop)
+        if not found and follow:
+            warn(f"topic {topic!r} does not exist yet; waiting for it")
+            while not found and not stop.is_set():
+                found = _partitions(consumer, topic, wait_s=wait_s, stop=stop)
+        if not found and not stop.is_set():
+            raise BrokerError(f"topic {topic!r} does not exist; Vigil creates its alert topic "
+                              "when it starts (check topics.alerts, or pass --topic)")
+        partitions.extend(TopicPartition(topic, p) for p in sorted(found))
+    consumer.assign(partitions)
+    return partitions
+
+
+def _partitions(consumer: AlertConsumer, topic: str, *, wait_s: float,
+                stop: threading.Event) -> set[int]:
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = consumer.partitions_for_topic(topic)
+        if found or time.monotonic() >= deadline or stop.wait(0.2):
+            return set(found or ())
+
+
+def _decode(record: AlertRecord, warn: Callable[[str], None]) -> dict[str, Any] | None:
+    try:
+        alert = json.loads(record.value or b"")
+    except ValueError:
+        alert = None
+    if not isinstance(alert, dict):
+        warn(f"skipping {record.topic}/{record.partition}/{record.offset}: not an alert "
+             "(JSON object)")
+        return None
+    return alert
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+def add_alerts_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``vigil alerts`` on the ``vigil`` command's subparsers."""
+    alerts: argparse.ArgumentParser = commands.add_parser(
+        "alerts", help="print the alerts on the alert topic, as readable lines or JSON",
+        description="Print the alerts on Vigil's alert topic; without --follow, those on the\n"
+        "topic now, then exit. Reads without a consumer group and commits nothing, so it\n"
+        "never disturbs Vigil or other subscribers.",
+        epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    alerts.add_argument("-f", "--follow", action="store_true",
+                        help="keep printing alerts as they arrive, until Ctrl-C")
+    alerts.add_argument("--from-beginning", action="store_true",
+                        help="with --follow, print the alerts already on the topic first "
+                        "(without --follow they are always printed)")
+    alerts.add_argument("--kind", action="append", choices=ALERT_KINDS, default=[],
+                        help="only alerts of this kind (repeatable)")
+    alerts.add_argument("--severity", action="append", choices=SEVERITIES, default=[],
+                        help="only alerts of this severity (repeatable)")
+    alerts.add_argument("--key", metavar="GLOB",
+                        help="only alerts whose key matches GLOB (e.g. 'web-*'); with a slash "
+                        "GLOB matches key/metric (e.g. 'fraud/features.*')")
+    alerts.add_argument("--json", action="store_true",
+                        help="print each alert as one line of JSON (the message as published)")
+    alerts.add_argument("--topic", action="append", default=[],
+                        help="read this topic instead of topics.alerts (repeatable)")
+    alerts.add_argument("-c", "--config", type=Path, help="TOML configuration file")
+    alerts.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (host:port,...)")
+    alerts.set_defaults(handler=_alerts)
+
+
+def _alerts(args: argparse.Namespace) -> int:
+    from stream.config import load_config
+
+    config = load_config(args.config,
+                         overrides={"kafka.bootstrap_servers": args.bootstrap_servers})
+    topics = list(dict.fromkeys(args.topic)) or [config.topics.alerts]
+    alert_filter = AlertFilter(frozenset(args.kind), frozenset(args.severity), args.key)
+    return print_alerts(config, topics, alert_filter, follow=args.follow,
+                        from_beginning=args.from_beginning, as_json=args.json)
+
+
+def print_alerts(config: VigilConfig, topics: Sequence[str], alert_filter: AlertFilter, *,
+                 follow: bool, from_beginning: bool, as_json: bool,
+                 out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Print alerts from ``topics`` on ``out`` (notes on ``err``); the command's exit code."""
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
+    from stream.kafka_io import client_settings
+
+    def show(alert: dict[str, Any]) -> None:
+        line = json.dumps(alert, separators=(",", ":"), ensure_ascii=False) if as_json \
+            else format_alert_line(alert)
+        print(line, file=out, flush=True)
+
+    def warn(message: str) -> None:
+        print(f"vigil alerts: {message}", file=err, flush=True)
+
+    try:
+        consumer = KafkaConsumer(**{
+            **client_settings(config), "group_id": None, "enable_auto_commit": False,
+            "allow_auto_create_topics": False, "fetch_max_wait_ms": 200,
+        })
+    except KafkaError as exc:
+        raise BrokerError(f"cannot reach {config.kafka.bootstrap_servers}: {exc}") from exc
+    try:
+        summary = read_alerts(consumer, topics, show, alert_filter=alert_filter, follow=follow,
+                              from_beginning=from_beginning, warn=warn)
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, and keep Python's final flush
+        # of stdout from complaining.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    finally:
+        consumer.close()
+    if not follow:
+        warn(f"{summary.shown} of {summary.read} alerts shown"
+             + (f", {summary.unreadable} unreadable" if summary.unreadable else ""))
+    return 0
