@@ -25,6 +25,7 @@ from stream.generate import GeneratedEvent, generate_events
 from stream.kafka_io import client_settings, ensure_topics, make_producer
 from stream.metrics import Liveness, VigilMetrics
 from stream.service import produce_events, run_service
+from stream.subscribe import format_alert_line
 
 log = logging.getLogger(__name__)
 
@@ -170,26 +171,7 @@ def _print_alerts(config: VigilConfig, topic: str, stop: threading.Event, deadli
         consumer.close()
 
 
-def format_alert(alert: dict[str, Any], *, injected: bool | None = None) -> str:
-    """One readable line for an alert message.
-
-    >>> print(format_alert({"event_timestamp": "2026-01-01T00:00:00.000Z",
-    ...   "severity": "critical", "event_type": "telemetry", "key": "web-1",
-    ...   "metric": "latency_ms", "value": 410.0, "z": 9.5, "lower": 80.0, "upper": 160.0,
-    ...   "n": 250, "score": 0.76}).replace(" limits", "\\n limits"))
-    2026-01-01T00:00:00.000Z CRITICAL telemetry web-1/latency_ms value=410 z=+9.50
-     limits=[80, 160] n=250 score=0.760
-    """
-    z = alert.get("z")
-    text = (f"{alert['event_timestamp']} {alert['severity'].upper()} {alert['event_type']} "
-            f"{alert['key']}/{alert['metric']} value={alert['value']:g} "
-            f"z={'inf' if z is None else format(z, '+.2f')} "
-            f"limits=[{_num(alert.get('lower'))}, {_num(alert.get('upper'))}] n={alert['n']} "
-            f"score={alert['score']:.3f}")
-    if injected is not None:
-        text += "  <- injected anomaly" if injected else ""
-    return text
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else format(value, ".4g")
+def format_alert(alert: dict[str, Any], *, injected: bool) -> str:
+    """The subscriber's line for an alert, marked when it hit an injected anomaly."""
+    line = format_alert_line(alert)
+    return f"{line}  <- injected anomaly" if injected else line
