@@ -8,6 +8,7 @@ the fix. This is the only module that reads environment variables.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import os
 import tomllib
 from collections.abc import Mapping
@@ -159,18 +160,41 @@ class StateConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Which detector every series gets, and its parameters."""
+    """Which detector each series gets: the default, and overrides by series glob."""
 
     name: str = "shewhart"
     params: Mapping[str, Any] = field(default_factory=dict)
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    """Glob over ``event_type/key/metric`` → ``{ name = ..., params = {...} }``; the first
+    matching glob wins, series that match none get ``name``/``params``."""
 
     def __post_init__(self) -> None:
-        _require(self.name in detector_names(), "detector.name", self.name,
-                 f"choose one of: {', '.join(detector_names())}")
-        try:
-            build_detector(self.name, self.params)
-        except ValueError as exc:
-            raise ConfigError(f"detector.params: {exc}") from exc
+        _check_detector("detector", self.name, self.params)
+        for pattern, spec in self.overrides.items():
+            where = f'detector.overrides."{pattern}"'
+            if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str) \
+                    or not isinstance(spec.get("params", {}), Mapping) \
+                    or set(spec) - {"name", "params"}:
+                raise ConfigError(
+                    f"{where} must be a table like {{ name = \"robust\", params = {{ k = 3.5 }} }}"
+                )
+            _check_detector(where, spec["name"], spec.get("params", {}))
+
+    def spec_for(self, series: str) -> tuple[str, Mapping[str, Any]]:
+        """(name, params) of the detector for the series ``event_type/key/metric``."""
+        for pattern, spec in self.overrides.items():
+            if fnmatch.fnmatchcase(series, pattern):
+                return spec["name"], spec.get("params", {})
+        return self.name, self.params
+
+
+def _check_detector(where: str, name: str, params: Mapping[str, Any]) -> None:
+    _require(name in detector_names(), f"{where}.name", name,
+             f"choose one of: {', '.join(detector_names())}")
+    try:
+        build_detector(name, params)
+    except ValueError as exc:
+        raise ConfigError(f"{where}.params: {exc}") from exc
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ The monitor is I/O-free, so the live runtime and the offline replay share it exa
 
 from __future__ import annotations
 
+import fnmatch
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -68,12 +69,16 @@ class Monitor:
         detector_name: str,
         params: Mapping[str, Any] | None = None,
         *,
+        overrides: Mapping[str, Mapping[str, Any]] | None = None,
         max_series: int = 1_000_000,
         series_ttl_s: float = 0.0,
     ) -> None:
         self.detector_name = detector_name
         self.params = dict(params or {})
+        self.overrides = {pattern: (spec["name"], dict(spec.get("params", {})))
+                          for pattern, spec in (overrides or {}).items()}
         build_detector(detector_name, self.params)  # fail now, not on the first event
+        self._specs: dict[SeriesId, tuple[str, dict[str, Any]]] = {}
         self.max_series = max_series
         self.series_ttl_s = series_ttl_s
         self._partitions: dict[PartitionId, _Partition] = {}
@@ -88,10 +93,21 @@ class Monitor:
         """Number of series tracked."""
         return len(self._recency)
 
-    @property
-    def detector_spec(self) -> dict[str, Any]:
-        """What every series' detector is built from; a snapshot of another spec is not reused."""
-        return {"name": self.detector_name, "params": self.params}
+    def spec_for(self, series_id: SeriesId) -> tuple[str, dict[str, Any]]:
+        """(detector name, params) for a series: the first matching override, else the default."""
+        spec = self._specs.get(series_id)
+        if spec is None:
+            spec = (self.detector_name, self.params)
+            if self.overrides:
+                name = "/".join(series_id)
+                for pattern, candidate in self.overrides.items():
+                    if fnmatch.fnmatchcase(name, pattern):
+                        spec = candidate
+                        break
+            if len(self._specs) >= 100_000:
+                self._specs.clear()  # a memo, not state
+            self._specs[series_id] = spec
+        return spec
 
     def observe(self, event: Event, partition: PartitionId = OFFLINE) -> Iterator[Observation]:
         """Score every point the event contributes, then let each series learn it."""
@@ -124,7 +140,7 @@ class Monitor:
             self.expired += 1
             series = None
         if series is None:
-            series = Series(build_detector(self.detector_name, self.params), timestamp)
+            series = Series(build_detector(*self.spec_for(series_id)), timestamp)
             part.series[series_id] = series
             self._recency[recency_key] = series
             if len(self._recency) > self.max_series:
@@ -174,33 +190,34 @@ class Monitor:
         """The partition's state as a JSON-serialisable body, and mark it clean."""
         part = self._partitions.get(partition) or _Partition()
         part.dirty = False
+        series = []
+        for sid, s in part.series.items():
+            name, params = self.spec_for(sid)
+            series.append({"event_type": sid[0], "key": sid[1], "metric": sid[2],
+                           "detector": name, "params": params, "last_seen": s.last_seen,
+                           "episode": s.episode, "state": s.detector.state_dict()})
         return {
-            "detector": self.detector_spec,
             "watermark": part.watermark if part.watermark != float("-inf") else None,
-            "series": [
-                {"event_type": sid[0], "key": sid[1], "metric": sid[2],
-                 "last_seen": s.last_seen, "episode": s.episode,
-                 "state": s.detector.state_dict()}
-                for sid, s in part.series.items()
-            ],
+            "series": series,
         }
 
     def import_partition(self, partition: PartitionId, body: Mapping[str, Any]) -> int:
         """Replace the partition's series with those of an exported body; return their count.
 
-        Raises StateError when the body cannot be read; a body made for another detector
-        configuration is ignored (the series start from warm-up under the new one).
+        Raises StateError when the body cannot be read; a series saved under another detector
+        configuration than it now gets is left out (it starts from warm-up under the new one).
         """
         self.drop_partition(partition)
         part = self._partitions[partition] = _Partition()
-        if body.get("detector") != self.detector_spec:
-            return 0
         try:
             watermark = body["watermark"]
             part.watermark = float("-inf") if watermark is None else float(watermark)
             for item in body["series"]:
                 series_id = (str(item["event_type"]), str(item["key"]), str(item["metric"]))
-                detector = restore_detector(self.detector_name, item["state"])
+                name, params = self.spec_for(series_id)
+                if item.get("detector") != name or item.get("params") != params:
+                    continue
+                detector = restore_detector(name, item["state"])
                 series = Series(detector, float(item["last_seen"]), item.get("episode"))
                 part.series[series_id] = series
                 self._recency[(partition, series_id)] = series

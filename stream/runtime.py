@@ -95,6 +95,7 @@ class BatchProcessor:
     ) -> None:
         self.config = config
         self.monitor = Monitor(config.detector.name, config.detector.params,
+                               overrides=config.detector.overrides,
                                max_series=config.state.max_series,
                                series_ttl_s=config.state.series_ttl_s)
         self._kinds: dict[str, EventKind] = {
@@ -143,7 +144,9 @@ class BatchProcessor:
         common = {
             "result": result, "source": source, "event_type": observation.event_type,
             "key": observation.key, "metric": observation.metric,
-            "detector": self.monitor.detector_name, "value": observation.value,
+            "detector": self.monitor.spec_for(
+                (observation.event_type, observation.key, observation.metric))[0],
+            "value": observation.value,
             "event_timestamp": event.timestamp, "detected_at": self._clock(),
             "critical_score": self.config.alerts.critical_score,
             "model_version": prediction.model_version if prediction else None,

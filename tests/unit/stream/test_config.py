@@ -83,3 +83,22 @@ def test_alert_routes_are_checked(tmp_path: Path) -> None:
     path.write_text('[alerts]\nroutes = { "colour:red" = "x" }\n')
     with pytest.raises(ConfigError, match="kind:<anomaly"):
         load_config(path, environ={})
+
+
+def test_detector_overrides_pick_the_first_matching_glob(tmp_path: Path) -> None:
+    path = tmp_path / "vigil.toml"
+    path.write_text('[detector]\nname = "shewhart"\n'
+                    '[detector.overrides]\n'
+                    '"telemetry/*/latency_ms" = { name = "shewhart", params = { k = 4.0 } }\n'
+                    '"telemetry/web-*/*" = { name = "shewhart", params = { warmup = 50 } }\n')
+    detector = load_config(path, environ={}).detector
+    assert detector.spec_for("telemetry/web-1/latency_ms") == ("shewhart", {"k": 4.0})
+    assert detector.spec_for("telemetry/web-1/cpu") == ("shewhart", {"warmup": 50})
+    assert detector.spec_for("prediction/fraud/prediction") == ("shewhart", {})
+
+
+def test_a_bad_override_names_its_glob(tmp_path: Path) -> None:
+    path = tmp_path / "vigil.toml"
+    path.write_text('[detector.overrides]\n"telemetry/*" = { name = "shewhart", k = 4.0 }\n')
+    with pytest.raises(ConfigError, match='detector.overrides."telemetry/\\*"'):
+        load_config(path, environ={})

@@ -228,3 +228,19 @@ def test_alerts_are_routed_by_kind_and_severity(tmp_path: Any) -> None:
         ("pager", "critical")]
     assert config.alerts.topic_for("anomaly", "warning", "alerts") == "alerts"
     assert config.alerts.topic_for("resolved", "info", "alerts") == "quiet"
+
+
+def test_a_series_override_applies_and_survives_a_checkpoint(tmp_path: Any) -> None:
+    path = tmp_path / "vigil.toml"
+    path.write_text('[detector.overrides]\n'
+                    '"telemetry/web-1/latency" = { name = "shewhart", params = { k = 50.0 } }\n')
+    config = load_config(path, environ={})
+    processor = BatchProcessor(config)
+    assert processor.process(steady_then(130.0)).alerts == []  # z≈20: no alarm at k=50
+    assert len(BatchProcessor(CONFIG).process(steady_then(130.0)).alerts) == 1
+    monitor = processor.monitor
+    body = monitor.export_partition(("telemetry", 0))
+    assert body["series"][0]["params"] == {"k": 50.0}
+    plain = BatchProcessor(CONFIG).monitor
+    assert plain.import_partition(("telemetry", 0), body) == 0  # other spec: not reused
+    assert monitor.import_partition(("telemetry", 0), body) == 1
