@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from stream.broker import api_versions_answered
@@ -126,10 +126,10 @@ def ensure_topics(
 
 
 def commit_offsets(consumer: KafkaConsumer, next_offsets: Mapping[tuple[str, int], int]) -> bool:
-    """Commit synchronously; False (and a log line) when a rebalance took the partitions away.
+    """Commit synchronously; False (and a log line) when the commit did not go through.
 
-    The records are then processed again by their new owner, which is safe: alerts are
-    at-least-once with stable ids.
+    A failed commit is never fatal: the state snapshot already holds the offset, the next
+    owner of the partition resumes there, and the next checkpoint commits again.
     """
     if not next_offsets:
         return True
@@ -140,9 +140,8 @@ def commit_offsets(consumer: KafkaConsumer, next_offsets: Mapping[tuple[str, int
                 for (topic, partition), offset in next_offsets.items()
             }
         )
-    except CommitFailedError as exc:
-        log.warning("offset commit failed after a rebalance; the batch will be redelivered: %s",
-                    exc)
+    except KafkaError as exc:  # CommitFailed, RebalanceInProgress, timeouts
+        log.warning("offset commit did not go through (%s); the next checkpoint retries", exc)
         return False
     return True
 
