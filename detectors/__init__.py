@@ -11,16 +11,45 @@ from detectors.base import (
     restore_detector,
     score_from_ratio,
 )
+from detectors.budget import (
+    arl_for_budget,
+    cusum_h_for_arl,
+    ewma_L_for_arl,
+    shewhart_k_for_arl,
+)
+from detectors.coldstart import ColdStart, GroupPool
+from detectors.cusum import CusumChart
+from detectors.drift import AdwinDrift, KswinDrift, PageHinkleyDrift
+from detectors.ensemble import EnsembleDetector
+from detectors.ewma import EwmaChart
+from detectors.multivariate import HalfSpaceTreesDetector
+from detectors.robust import RobustChart
+from detectors.seasonal import Seasonal
 from detectors.shewhart import ShewhartChart  # importing a detector module registers it
 from detectors.stats import RunningStats
 
 __all__ = [
+    "AdwinDrift",
+    "ColdStart",
+    "CusumChart",
     "Detector",
+    "EnsembleDetector",
+    "EwmaChart",
+    "GroupPool",
+    "HalfSpaceTreesDetector",
+    "KswinDrift",
+    "PageHinkleyDrift",
     "PointResult",
+    "RobustChart",
     "RunningStats",
+    "Seasonal",
     "ShewhartChart",
+    "arl_for_budget",
     "build_detector",
+    "cusum_h_for_arl",
     "detector_names",
+    "ewma_L_for_arl",
     "restore_detector",
     "score_from_ratio",
+    "shewhart_k_for_arl",
 ]

@@ -4,19 +4,63 @@ Before two points there is no spread: the limits are ±inf, ``z`` and the score 
 centre is the mean so far (the value itself for the very first point). Once σ is known, a
 constant series that changes is an anomaly: with σ == 0 any value off the mean gets
 ``z = ±inf`` and score 1.0.
+
+This module also holds the parameter checks and the outlier policies the other charts share.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, Self
 
 from detectors.base import PointResult, register, score_from_ratio
+from detectors.budget import shewhart_k_for_arl
+from detectors.rules import RunRules, check_rules
+from detectors.seasonal import Season, Seasonal, check_season
 from detectors.stats import RunningStats
 
 OUTLIER_POLICIES = ("clip", "exclude", "learn")
 """How a point beyond the limits feeds the statistics once warm-up is over."""
+
+
+def check_positive(name: str, value: object, meaning: str, *, zero: bool = False) -> float:
+    """``value`` as a float if it is a finite number > 0 (>= 0 with ``zero``), else ValueError."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (0.0 <= value < math.inf if zero else 0.0 < value < math.inf)
+    ):
+        bound = ">= 0" if zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound} ({meaning}), got {value!r}")
+    return float(value)
+
+
+def check_warmup(warmup: object) -> int:
+    """``warmup`` if it is an integer >= 2, else ValueError."""
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 2:
+        raise ValueError(f"warmup must be an integer >= 2, got {warmup!r}")
+    return warmup
+
+
+def check_outliers(outliers: object) -> str:
+    """``outliers`` if it names an outlier policy, else ValueError."""
+    if outliers not in OUTLIER_POLICIES:
+        choices = ", ".join(map(repr, OUTLIER_POLICIES))
+        raise ValueError(f"outliers must be one of {choices}, got {outliers!r}")
+    return str(outliers)
+
+
+def check_arl0(arl0: object) -> float | None:
+    """``arl0`` if it is None or a finite number > 1, else ValueError."""
+    if arl0 is None:
+        return None
+    if isinstance(arl0, bool) or not isinstance(arl0, int | float) or not 1.0 < arl0 < math.inf:
+        raise ValueError(
+            f"arl0 must be None or a finite number > 1 (points per false alarm), got {arl0!r}"
+        )
+    return float(arl0)
 
 
 @register("shewhart")
@@ -24,34 +68,57 @@ class ShewhartChart:
     """Individuals control chart with limits learned online from the points before each one.
 
     ``outliers`` keeps one outlier from inflating σ for the points after it: ``"clip"``
-    learns the value winsorised to [lower, upper], ``"exclude"`` skips alarmed points,
-    ``"learn"`` learns everything.
+    learns the value winsorised to [lower, upper], ``"exclude"`` skips points beyond the
+    limits, ``"learn"`` learns everything. ``rules`` adds Western Electric run rules
+    (:mod:`detectors.rules`); ``details["rule"]`` says which one fired. ``arl0``, when
+    given, sets ``k`` for that in-control ARL (of rule we1 alone). ``season`` keeps one
+    chart per season bucket (:mod:`detectors.seasonal`).
 
     >>> chart = ShewhartChart(k=3.0, warmup=4)
     >>> for v in [10.0, 11.0, 9.0, 10.0]:
     ...     _ = chart.update(v, 0.0)
     >>> r = chart.update(20.0, 0.0)
-    >>> r.anomaly, r.centre, round(r.upper, 3), round(r.z, 2), r.n
-    (True, 10.0, 12.449, 12.25, 4)
+    >>> r.anomaly, r.centre, round(r.upper, 3), round(r.z, 2), r.n, r.details
+    (True, 10.0, 12.449, 12.25, 4, {'rule': 1.0})
+    >>> round(ShewhartChart(arl0=1000).k, 4)
+    3.2905
     """
 
     name: str = "shewhart"
 
-    def __init__(self, k: float = 3.0, warmup: int = 30, outliers: str = "clip") -> None:
-        if isinstance(k, bool) or not isinstance(k, int | float) or not 0.0 < k < math.inf:
-            raise ValueError(f"k must be a finite number > 0 (limit width in σ), got {k!r}")
-        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 2:
-            raise ValueError(f"warmup must be an integer >= 2, got {warmup!r}")
-        if outliers not in OUTLIER_POLICIES:
-            choices = ", ".join(map(repr, OUTLIER_POLICIES))
-            raise ValueError(f"outliers must be one of {choices}, got {outliers!r}")
-        self.k = float(k)
-        self.warmup = warmup
-        self.outliers = outliers
+    def __init__(
+        self,
+        k: float = 3.0,
+        warmup: int = 30,
+        outliers: str = "clip",
+        rules: list[str] | None = None,
+        arl0: float | None = None,
+        season: Season | None = None,
+    ) -> None:
+        k = check_positive("k", k, "limit width in σ")
+        self.arl0 = check_arl0(arl0)
+        self.k = k if self.arl0 is None else shewhart_k_for_arl(self.arl0)
+        self.warmup = check_warmup(warmup)
+        self.outliers = check_outliers(outliers)
+        self.rules = check_rules(rules)
+        self.season = None if season is None else check_season(season)
         self._stats = RunningStats()
+        self._rules = None if self.rules is None else RunRules(self.rules, self.k)
+        self._seasonal: Seasonal[ShewhartChart] | None = None
+        if self.season is not None:
+            make = partial(
+                ShewhartChart,
+                k=self.k,
+                warmup=self.warmup,
+                outliers=self.outliers,
+                rules=None if self.rules is None else list(self.rules),
+            )
+            self._seasonal = Seasonal(self.season, make, ShewhartChart.from_state)
 
     def update(self, value: float, timestamp: float) -> PointResult:
         """Score ``value`` against the limits from the points before it, then learn from it."""
+        if self._seasonal is not None:
+            return self._seasonal.update(value, timestamp)
         if not math.isfinite(value):
             raise ValueError(f"value must be a finite number, got {value!r}")
         stats = self._stats
@@ -67,39 +134,79 @@ class ShewhartChart:
         upper = mean + k * sigma
         if sigma > 0.0:
             z = (value - mean) / sigma
-            score = score_from_ratio(abs(z) / k)
         elif value == mean:
-            z = score = 0.0
+            z = 0.0
         else:
             z = math.inf if value > mean else -math.inf
-            score = 1.0
+        beyond = abs(z) > k
         warm = n >= self.warmup
-        anomaly = warm and (value > upper or value < lower)
+        details = None
+        rules = self._rules
+        if rules is None:
+            score = score_from_ratio(abs(z) / k)
+            anomaly = warm and beyond
+            if anomaly:
+                details = {"rule": 1.0}
+        else:
+            score = score_from_ratio(rules.evaluate(z))
+            anomaly = warm and rules.fired > 0
+            if anomaly:
+                details = {"rule": float(rules.fired)}
 
         policy = self.outliers
         if policy == "clip":
             if warm:
                 value = lower if value < lower else upper if value > upper else value
             stats.update(value)
-        elif policy == "learn" or not anomaly:
+        elif policy == "learn" or not (warm and beyond):
             stats.update(value)
-        return PointResult(score, anomaly, mean, lower, upper, z, n)
+        return PointResult(score, anomaly, mean, lower, upper, z, n, details=details)
 
     def state_dict(self) -> dict[str, Any]:
         """Parameters and statistics, JSON-serialisable; ``from_state`` continues exactly."""
-        return {
+        state: dict[str, Any] = {
             "k": self.k,
             "warmup": self.warmup,
             "outliers": self.outliers,
-            "stats": self._stats.state_dict(),
+            "rules": None if self.rules is None else list(self.rules),
+            "arl0": self.arl0,
+            "season": self.season,
         }
+        if self._seasonal is not None:
+            state["buckets"] = self._seasonal.state_dict()["buckets"]
+            return state
+        state["stats"] = self._stats.state_dict()
+        if self._rules is not None:
+            state["history"] = self._rules.state_dict()
+        return state
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Self:
         """Rebuild a chart whose future outputs equal those of the one that saved ``state``."""
-        chart = cls(k=state["k"], warmup=state["warmup"], outliers=state["outliers"])
+        season = state.get("season")
+        chart = cls(
+            k=state["k"],
+            warmup=state["warmup"],
+            outliers=state["outliers"],
+            rules=state.get("rules"),
+            season=season,
+        )
+        chart.arl0 = check_arl0(state.get("arl0"))  # k is saved: no recomputation from arl0
+        if chart._seasonal is not None:
+            chart._seasonal.load_state({"season": season, "buckets": state["buckets"]})
+            return chart
         chart._stats = RunningStats.from_state(state["stats"])
+        if chart._rules is not None:
+            chart._rules.load_state(state["history"])
         return chart
 
     def __repr__(self) -> str:
-        return f"ShewhartChart(k={self.k!r}, warmup={self.warmup!r}, outliers={self.outliers!r})"
+        extra = "".join(
+            f", {name}={value!r}"
+            for name, value in (("rules", self.rules), ("arl0", self.arl0), ("season", self.season))
+            if value is not None
+        )
+        return (
+            f"ShewhartChart(k={self.k!r}, warmup={self.warmup!r}, outliers={self.outliers!r}"
+            f"{extra})"
+        )

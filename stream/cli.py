@@ -91,6 +91,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="detector for every series (overrides the config)")
     replay.add_argument("--param", action="append", default=[], metavar="K=V",
                         help="detector parameter, repeatable (e.g. --param k=3.5)")
+    replay.add_argument("--plot", type=Path, metavar="OUT.png",
+                        help="also draw one series' control chart to this PNG "
+                        "(needs the 'plot' extra: pip install 'vigil[plot]')")
+    replay.add_argument("--series", metavar="KEY/METRIC",
+                        help="the series to draw with --plot (default: the first series)")
     replay.set_defaults(handler=_replay)
 
     generate = commands.add_parser(
@@ -213,16 +218,19 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from stream.replay import replay
+    from stream.replay import SeriesCapture, replay
 
+    if args.series is not None and args.plot is None:
+        raise ConfigError("--series picks the series to draw: give --plot OUT.png with it")
     config = load_config(args.config, environ={})
     detector = args.detector or config.detector.name
     params: dict[str, Any] = {} if args.detector and args.detector != config.detector.name \
         else dict(config.detector.params)
     params.update(parse_params(args.param))
+    capture = None if args.plot is None else SeriesCapture(args.series)
     output = sys.stdout if args.output is None else args.output.open("w", encoding="utf-8")
     try:
-        summary = replay(args.input, output, detector=detector, params=params)
+        summary = replay(args.input, output, detector=detector, params=params, capture=capture)
     except FileNotFoundError:
         raise VigilError(f"input file {str(args.input)!r} does not exist") from None
     except ValueError as exc:
@@ -231,6 +239,15 @@ def _replay(args: argparse.Namespace) -> int:
         if output is not sys.stdout:
             output.close()
     print(summary.line(), file=sys.stderr)
+    if capture is not None:
+        png = capture.render(detector)
+        try:
+            args.plot.write_bytes(png)
+        except OSError as exc:
+            raise VigilError(f"cannot write the chart to {str(args.plot)!r}: "
+                             f"{exc.strerror}") from exc
+        print(f"drew {capture.series} ({len(capture.points)} points) to {args.plot}",
+              file=sys.stderr)
     return 0
 
 

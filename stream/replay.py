@@ -3,6 +3,7 @@
 CSV input has a header with ``timestamp`` and ``value`` (and optionally ``key``); JSONL input
 holds one prediction or telemetry event per line. The output CSV has one row per point and
 series, in input order: ``timestamp,key,metric,value,score,anomaly,centre,lower,upper``.
+A :class:`SeriesCapture` passed to :func:`replay` also keeps one series' points, for a chart.
 """
 
 from __future__ import annotations
@@ -15,6 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TextIO
 
+from detectors.plot import (
+    ChartPoint,
+    PlotUnavailable,
+    render_control_chart,
+    require_matplotlib,
+)
 from stream.errors import EventError, VigilError
 from stream.events import decode_event, parse_timestamp
 from stream.monitor import Monitor, Observation
@@ -42,6 +49,50 @@ class ReplaySummary:
                 f"{self.anomalies} anomalies, {self.skipped} malformed rows skipped")
 
 
+class SeriesCapture:
+    """Keeps the points of one series as the replay meets them, for drawing its chart.
+
+    ``wanted`` is ``"KEY/METRIC"`` (the key may itself contain ``/``), or a bare ``KEY`` for
+    that key's first metric, or None for the first series of the input.
+    """
+
+    def __init__(self, wanted: str | None = None) -> None:
+        try:
+            require_matplotlib()
+        except PlotUnavailable as exc:
+            raise VigilError(str(exc)) from exc
+        self.wanted = wanted
+        self.series: str | None = None
+        """``"KEY/METRIC"`` of the captured series, once it has been met."""
+        self.points: list[ChartPoint] = []
+        self.seen: list[str] = []
+        """Every series of the input, in order of first appearance (for error messages)."""
+        self._seen: set[str] = set()
+
+    def offer(self, timestamp: float, obs: Observation) -> None:
+        """Keep ``obs`` if it belongs to the wanted series."""
+        name = f"{obs.key}/{obs.metric}"
+        if name not in self._seen:
+            self._seen.add(name)
+            self.seen.append(name)
+        if self.series is None and self.wanted in (None, name, obs.key):
+            self.series = name
+        if name == self.series:
+            self.points.append(ChartPoint(timestamp, obs.value, obs.result))
+
+    def render(self, detector: str) -> bytes:
+        """PNG of the captured series' control chart; VigilError when there is nothing to draw
+        or matplotlib is missing."""
+        if not self.points:
+            seen = ", ".join(self.seen[:10]) + (", ..." if len(self.seen) > 10 else "")
+            raise VigilError(f"series {self.wanted!r} is not in the input; "
+                             f"series found: {seen or 'none'}")
+        try:
+            return render_control_chart(self.points, title=f"{self.series} — {detector}")
+        except PlotUnavailable as exc:
+            raise VigilError(str(exc)) from exc
+
+
 class MalformedRow(VigilError):
     """A row that cannot be replayed; reported with its line number and skipped."""
 
@@ -53,8 +104,10 @@ def replay(
     detector: str,
     params: Mapping[str, Any] | None = None,
     errors: TextIO = sys.stderr,
+    capture: SeriesCapture | None = None,
 ) -> ReplaySummary:
-    """Replay ``input_path`` through a fresh :class:`Monitor` and write per-point rows."""
+    """Replay ``input_path`` through a fresh :class:`Monitor` and write per-point rows;
+    ``capture``, when given, also keeps the points of its series."""
     path = Path(input_path)
     monitor = Monitor(detector, params)
     summary = ReplaySummary()
@@ -74,6 +127,8 @@ def replay(
                 summary.points += 1
                 summary.anomalies += obs.result.anomaly
                 writer.writerow(_row(timestamp, obs))
+                if capture is not None:
+                    capture.offer(timestamp, obs)
     summary.series = monitor.series_count
     return summary
 

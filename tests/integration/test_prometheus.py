@@ -240,7 +240,11 @@ def test_shipped_alert_rules_fire_on_a_live_vigil(
     _create_inputs(broker, topics)
     vigil_toml = write_config(
         tmp_path / "vigil.toml", broker, topics, metrics_port=vigil_port,
-        extra=f'[state]\ntopic = "{topic_prefix}-state"\ncheckpoint_interval_s = 2.0\n')
+        # A chart that alarms on every point beyond its limits, so injected anomalies drive
+        # the anomaly rate past VigilAnomalyRate's threshold (the default ensemble raises one
+        # alarm per episode).
+        extra=f'[state]\ntopic = "{topic_prefix}-state"\ncheckpoint_interval_s = 2.0\n'
+              '[detector]\nname = "shewhart"\n')
 
     with _server([alertmanager_bin, f"--config.file={ALERTMANAGER_YML}",
                   f"--storage.path={tmp_path / 'alertmanager'}",

@@ -18,7 +18,7 @@ def test_defaults_need_no_file() -> None:
     assert (config.topics.predictions, config.topics.telemetry) == ("predictions", "telemetry")
     assert (config.topics.alerts, config.topics.dead_letter) == ("alerts", "vigil-dlq")
     assert config.metrics.port == 9108
-    assert config.detector.name == "shewhart"
+    assert config.detector.name == "ensemble"
 
 
 def test_file_then_environment_then_flags(tmp_path: Path) -> None:
@@ -49,7 +49,7 @@ def test_detector_params_from_file(tmp_path: Path) -> None:
         ("[topics]\nalerts = 'telemetry'\n", {}, "topics.alerts"),
         ("[topics]\nalerts = 'bad topic!'\n", {}, "topics.alerts"),
         ("[detector]\nname = 'nope'\n", {}, "choose one of: "),
-        ("[detector]\nparams = { k = -1.0 }\n", {}, "k must be"),
+        ("[detector]\nname = 'shewhart'\nparams = { k = -1.0 }\n", {}, "k must be"),
         ("[detector]\nparams = { kk = 1.0 }\n", {}, "kk"),
         ("", {"VIGIL_METRICS_PORT": "abc"}, "metrics.port = 'abc' is not a valid int"),
         ("kafka = 3\n", {}, "must be a table"),
