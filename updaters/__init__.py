@@ -1,0 +1,44 @@
+"""Pure per-event learners and model maintenance: no Kafka, no HTTP, no files.
+
+Importing this package registers every learner, so ``build_learner(name)`` knows them all.
+The scikit-learn bridge is imported on its own (``updaters.sklearn_io``): it loads
+scikit-learn, which the rest does not need.
+"""
+
+# Importing a learner module registers it.
+from updaters.base import (
+    Learner,
+    LinearLearner,
+    LinearParams,
+    build_learner,
+    learner_names,
+    restore_learner,
+)
+from updaters.guardrails import GuardedLearner, GuardEvent, GuardResult
+from updaters.labels import Expired, Joined, LabelJoinBuffer
+from updaters.performance import LossChart, PerformanceMonitor, PerformanceResult
+from updaters.residual import ResidualDetector
+from updaters.river_io import RiverLearner
+from updaters.sgd import LinearRegressor, LogisticRegressor
+
+__all__ = [
+    "Expired",
+    "GuardEvent",
+    "GuardResult",
+    "GuardedLearner",
+    "Joined",
+    "LabelJoinBuffer",
+    "Learner",
+    "LinearLearner",
+    "LinearParams",
+    "LinearRegressor",
+    "LogisticRegressor",
+    "LossChart",
+    "PerformanceMonitor",
+    "PerformanceResult",
+    "ResidualDetector",
+    "RiverLearner",
+    "build_learner",
+    "learner_names",
+    "restore_learner",
+]
