@@ -35,8 +35,13 @@ test: system-deps lint typecheck
 demo: install
 	$(BIN)/vigil demo
 
+BENCHMARKS := quality updaters throughput latency memory replay
+
 bench: install
-	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for name in $(BENCHMARKS); do \
+	  [ -f bench/$$name.py ] || continue; \
+	  echo "== bench/$$name.py"; $(BIN)/python bench/$$name.py || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var
