@@ -167,9 +167,24 @@ class DetectorConfig:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     """Glob over ``event_type/key/metric`` → ``{ name = ..., params = {...} }``; the first
     matching glob wins, series that match none get ``name``/``params``."""
+    multivariate: Mapping[str, Any] = field(default_factory=dict)
+    """``{ name = "hst", params = {...} }``: one more series per model, ``features``, whose
+    detector sees each prediction's whole feature vector. Empty: none."""
 
     def __post_init__(self) -> None:
         _check_detector("detector", self.name, self.params)
+        if self.multivariate:
+            spec = self.multivariate
+            name = spec.get("name")
+            if not isinstance(name, str) or set(spec) - {"name", "params"} \
+                    or not isinstance(spec.get("params", {}), Mapping):
+                raise ConfigError('detector.multivariate must be a table like '
+                                  '{ name = "hst", params = { threshold = 0.995 } }')
+            _check_detector("detector.multivariate", name, spec.get("params", {}))
+            built = build_detector(name, spec.get("params", {}))
+            _require(getattr(built, "input_kind", "scalar") == "vector",
+                     "detector.multivariate.name", name,
+                     "choose a detector of feature vectors, such as hst")
         for pattern, spec in self.overrides.items():
             where = f'detector.overrides."{pattern}"'
             if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str) \

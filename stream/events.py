@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from math import inf, isfinite
+from math import inf
 from typing import Final, Literal
 
 from stream.errors import EventError
@@ -48,6 +48,10 @@ REASONS: Final = frozenset({
     BAD_TIMESTAMP, UNKNOWN_KIND, EMPTY,
 })
 """Every ``EventError.reason`` this module raises: a fixed set, so a safe metric label."""
+
+LARGEST: Final = 1e150
+"""Largest magnitude a value may have: beyond about 1e154 its square overflows a float,
+which no variance could survive; no real measurement comes near it."""
 
 MILLISECONDS_ABOVE: Final = 1e11
 """A numeric timestamp of greater magnitude is epoch milliseconds, otherwise epoch seconds."""
@@ -97,9 +101,10 @@ def decode_event(raw: bytes, kind: EventKind | None = None) -> Event:
     PredictionEvent(model='fraud', timestamp=1767225600.0, features={}, prediction=0.9, \
 model_version=None, prediction_id=None, label=None)
     >>> decode_event(b'{"source": "web-1", "timestamp": 1767225600, "metrics": {"cpu": NaN}}')
+    ... # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    stream.errors.EventError: not_finite: field 'metrics.cpu' must be a finite number, got NaN
+    stream.errors.EventError: not_finite: field 'metrics.cpu' must be a finite number ..., got NaN
     """
     try:
         text = raw.decode("utf-8")
@@ -143,7 +148,7 @@ model_version=None, prediction_id=None, label=None)
             raise _name_error("model", model)
         features = _numbers(obj.get("features"), "features", required=False)
         prediction = obj.get("prediction")
-        if type(prediction) is not float or not isfinite(prediction):
+        if type(prediction) is not float or not -LARGEST <= prediction <= LARGEST:
             prediction = _number(prediction, "prediction")
         model_version = obj.get("model_version")
         if model_version is not None and type(model_version) is not str:
@@ -215,13 +220,12 @@ def _numbers(values: object, field: str, *, required: bool) -> dict[str, float]:
         raise _type_error(field, "an object of numbers", values)
     for name, value in values.items():
         if type(value) is float:
-            if not isfinite(value):
+            if not -LARGEST <= value <= LARGEST:
                 raise _not_finite(_subfield(field, name), value)
         elif type(value) is int:
-            try:
-                values[name] = float(value)
-            except OverflowError:
-                raise _not_finite(_subfield(field, name), value) from None
+            if not -LARGEST <= value <= LARGEST:
+                raise _not_finite(_subfield(field, name), value)
+            values[name] = float(value)
         else:
             raise _type_error(_subfield(field, name), "a number", value)
     return values
@@ -230,13 +234,11 @@ def _numbers(values: object, field: str, *, required: bool) -> dict[str, float]:
 def _number(value: object, field: str) -> float:
     """Check one required JSON number; slow path only, since finite floats are checked inline."""
     if type(value) is float:
-        if isfinite(value):
+        if -LARGEST <= value <= LARGEST:
             return value
     elif type(value) is int:
-        try:
+        if -LARGEST <= value <= LARGEST:
             return float(value)
-        except OverflowError:
-            pass
     elif value is None:
         raise EventError(MISSING_FIELD, f"field {field!r} is missing or null")
     else:
@@ -286,7 +288,8 @@ def _type_error(field: str, expected: str, value: object) -> EventError:
 
 
 def _not_finite(field: str, value: object) -> EventError:
-    return EventError(NOT_FINITE, f"field {field!r} must be a finite number, got {_show(value)}")
+    return EventError(NOT_FINITE, f"field {field!r} must be a finite number within ±1e150, "
+                                  f"got {_show(value)}")
 
 
 def _subfield(field: str, name: str) -> str:

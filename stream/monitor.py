@@ -28,6 +28,9 @@ PartitionId = tuple[str, int]
 OFFLINE: PartitionId = ("", 0)
 """The one pseudo-partition of an offline replay."""
 
+FEATURE_VECTOR = "features"
+"""Metric name of a model's feature-vector series (its points are whole feature dicts)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Observation:
@@ -70,6 +73,7 @@ class Monitor:
         params: Mapping[str, Any] | None = None,
         *,
         overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        multivariate: Mapping[str, Any] | None = None,
         max_series: int = 1_000_000,
         series_ttl_s: float = 0.0,
     ) -> None:
@@ -77,6 +81,9 @@ class Monitor:
         self.params = dict(params or {})
         self.overrides = {pattern: (spec["name"], dict(spec.get("params", {})))
                           for pattern, spec in (overrides or {}).items()}
+        self.multivariate = (
+            (multivariate["name"], dict(multivariate.get("params", {}))) if multivariate else None
+        )
         build_detector(detector_name, self.params)  # fail now, not on the first event
         self._specs: dict[SeriesId, tuple[str, dict[str, Any]]] = {}
         self.max_series = max_series
@@ -98,6 +105,8 @@ class Monitor:
         spec = self._specs.get(series_id)
         if spec is None:
             spec = (self.detector_name, self.params)
+            if series_id[2] == FEATURE_VECTOR and self.multivariate is not None:
+                return self.multivariate
             if self.overrides:
                 name = "/".join(series_id)
                 for pattern, candidate in self.overrides.items():
@@ -114,17 +123,21 @@ class Monitor:
         event_type = "prediction" if isinstance(event, PredictionEvent) else "telemetry"
         for key, metric, value in event_series(event):
             yield self.observe_point(event_type, key, metric, value, event.timestamp, partition)
+        if self.multivariate is not None and isinstance(event, PredictionEvent) \
+                and event.features:
+            yield self.observe_point(event_type, event.model, FEATURE_VECTOR, event.features,
+                                     event.timestamp, partition)
 
     def observe_point(
         self,
         event_type: str,
         key: str,
         metric: str,
-        value: float,
+        value: float | Mapping[str, float],
         timestamp: float,
         partition: PartitionId = OFFLINE,
     ) -> Observation:
-        """Score and learn one point of one series."""
+        """Score and learn one point of one series (a number, or a feature vector)."""
         part = self._partitions.get(partition)
         if part is None:
             part = self._partitions[partition] = _Partition()
@@ -149,7 +162,9 @@ class Monitor:
             self._recency.move_to_end(recency_key)
         if timestamp > series.last_seen:
             series.last_seen = timestamp
-        result = series.detector.update(value, timestamp)
+        result = series.detector.update(value, timestamp)  # type: ignore[arg-type]
+        if not isinstance(value, float | int):  # a vector: its point value is the raw score
+            value = float((result.details or {}).get("hst_score", result.score))
         return Observation(event_type, key, metric, value, result, series)
 
     def _evict_one(self) -> None:
@@ -221,7 +236,7 @@ class Monitor:
                 series = Series(detector, float(item["last_seen"]), item.get("episode"))
                 part.series[series_id] = series
                 self._recency[(partition, series_id)] = series
-        except (KeyError, TypeError, ValueError) as exc:
+        except Exception as exc:  # any detector's from_state may fail on a corrupt body
             self.drop_partition(partition)
             raise StateError(f"unreadable series state for {partition}: {exc!r}") from exc
         while len(self._recency) > self.max_series:

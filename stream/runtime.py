@@ -96,6 +96,7 @@ class BatchProcessor:
         self.config = config
         self.monitor = Monitor(config.detector.name, config.detector.params,
                                overrides=config.detector.overrides,
+                               multivariate=config.detector.multivariate,
                                max_series=config.state.max_series,
                                series_ttl_s=config.state.series_ttl_s)
         self._kinds: dict[str, EventKind] = {
@@ -121,8 +122,17 @@ class BatchProcessor:
                 batch.invalid_by_reason[exc.reason] = batch.invalid_by_reason.get(exc.reason, 0) + 1
                 batch.messages.append(dead_letter(topics.dead_letter, record, exc))
                 continue
+            try:
+                observations = list(self.monitor.observe(event, partition))
+            except Exception as exc:  # a detector bug must not stop the stream
+                log.exception("a detector failed on %s/%d/%d", *partition, record.offset)
+                error = EventError("detector_error", f"a detector failed on this event: {exc!r}")
+                batch.invalid_by_reason[error.reason] = batch.invalid_by_reason.get(
+                    error.reason, 0) + 1
+                batch.messages.append(dead_letter(topics.dead_letter, record, error))
+                continue
             batch.valid_by_topic[record.topic] = batch.valid_by_topic.get(record.topic, 0) + 1
-            for observation in self.monitor.observe(event, partition):
+            for observation in observations:
                 result = observation.result
                 if gauges is not None:
                     gauges.observe(observation)

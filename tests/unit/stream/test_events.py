@@ -224,7 +224,8 @@ def test_non_finite_numbers_rejected(literal: str, field: str) -> None:
 def test_not_finite_detail_names_field_and_literal() -> None:
     error = reject(b'{"model": "m", "timestamp": 1e9, "features": {"amount": NaN}, '
                    b'"prediction": 1}')
-    assert str(error) == "not_finite: field 'features.amount' must be a finite number, got NaN"
+    assert str(error) == ("not_finite: field 'features.amount' must be a finite number "
+                          "within ±1e150, got NaN")
     error = reject(b'{"source": "w", "timestamp": 1e9, "metrics": {"a": -Infinity}}')
     assert error.detail.endswith("got -Infinity")
 
@@ -346,7 +347,7 @@ json_values = st.recursive(
 )
 fields = st.sampled_from(["model", "source", "timestamp", "features", "metrics", "prediction",
                           "label", "model_version", "prediction_id", "other"])
-finite = st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**60), 2**60)
+finite = st.floats(-1e150, 1e150) | st.integers(-(2**60), 2**60)
 numbers = finite | st.floats() | st.integers() | st.booleans()
 names = st.text(max_size=6) | st.just("\udc80")
 timestamps = st.floats(1.0, 7e9) | st.floats() | st.integers() | st.sampled_from(
@@ -403,3 +404,9 @@ def test_valid_events_keep_every_value(body: dict[str, Any]) -> None:
         assert event.features == values
     else:
         assert (event.source, event.metrics) == (body["source"], values)
+
+
+@pytest.mark.parametrize("raw", [b"1e151", b"-1e200", b"10" + b"0" * 160])
+def test_values_beyond_any_variance_are_refused(raw: bytes) -> None:
+    error = reject(b'{"source": "w", "timestamp": 1e9, "metrics": {"a": ' + raw + b"}}")
+    assert error.reason == "not_finite" and "1e150" in error.detail

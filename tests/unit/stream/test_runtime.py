@@ -244,3 +244,50 @@ def test_a_series_override_applies_and_survives_a_checkpoint(tmp_path: Any) -> N
     plain = BatchProcessor(CONFIG).monitor
     assert plain.import_partition(("telemetry", 0), body) == 0  # other spec: not reused
     assert monitor.import_partition(("telemetry", 0), body) == 1
+
+
+def prediction(offset: int, amount: float, items: float) -> Record:
+    body = {"model": "fraud", "timestamp": 1767225600 + offset, "prediction": 0.5,
+            "features": {"amount": amount, "items": items}}
+    return Record("predictions", 0, offset, b"fraud", json.dumps(body).encode())
+
+
+def test_a_models_feature_vector_gets_its_own_series_when_configured(tmp_path: Any) -> None:
+    path = tmp_path / "vigil.toml"
+    path.write_text('[detector]\nname = "shewhart"\n'
+                    '[detector.multivariate]\nname = "hst"\n'
+                    'params = { window_size = 50, threshold = 0.95 }\n')
+    config = load_config(path, environ={})
+    processor = BatchProcessor(config)
+    rng = __import__("random").Random(4)
+    records = [prediction(i, rng.gauss(50, 5), rng.gauss(3, 0.5)) for i in range(400)]
+    processor.process(records)
+    assert ("prediction", "fraud", "features") in {
+        sid for part in [processor.monitor.export_partition(("predictions", 0))]
+        for sid in [(s["event_type"], s["key"], s["metric"]) for s in part["series"]]}
+    batch = processor.process([prediction(400, 5000.0, 90.0)])
+    vector_alerts = [a for a in batch.alerts if a.metric == "features"]
+    assert [a.detector for a in vector_alerts] == ["hst"]
+    assert 0.95 < vector_alerts[0].value <= 1.0
+    with pytest.raises(Exception, match="feature vectors"):
+        path.write_text('[detector.multivariate]\nname = "shewhart"\n')
+        load_config(path, environ={})
+
+
+def test_a_failing_detector_dead_letters_the_event_and_the_stream_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    processor = BatchProcessor(CONFIG)
+    real_observe = processor.monitor.observe
+
+    def observe(event: Any, partition: Any) -> Any:
+        if event.timestamp == 1767225601:
+            raise ArithmeticError("math domain error")
+        return real_observe(event, partition)
+
+    monkeypatch.setattr(processor.monitor, "observe", observe)
+    batch = processor.process([telemetry(0, 1.0), telemetry(1, 2.0), telemetry(2, 3.0)])
+    assert batch.invalid_by_reason == {"detector_error": 1}
+    assert batch.valid_by_topic == {"telemetry": 2}
+    (letter,) = batch.messages
+    assert dict(letter.headers)["vigil.source.offset"] == b"1"
