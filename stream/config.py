@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -167,12 +168,25 @@ class DetectorConfig:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     """Glob over ``event_type/key/metric`` → ``{ name = ..., params = {...} }``; the first
     matching glob wins, series that match none get ``name``/``params``."""
+    groups: Mapping[str, str] = field(default_factory=dict)
+    """Event type → regex with a ``group`` capture over the key, e.g. ``'^(?P<group>.+)-\\d+$'``:
+    a new key of a group starts from the group's pooled statistics (cold start)."""
     multivariate: Mapping[str, Any] = field(default_factory=dict)
     """``{ name = "hst", params = {...} }``: one more series per model, ``features``, whose
     detector sees each prediction's whole feature vector. Empty: none."""
 
     def __post_init__(self) -> None:
         _check_detector("detector", self.name, self.params)
+        for event_type, pattern in self.groups.items():
+            _require(event_type in ("prediction", "telemetry"), f"detector.groups.{event_type}",
+                     pattern, 'keys are "prediction" or "telemetry"')
+            try:
+                compiled = re.compile(pattern)
+            except (re.error, TypeError) as exc:
+                raise ConfigError(f"detector.groups.{event_type} = {pattern!r} is not a "
+                                  f"regular expression: {exc}") from None
+            _require("group" in compiled.groupindex, f"detector.groups.{event_type}", pattern,
+                     r"name the group part of the key: (?P<group>...), e.g. '^(?P<group>.+)-\d+$'")
         if self.multivariate:
             spec = self.multivariate
             name = spec.get("name")

@@ -10,12 +10,13 @@ The monitor is I/O-free, so the live runtime and the offline replay share it exa
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from detectors import Detector, PointResult, build_detector, restore_detector
+from detectors import Detector, GroupPool, PointResult, build_detector, restore_detector
 from stream.errors import StateError
 from stream.events import Event, PredictionEvent, event_series
 
@@ -45,23 +46,27 @@ class Observation:
 
 
 class Series:
-    """One series' detector, when it last had a point (event time), and its open episode."""
+    """One series' detector, when it last had a point (event time), its open episode, and the
+    group whose pool it feeds (cold start), if any."""
 
-    __slots__ = ("detector", "last_seen", "episode")
+    __slots__ = ("detector", "last_seen", "episode", "group")
 
-    def __init__(self, detector: Detector, last_seen: float, episode: str | None = None):
+    def __init__(self, detector: Detector, last_seen: float, episode: str | None = None,
+                 group: str | None = None):
         self.detector = detector
         self.last_seen = last_seen
         self.episode = episode
+        self.group = group
 
 
 class _Partition:
-    __slots__ = ("series", "watermark", "dirty")
+    __slots__ = ("series", "watermark", "dirty", "pool")
 
     def __init__(self) -> None:
         self.series: dict[SeriesId, Series] = {}
         self.watermark = float("-inf")
         self.dirty = False
+        self.pool: GroupPool | None = None
 
 
 class Monitor:
@@ -74,6 +79,7 @@ class Monitor:
         *,
         overrides: Mapping[str, Mapping[str, Any]] | None = None,
         multivariate: Mapping[str, Any] | None = None,
+        groups: Mapping[str, str] | None = None,
         max_series: int = 1_000_000,
         series_ttl_s: float = 0.0,
     ) -> None:
@@ -84,6 +90,8 @@ class Monitor:
         self.multivariate = (
             (multivariate["name"], dict(multivariate.get("params", {}))) if multivariate else None
         )
+        self.groups = {event_type: re.compile(pattern)
+                       for event_type, pattern in (groups or {}).items()}
         build_detector(detector_name, self.params)  # fail now, not on the first event
         self._specs: dict[SeriesId, tuple[str, dict[str, Any]]] = {}
         self.max_series = max_series
@@ -153,7 +161,11 @@ class Monitor:
             self.expired += 1
             series = None
         if series is None:
-            series = Series(build_detector(*self.spec_for(series_id)), timestamp)
+            detector = build_detector(*self.spec_for(series_id))
+            group = self._group_of(event_type, key)
+            if group is not None and part.pool is not None:
+                detector = part.pool.seed(detector, group, metric, member=key)
+            series = Series(detector, timestamp, group=group)
             part.series[series_id] = series
             self._recency[recency_key] = series
             if len(self._recency) > self.max_series:
@@ -165,7 +177,18 @@ class Monitor:
         result = series.detector.update(value, timestamp)  # type: ignore[arg-type]
         if not isinstance(value, float | int):  # a vector: its point value is the raw score
             value = float((result.details or {}).get("hst_score", result.score))
+        elif series.group is not None and not result.anomaly:
+            if part.pool is None:
+                part.pool = GroupPool()
+            part.pool.learn(series.group, metric, key, value)
         return Observation(event_type, key, metric, value, result, series)
+
+    def _group_of(self, event_type: str, key: str) -> str | None:
+        pattern = self.groups.get(event_type)
+        if pattern is None:
+            return None
+        match = pattern.match(key)
+        return match.group("group") if match else None
 
     def _evict_one(self) -> None:
         (partition, series_id), _ = self._recency.popitem(last=False)
@@ -209,11 +232,13 @@ class Monitor:
         for sid, s in part.series.items():
             name, params = self.spec_for(sid)
             series.append({"event_type": sid[0], "key": sid[1], "metric": sid[2],
-                           "detector": name, "params": params, "last_seen": s.last_seen,
-                           "episode": s.episode, "state": s.detector.state_dict()})
+                           "detector": name, "params": params, "kind": s.detector.name,
+                           "last_seen": s.last_seen, "episode": s.episode,
+                           "state": s.detector.state_dict()})
         return {
             "watermark": part.watermark if part.watermark != float("-inf") else None,
             "series": series,
+            "pool": part.pool.state_dict() if part.pool is not None else None,
         }
 
     def import_partition(self, partition: PartitionId, body: Mapping[str, Any]) -> int:
@@ -227,13 +252,16 @@ class Monitor:
         try:
             watermark = body["watermark"]
             part.watermark = float("-inf") if watermark is None else float(watermark)
+            if body.get("pool") is not None:
+                part.pool = GroupPool.from_state(body["pool"])
             for item in body["series"]:
                 series_id = (str(item["event_type"]), str(item["key"]), str(item["metric"]))
                 name, params = self.spec_for(series_id)
                 if item.get("detector") != name or item.get("params") != params:
                     continue
-                detector = restore_detector(name, item["state"])
-                series = Series(detector, float(item["last_seen"]), item.get("episode"))
+                detector = restore_detector(item.get("kind", name), item["state"])
+                series = Series(detector, float(item["last_seen"]), item.get("episode"),
+                                self._group_of(series_id[0], series_id[1]))
                 part.series[series_id] = series
                 self._recency[(partition, series_id)] = series
         except Exception as exc:  # any detector's from_state may fail on a corrupt body

@@ -97,6 +97,7 @@ class BatchProcessor:
         self.monitor = Monitor(config.detector.name, config.detector.params,
                                overrides=config.detector.overrides,
                                multivariate=config.detector.multivariate,
+                               groups=config.detector.groups,
                                max_series=config.state.max_series,
                                series_ttl_s=config.state.series_ttl_s)
         self._kinds: dict[str, EventKind] = {

@@ -291,3 +291,32 @@ def test_a_failing_detector_dead_letters_the_event_and_the_stream_goes_on(
     assert batch.valid_by_topic == {"telemetry": 2}
     (letter,) = batch.messages
     assert dict(letter.headers)["vigil.source.offset"] == b"1"
+
+
+def host_point(host: str, offset: int, latency: float) -> Record:
+    body = {"source": host, "timestamp": 1767225600 + offset, "metrics": {"latency": latency}}
+    return Record("telemetry", 0, offset, host.encode(), json.dumps(body).encode())
+
+
+def test_a_new_member_of_a_group_starts_from_the_groups_pooled_statistics(tmp_path: Any) -> None:
+    path = tmp_path / "vigil.toml"
+    path.write_text("[detector.groups]\ntelemetry = '^(?P<group>.+)-\\d+$'\n")
+    config = load_config(path, environ={})
+    warm = [host_point(f"web-{h}", 2 * i + h, 100.0 + (i % 5)) for i in range(80) for h in (1, 2)]
+    newcomer = host_point("web-3", 500, 160.0)
+
+    grouped = BatchProcessor(config)
+    grouped.process(warm)
+    (alert,) = grouped.process([newcomer]).alerts  # judged on its first point
+    assert (alert.key, alert.kind) == ("web-3", "anomaly")
+
+    blind = BatchProcessor(CONFIG)
+    blind.process(warm)
+    assert blind.process([newcomer]).alerts == []  # without a group it cannot judge it yet
+
+    body = grouped.monitor.export_partition(("telemetry", 0))
+    assert body["pool"] is not None
+    restored = BatchProcessor(config)
+    assert restored.monitor.import_partition(("telemetry", 0), body) == 3
+    (again,) = restored.process([host_point("web-4", 501, 160.0)]).alerts
+    assert again.key == "web-4"
