@@ -168,6 +168,7 @@ class Monitor:
             series = Series(detector, timestamp, group=group)
             part.series[series_id] = series
             self._recency[recency_key] = series
+            self._recency.move_to_end(recency_key)  # a restart after the TTL is news too
             if len(self._recency) > self.max_series:
                 self._evict_one()
         else:
