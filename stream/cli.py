@@ -153,17 +153,37 @@ def _load(args: argparse.Namespace) -> VigilConfig:
     )
 
 
-def configure_logging(level: str, log_format: str = "text") -> None:
+def configure_logging(level: str, log_format: str = "text",
+                      secrets: Sequence[str] = ()) -> None:
     """Log lines on stderr, human-readable or one JSON object each; the Kafka client only
-    speaks up from ERROR unless debugging."""
+    speaks up from ERROR unless debugging. ``secrets`` never reach the log, whoever logs them
+    (kafka-python logs its whole configuration at DEBUG)."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactSecrets(secrets))
     if log_format == "json":
         handler.setFormatter(JsonLogFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-    if level.upper() != "DEBUG":
-        logging.getLogger("kafka").setLevel(logging.ERROR)
+    debugging = level.upper() == "DEBUG"
+    logging.getLogger("kafka").setLevel(logging.NOTSET if debugging else logging.ERROR)
+
+
+class RedactSecrets(logging.Filter):
+    """Replaces every occurrence of a secret in a log record's message by ``<redacted>``."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            if any(secret in message for secret in self.secrets):
+                for secret in self.secrets:
+                    message = message.replace(secret, "<redacted>")
+                record.msg, record.args = message, None
+        return True
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -197,7 +217,8 @@ def _run(args: argparse.Namespace) -> int:
     from stream.service import run_service
 
     config = _load(args)
-    configure_logging(config.runtime.log_level, config.runtime.log_format)
+    secrets = [config.kafka.secret(name) or "" for name in ("ssl_password", "sasl_password")]
+    configure_logging(config.runtime.log_level, config.runtime.log_format, secrets)
     stop = threading.Event()
     stop_on_signals(stop)
     run_service(config, stop)

@@ -66,3 +66,17 @@ def test_json_logs_are_one_object_per_line(capsys: pytest.CaptureFixture[str]) -
     assert entry["message"] == "rebalance: 3 partitions assigned"
     assert entry["level"] == "INFO" and entry["logger"] == "stream.runtime"
     assert entry["time"].endswith("Z")
+
+
+def test_secrets_are_redacted_from_every_log_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from stream.cli import configure_logging
+
+    configure_logging("DEBUG", "text", ["s3cr3t-pass"])
+    try:
+        logging.getLogger("kafka.admin.client").debug("config: %s", {"ssl_password": "s3cr3t-pass"})
+    finally:
+        configure_logging("WARNING", "text")
+    err = capsys.readouterr().err
+    assert "s3cr3t-pass" not in err and "<redacted>" in err
