@@ -234,10 +234,15 @@ class AlertsConfig:
     """Score from which an alert is ``critical`` (2/3: twice as far out as the limit)."""
     routes: Mapping[str, str] = field(default_factory=dict)
     """``"kind:K"`` or ``"severity:S"`` → topic; the first match wins, else ``topics.alerts``."""
+    cooldown_s: float = 0.0
+    """After an anomaly alert, further anomaly alerts of the same series within this much
+    event time are suppressed (counted); 0 publishes every one."""
 
     def __post_init__(self) -> None:
         _require(0.5 <= self.critical_score <= 1.0, "alerts.critical_score",
                  self.critical_score, "use a score between 0.5 (the limit) and 1.0")
+        _require(self.cooldown_s >= 0, "alerts.cooldown_s", self.cooldown_s,
+                 "use 0 (no cooldown) or a positive number of seconds")
         for selector, topic in self.routes.items():
             field_name, _, wanted = selector.partition(":")
             allowed = ROUTE_VALUES.get(field_name, ())

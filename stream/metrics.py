@@ -50,6 +50,10 @@ class VigilMetrics:
             "vigil_alerts_produced", "Alerts acknowledged by the broker, by kind.",
             ["kind"], registry=self.registry,
         )
+        self.alerts_suppressed = Counter(
+            "vigil_alerts_suppressed", "Anomaly alerts held back by the per-series cooldown.",
+            registry=self.registry,
+        )
         self.processing_seconds = Histogram(
             "vigil_processing_seconds",
             "Wall time to process one polled batch: decode, detect, produce, commit.",

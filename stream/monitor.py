@@ -49,14 +49,16 @@ class Series:
     """One series' detector, when it last had a point (event time), its open episode, and the
     group whose pool it feeds (cold start), if any."""
 
-    __slots__ = ("detector", "last_seen", "episode", "group")
+    __slots__ = ("detector", "last_seen", "episode", "group", "last_alert")
 
     def __init__(self, detector: Detector, last_seen: float, episode: str | None = None,
-                 group: str | None = None):
+                 group: str | None = None, last_alert: float | None = None):
         self.detector = detector
         self.last_seen = last_seen
         self.episode = episode
         self.group = group
+        self.last_alert = last_alert
+        """Event time of the series' last published anomaly alert (for the cooldown)."""
 
 
 class _Partition:
@@ -235,7 +237,7 @@ class Monitor:
             series.append({"event_type": sid[0], "key": sid[1], "metric": sid[2],
                            "detector": name, "params": params, "kind": s.detector.name,
                            "last_seen": s.last_seen, "episode": s.episode,
-                           "state": s.detector.state_dict()})
+                           "last_alert": s.last_alert, "state": s.detector.state_dict()})
         return {
             "watermark": part.watermark if part.watermark != float("-inf") else None,
             "series": series,
@@ -262,7 +264,8 @@ class Monitor:
                     continue
                 detector = restore_detector(item.get("kind", name), item["state"])
                 series = Series(detector, float(item["last_seen"]), item.get("episode"),
-                                self._group_of(series_id[0], series_id[1]))
+                                self._group_of(series_id[0], series_id[1]),
+                                item.get("last_alert"))
                 part.series[series_id] = series
                 self._recency[(partition, series_id)] = series
         except Exception as exc:  # any detector's from_state may fail on a corrupt body

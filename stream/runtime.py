@@ -82,6 +82,8 @@ class BatchResult:
     invalid_by_reason: dict[str, int] = field(default_factory=dict)
     next_offsets: dict[PartitionId, int] = field(default_factory=dict)
     records: int = 0
+    suppressed: int = 0
+    """Anomaly alerts held back by the per-series cooldown."""
 
 
 class BatchProcessor:
@@ -140,14 +142,15 @@ class BatchProcessor:
                 if not (result.anomaly or result.resolved or result.rebaselined):
                     continue
                 source = SourceRef(record.topic, record.partition, record.offset)
-                for alert in self._alerts(observation, event, source):
+                for alert in self._alerts(observation, event, source, batch):
                     batch.alerts.append(alert)
                     topic = routes.topic_for(alert.kind, alert.severity, topics.alerts)
                     batch.messages.append(
                         OutgoingMessage(topic, alert.message_key, alert.to_json()))
         return batch
 
-    def _alerts(self, observation: Any, event: Any, source: SourceRef) -> list[Alert]:
+    def _alerts(self, observation: Any, event: Any, source: SourceRef,
+                batch: BatchResult) -> list[Alert]:
         """The alerts one observation raises: it may open, resolve or rebaseline an episode."""
         result = observation.result
         series = observation.series
@@ -167,9 +170,14 @@ class BatchProcessor:
         if result.resolved and series.episode is not None:
             alerts.append(build_alert(**common, kind="resolved", episode_id=series.episode))
             series.episode = None
-        if result.anomaly:
+        cooldown = self.config.alerts.cooldown_s
+        if result.anomaly and cooldown and series.last_alert is not None \
+                and event.timestamp - series.last_alert < cooldown:
+            batch.suppressed += 1
+        elif result.anomaly:
             alert = build_alert(**common, kind="anomaly")
             series.episode = alert.episode_id
+            series.last_alert = event.timestamp
             alerts.append(alert)
         if result.rebaselined:
             alerts.append(build_alert(**common, kind="rebaselined", episode_id=series.episode))
@@ -479,6 +487,8 @@ class Runner:
                      alert.kind, alert.severity, alert.event_type, alert.key, alert.metric,
                      alert.value, "-" if alert.z is None else f"{alert.z:.2f}", alert.score,
                      alert.source.topic, alert.source.partition, alert.source.offset)
+        if batch.suppressed:
+            metrics.alerts_suppressed.inc(batch.suppressed)
         metrics.processing_seconds.observe(seconds)
         metrics.series.set(self.processor.monitor.series_count)
 

@@ -30,6 +30,7 @@ CATALOGUE: dict[str, str] = {
     "vigil_events_invalid": "counter",
     "vigil_anomalies": "counter",
     "vigil_alerts_produced": "counter",
+    "vigil_alerts_suppressed": "counter",
     "vigil_produce_errors": "counter",
     "vigil_rebalances": "counter",
     "vigil_series_evicted": "counter",

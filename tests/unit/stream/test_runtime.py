@@ -320,3 +320,14 @@ def test_a_new_member_of_a_group_starts_from_the_groups_pooled_statistics(tmp_pa
     assert restored.monitor.import_partition(("telemetry", 0), body) == 3
     (again,) = restored.process([host_point("web-4", 501, 160.0)]).alerts
     assert again.key == "web-4"
+
+
+def test_the_cooldown_holds_back_repeated_alerts_of_a_series(tmp_path: Any) -> None:
+    path = tmp_path / "vigil.toml"
+    path.write_text('[detector]\nname = "shewhart"\nparams = { outliers = "exclude" }\n'
+                    "[alerts]\ncooldown_s = 10.0\n")
+    records = steady_then(900.0) + [telemetry(61 + i, 900.0) for i in range(15)]
+    batch = BatchProcessor(load_config(path, environ={})).process(records)
+    # Offsets 60..75 are 1 s apart and all alarm: one alert, then one 10 s later.
+    assert [a.source.offset for a in batch.alerts] == [60, 70]
+    assert batch.suppressed == 14
