@@ -184,16 +184,28 @@ class BatchProcessor:
         return alerts
 
 
+DEAD_LETTER_MAX_BYTES = 1_000_000
+"""A dead letter's value is cut to this size: with its headers, under Kafka's default 1 MiB."""
+
+
 def dead_letter(topic: str, record: InputRecord, error: EventError) -> OutgoingMessage:
-    """The original bytes and key, with the reason and the source position in headers."""
-    headers = (
+    """The original bytes and key, with the reason and the source position in headers.
+
+    A value too large for the dead-letter topic is cut to ``DEAD_LETTER_MAX_BYTES`` and says
+    so (``vigil.original.size``); the whole message stays at its source position.
+    """
+    headers: tuple[tuple[str, bytes], ...] = (
         ("vigil.error.reason", error.reason.encode()),
         ("vigil.error.detail", error.detail.encode("utf-8", "replace")[:1024]),
         ("vigil.source.topic", record.topic.encode()),
         ("vigil.source.partition", str(record.partition).encode()),
         ("vigil.source.offset", str(record.offset).encode()),
     )
-    return OutgoingMessage(topic, record.key, record.value, headers)
+    value = record.value
+    if value is not None and len(value) > DEAD_LETTER_MAX_BYTES:
+        headers += (("vigil.original.size", str(len(value)).encode()),)
+        value = value[:DEAD_LETTER_MAX_BYTES]
+    return OutgoingMessage(topic, record.key, value, headers)
 
 
 class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]

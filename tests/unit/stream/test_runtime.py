@@ -331,3 +331,13 @@ def test_the_cooldown_holds_back_repeated_alerts_of_a_series(tmp_path: Any) -> N
     # Offsets 60..75 are 1 s apart and all alarm: one alert, then one 10 s later.
     assert [a.source.offset for a in batch.alerts] == [60, 70]
     assert batch.suppressed == 14
+
+
+def test_a_dead_letter_too_large_for_the_topic_is_cut_and_says_so() -> None:
+    huge = b"{" + b"x" * 5_000_000
+    batch = BatchProcessor(CONFIG).process([Record("telemetry", 0, 7, b"k", huge)])
+    (letter,) = batch.messages
+    headers = dict(letter.headers)
+    assert letter.value == huge[:1_000_000]
+    assert headers["vigil.original.size"] == b"5000001"
+    assert headers["vigil.source.offset"] == b"7"
