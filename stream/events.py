@@ -49,6 +49,10 @@ REASONS: Final = frozenset({
 })
 """Every ``EventError.reason`` this module raises: a fixed set, so a safe metric label."""
 
+MAX_DEPTH: Final = 64
+"""Deepest nesting of arrays and objects accepted, whatever the interpreter's stack allows,
+so the same bytes get the same verdict everywhere."""
+
 LARGEST: Final = 1e150
 """Largest magnitude a value may have: beyond about 1e154 its square overflows a float,
 which no variance could survive; no real measurement comes near it."""
@@ -111,6 +115,8 @@ model_version=None, prediction_id=None, label=None)
     except UnicodeDecodeError as exc:
         raise EventError(INVALID_UTF8, f"payload is not valid UTF-8: byte {exc.start} "
                                        f"({exc.reason})") from exc
+    if text.count("[") + text.count("{") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
+        raise EventError(INVALID_JSON, f"payload is nested deeper than {MAX_DEPTH} levels")
     try:
         obj = json.loads(text)
     except RecursionError as exc:
@@ -208,6 +214,28 @@ def event_series(event: Event) -> list[tuple[str, str, float]]:
         return points
     source = event.source
     return [(source, name, value) for name, value in event.metrics.items()]
+
+
+def _depth(text: str) -> int:
+    """Deepest nesting of arrays and objects in JSON text, brackets inside strings ignored."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def _numbers(values: object, field: str, *, required: bool) -> dict[str, float]:
