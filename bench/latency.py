@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--anomaly-rate", type=float, default=0.002)
     parser.add_argument("--poll-timeout-ms", type=int, default=None,
                         help="runtime.poll_timeout_ms for vigil (default: Vigil's default)")
+    parser.add_argument("--detector", default=None,
+                        help="detector.name for vigil (default: the config default)")
     parser.add_argument("--seed", type=int, default=21)
     parser.add_argument("--quick", action="store_true",
                         help="20,000 warm-up events over 100 models + 100 sources, 10 s")
@@ -109,10 +111,16 @@ def run(args: argparse.Namespace) -> int:
         port = free_port()
         extra = ("" if args.poll_timeout_ms is None
                  else f"[runtime]\npoll_timeout_ms = {args.poll_timeout_ms}\n")
+        if args.detector:
+            extra += f'[detector]\nname = "{args.detector}"\n'
+        from stream.config import load_config
+
+        detector = args.detector or load_config(environ={}).detector.name
         config = common.write_config(WORKDIR / "latency.toml", bootstrap, group="bench-latency",
                                      metrics_port=port, extra=extra)
         topics = {"prediction": "predictions", "telemetry": "telemetry"}
-        print(f"vigil config: defaults{' + ' + extra.strip() if extra else ''}; "
+        print(f"vigil config: defaults{' + ' + extra.strip() if extra else ''} "
+              f"(detector {detector}); "
               f"{args.models} models + {args.sources} sources, {args.partitions} partitions")
 
         header("1. warm-up and maximum rate")

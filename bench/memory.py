@@ -60,13 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steady-copies", type=int, default=1_000,
                         help="detectors measured at steady state (tracemalloc)")
     parser.add_argument("--quick", action="store_true",
-                        help="50,000 series; tracemalloc for the first detector at 10,000")
+                        help="30,000 series; tracemalloc for the first detector at 10,000")
     parser.add_argument("--no-tracemalloc", action="store_true",
                         help="skip the tracemalloc children (they take ~2x as long)")
     parser.add_argument("--child", nargs=2, metavar=("DETECTOR", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.series, args.trace_series, args.steady_copies = 50_000, 10_000, 200
+        args.series, args.trace_series, args.steady_copies = 30_000, 10_000, 100
     if args.child:
         detector, mode = args.child
         print(json.dumps(child(detector, mode, args)))

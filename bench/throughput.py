@@ -305,7 +305,7 @@ def profile_both(args: argparse.Namespace, config: Any, port: int, timeout_s: fl
     rate = args.profile_rate
     header(f"profile of (b) vigil run, detector {detector}, under py-spy (separate run, "
            "fresh group)")
-    out = WORKDIR / "throughput-vigil.pyspy.txt"
+    out = WORKDIR / f"throughput-vigil-{detector}.pyspy.txt"
     vig = run_vigil(config("bench-vigil-profiled", detector), args.events,
                     "throughput-vigil-profiled",
                     port, timeout_s=timeout_s, profile=out, rate=rate)
