@@ -51,6 +51,9 @@ class Alert:
     source: SourceRef
     episode_id: str | None
     """The alert_id of the alert that opened this anomaly episode (same for its resolution)."""
+    details: dict[str, float | None] | None = None
+    """Kind-specific figures: both models' rolling losses for ``performance`` and
+    ``rollback`` alerts; None for series alerts."""
 
     @property
     def message_key(self) -> bytes:
@@ -113,6 +116,7 @@ def build_alert(
     prediction_id: str | None = None,
     kind: str = "anomaly",
     episode_id: str | None = None,
+    details: dict[str, float | None] | None = None,
 ) -> Alert:
     """The alert of ``kind`` for ``result`` of one series' detector on one event.
 
@@ -140,6 +144,9 @@ def build_alert(
         detected_at=iso_utc(detected_at),
         source=source,
         episode_id=identifier if kind == "anomaly" else episode_id,
+        details=None if details is None else {
+            name: _finite_or_none(value) if value is not None else None
+            for name, value in details.items()},
     )
 
 

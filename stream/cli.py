@@ -1,4 +1,4 @@
-"""The ``vigil`` command: run, demo, replay, generate and check-config.
+"""The ``vigil`` command: run, demo, replay, generate, check-config, alerts, export-model.
 
 Exit codes: 0 success, 1 runtime failure (e.g. the broker cannot be reached), 2 bad usage or
 configuration.
@@ -125,6 +125,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_config_flags(check)
     check.set_defaults(handler=_check_config)
+    export = commands.add_parser(
+        "export-model", help="write a maintained model from the model-updates topic as joblib",
+        description="Read the model-updates topic from the beginning, take the latest update "
+        "of MODEL and write it as a fitted scikit-learn estimator (joblib) to OUTPUT.",
+    )
+    _add_config_flags(export)
+    export.add_argument("--model", required=True, help="the model's name")
+    export.add_argument("-o", "--output", type=Path, required=True, help="joblib file to write")
+    export.add_argument("--classes", help="a classifier's two labels, comma-separated "
+                        "(default 0,1)")
+    export.set_defaults(handler=_export_model)
     from stream.subscribe import add_alerts_command
     add_alerts_command(commands)
     return parser
@@ -315,6 +326,62 @@ def _generate(args: argparse.Namespace) -> int:
     print(f"produced {sent} events to {config.topics.predictions} and {config.topics.telemetry}",
           file=sys.stderr)
     return 0
+
+
+def _export_model(args: argparse.Namespace) -> int:
+    import joblib
+
+    from stream.subscribe import AlertFilter, read_alerts, topic_reader
+    from updaters.base import LinearParams
+    from updaters.sklearn_io import to_sklearn
+
+    config = _load(args)
+    topic = config.topics.model_updates
+    latest: dict[str, Any] = {}
+
+    def keep(message: dict[str, Any]) -> None:
+        if message.get("model") == args.model and \
+                int(message.get("version", 0)) >= int(latest.get("version", 0)):
+            latest.clear()
+            latest.update(message)
+
+    consumer = topic_reader(config)
+    try:
+        read_alerts(consumer, [topic], keep, alert_filter=AlertFilter(),
+                    warn=lambda message: print(f"vigil export-model: {message}",
+                                               file=sys.stderr))
+    finally:
+        consumer.close()
+    if not latest:
+        print(f"vigil export-model: no update of model {args.model!r} on {topic!r}",
+              file=sys.stderr)
+        return 1
+    classes = None
+    if args.classes:
+        classes = [_label(part.strip()) for part in args.classes.split(",")]
+        if len(classes) != 2:
+            raise ConfigError(f"--classes {args.classes!r}: give exactly two labels, e.g. 0,1")
+    try:
+        params = LinearParams.from_dict(latest, classes)
+        estimator = to_sklearn(params, latest.get("estimator"))
+    except (KeyError, TypeError, ValueError) as exc:
+        print(f"vigil export-model: update {latest.get('version')!r} of {args.model!r} is not "
+              f"usable: {exc}", file=sys.stderr)
+        return 1
+    joblib.dump(estimator, args.output)
+    print(f"wrote {type(estimator).__name__} of {args.model!r} (version {latest['version']}, "
+          f"{latest.get('n_updates')} updates, loss {latest.get('loss')}) to {args.output}")
+    return 0
+
+
+def _label(text: str) -> int | float | str:
+    """A class label from the command line: a number when it reads as one."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
 
 
 def _check_config(args: argparse.Namespace) -> int:

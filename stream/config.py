@@ -12,13 +12,15 @@ import fnmatch
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from detectors import build_detector, detector_names
 from stream.errors import ConfigError
+from updaters import learner_names
+from updaters.performance import LOSSES
 
 
 @dataclass(frozen=True)
@@ -92,20 +94,29 @@ class TopicsConfig:
     telemetry: str = "telemetry"
     alerts: str = "alerts"
     dead_letter: str = "vigil-dlq"
+    labels: str = "labels"
+    """Label events, read when ``[models] enabled``; keyed like the predictions (by model) and
+    with as many partitions, so each label meets its prediction in one instance."""
+    model_updates: str = "model-updates"
+    """Compacted, keyed by model: the maintained models' latest parameters."""
     create_partitions: int = -1
     """Partitions for output topics Vigil creates (-1: the broker's default)."""
     create_replication_factor: int = -1
     """Replication factor for output topics Vigil creates (-1: the broker's default)."""
 
     def __post_init__(self) -> None:
-        for name in ("predictions", "telemetry", "alerts", "dead_letter"):
+        for name in ("predictions", "telemetry", "alerts", "dead_letter", "labels",
+                     "model_updates"):
             value = getattr(self, name)
             _require(_valid_topic(value), f"topics.{name}", value,
                      "use 1-249 characters from [a-zA-Z0-9._-]")
         inputs = {self.predictions, self.telemetry}
         _require(len(inputs) == 2, "topics.telemetry", self.telemetry,
                  "use different topics for predictions and telemetry")
-        for name in ("alerts", "dead_letter"):
+        _require(self.labels not in inputs, "topics.labels", self.labels,
+                 "labels need a topic of their own, apart from predictions and telemetry")
+        inputs.add(self.labels)
+        for name in ("alerts", "dead_letter", "model_updates"):
             _require(getattr(self, name) not in inputs, f"topics.{name}", getattr(self, name),
                      "an output topic must not be one of the input topics")
         for name in ("create_partitions", "create_replication_factor"):
@@ -226,6 +237,97 @@ def _check_detector(where: str, name: str, params: Mapping[str, Any]) -> None:
         raise ConfigError(f"{where}.params: {exc}") from exc
 
 
+LEARNER_KEYS = frozenset({"learner", "params", "warm_start", "loss"})
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    """Online maintenance of each model from its labelled predictions (off by default)."""
+
+    enabled: bool = False
+    learner: str = "sgd_regressor"
+    """Learner of every model without an override: sgd_regressor, sgd_classifier or river."""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """Learner parameters; ``feature_names`` default to the model's features, sorted, at its
+    first labelled event."""
+    loss: str = ""
+    """Loss charted for both models: squared, absolute, log or zero_one ("" = squared for
+    regressors, log for classifiers)."""
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    """Glob over the model name → ``{ learner, params, warm_start, loss }``; the first match
+    wins. ``warm_start`` is the path of a joblib file of a fitted scikit-learn estimator."""
+    label_ttl_s: float = 86_400.0
+    """How long (event time) a prediction waits for its label before it is counted expired."""
+    max_waiting_predictions: int = 100_000
+    """Predictions waiting for labels, per input partition; the oldest go first beyond it."""
+    max_models: int = 1_000
+    """Models maintained per instance (and label sets of vigil_model_*); others are counted."""
+    publish_every: int = 1_000
+    """Publish a model's parameters after this many updates (0: only by time)."""
+    publish_interval_s: float = 300.0
+    """... or when this much event time passed since its last message and it learned
+    something (0: only by count)."""
+    block: int = 50
+    """Labelled events per block mean of the loss charts."""
+    span: float = 200.0
+    """Events the rolling losses (vigil_model_loss) weigh."""
+    chart: str = "cusum"
+    chart_params: Mapping[str, Any] = field(default_factory=dict)
+    max_step: float = 0.0
+    """Largest parameter change of one update (0: no cap)."""
+    snapshot_every: int = 1_000
+    max_rollbacks: int = 20
+    alert_cooldown_s: float = 3_600.0
+    """Event time between two performance alerts of one model."""
+
+    def __post_init__(self) -> None:
+        _check_learner("models", {"learner": self.learner, "params": self.params,
+                                  "loss": self.loss}, learner_names(), LOSSES)
+        for pattern, spec in self.overrides.items():
+            where = f'models.overrides."{pattern}"'
+            if not isinstance(spec, Mapping) or set(spec) - LEARNER_KEYS:
+                raise ConfigError(f'{where} must be a table with keys among '
+                                  f'{", ".join(sorted(LEARNER_KEYS))}, e.g. {{ learner = '
+                                  f'"sgd_classifier", warm_start = "/etc/vigil/fraud.joblib" }}')
+            _check_learner(where, {"learner": self.learner, **spec}, learner_names(), LOSSES)
+            path = spec.get("warm_start")
+            _require(path is None or (isinstance(path, str) and Path(path).is_file()),
+                     f"{where}.warm_start", path,
+                     "give the path of a readable joblib file of a fitted estimator")
+        positive = {"label_ttl_s": "seconds", "max_waiting_predictions": "predictions",
+                    "max_models": "models", "block": "events", "span": "events",
+                    "snapshot_every": "updates", "max_rollbacks": "rollbacks"}
+        for name, unit in positive.items():
+            _require(getattr(self, name) > 0, f"models.{name}", getattr(self, name),
+                     f"use a positive number of {unit}")
+        for name in ("publish_every", "publish_interval_s", "max_step", "alert_cooldown_s"):
+            _require(getattr(self, name) >= 0, f"models.{name}", getattr(self, name),
+                     "use 0 (off) or a positive number")
+        _require(self.chart in detector_names(), "models.chart", self.chart,
+                 f"choose one of: {', '.join(detector_names())}")
+
+    def spec_for(self, model: str) -> dict[str, Any]:
+        """{learner, params, warm_start, loss} for ``model``: its first override, or defaults."""
+        spec: dict[str, Any] = {"learner": self.learner, "params": dict(self.params),
+                                "warm_start": None, "loss": self.loss}
+        for pattern, override in self.overrides.items():
+            if fnmatch.fnmatchcase(model, pattern):
+                spec.update(override)
+                break
+        return spec
+
+
+def _check_learner(where: str, spec: Mapping[str, Any], names: list[str],
+                   losses: Collection[str]) -> None:
+    learner = spec.get("learner")
+    _require(learner in names, f"{where}.learner", learner, f"choose one of: {', '.join(names)}")
+    _require(isinstance(spec.get("params", {}), Mapping), f"{where}.params",
+             spec.get("params"), "give a table of learner parameters")
+    loss = spec.get("loss", "")
+    _require(loss in ("", *losses), f"{where}.loss", loss,
+             f"choose one of: {', '.join(losses)} (or \"\" for the learner's own)")
+
+
 @dataclass(frozen=True)
 class AlertsConfig:
     """Alert severity from the score, and routing of alerts to topics."""
@@ -294,11 +396,12 @@ class VigilConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def __post_init__(self) -> None:
-        outputs = {self.topics.alerts, self.topics.dead_letter}
-        inputs = {self.topics.predictions, self.topics.telemetry}
+        outputs = {self.topics.alerts, self.topics.dead_letter, self.topics.model_updates}
+        inputs = {self.topics.predictions, self.topics.telemetry, self.topics.labels}
         _require(self.state.topic not in outputs | inputs, "state.topic", self.state.topic,
                  "the state topic must be a topic of its own")
 
@@ -312,6 +415,9 @@ ENVIRONMENT: dict[str, str] = {
     "VIGIL_TOPIC_TELEMETRY": "topics.telemetry",
     "VIGIL_TOPIC_ALERTS": "topics.alerts",
     "VIGIL_TOPIC_DEAD_LETTER": "topics.dead_letter",
+    "VIGIL_TOPIC_LABELS": "topics.labels",
+    "VIGIL_TOPIC_MODEL_UPDATES": "topics.model_updates",
+    "VIGIL_MODELS_ENABLED": "models.enabled",
     "VIGIL_METRICS_HOST": "metrics.host",
     "VIGIL_METRICS_PORT": "metrics.port",
     "VIGIL_DETECTOR": "detector.name",

@@ -63,7 +63,7 @@ MILLISECONDS_ABOVE: Final = 1e11
 LATEST_TIMESTAMP: Final = 7_258_118_400.0
 """2200-01-01T00:00:00Z in epoch seconds: anything later is a unit mistake, not the future."""
 
-EventKind = Literal["prediction", "telemetry"]
+EventKind = Literal["prediction", "telemetry", "label"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +90,18 @@ class TelemetryEvent:
     metrics: dict[str, float]
 
 
-Event = PredictionEvent | TelemetryEvent
+@dataclass(frozen=True, slots=True)
+class LabelEvent:
+    """The true outcome of an earlier prediction, joined to it by ``prediction_id``."""
+
+    prediction_id: str
+    label: float
+    timestamp: float
+    """Epoch seconds."""
+    model: str | None = None
+
+
+Event = PredictionEvent | TelemetryEvent | LabelEvent
 
 
 def decode_event(raw: bytes, kind: EventKind | None = None) -> Event:
@@ -129,7 +140,9 @@ model_version=None, prediction_id=None, label=None)
         raise EventError(NOT_AN_OBJECT, f"payload must be a JSON object, got {_show(obj)}")
 
     if kind is None:
-        if "model" in obj:
+        if "prediction_id" in obj and "label" in obj and "prediction" not in obj:
+            kind = "label"
+        elif "model" in obj:
             kind = "prediction"
         elif "source" in obj:
             kind = "telemetry"
@@ -167,8 +180,16 @@ model_version=None, prediction_id=None, label=None)
             label = _number(label, "label")
         event = PredictionEvent(model, timestamp, features, prediction, model_version,
                                 prediction_id, label)
+    elif kind == "label":
+        prediction_id = obj.get("prediction_id")
+        if type(prediction_id) is not str or not prediction_id:
+            raise _name_error("prediction_id", prediction_id)
+        model = obj.get("model")
+        if model is not None and (type(model) is not str or not model):
+            raise _name_error("model", model)
+        event = LabelEvent(prediction_id, _number(obj.get("label"), "label"), timestamp, model)
     else:
-        raise ValueError(f"kind must be 'prediction', 'telemetry' or None, got {kind!r}")
+        raise ValueError(f"kind must be 'prediction', 'telemetry', 'label' or None, got {kind!r}")
     if "\\ud" in text or "\\uD" in text:  # only a \uXXXX escape can smuggle in a lone surrogate
         _require_encodable(event)
     return event
@@ -207,6 +228,8 @@ def event_series(event: Event) -> list[tuple[str, str, float]]:
     >>> event_series(TelemetryEvent("web-1", 1.0, {"latency_ms": 118.5, "cpu_percent": 41.0}))
     [('web-1', 'latency_ms', 118.5), ('web-1', 'cpu_percent', 41.0)]
     """
+    if isinstance(event, LabelEvent):
+        return []
     if isinstance(event, PredictionEvent):
         model = event.model
         points = [(model, "prediction", event.prediction)]
@@ -292,6 +315,8 @@ def _require_encodable(event: Event) -> None:
         texts = [("model", event.model), ("model_version", event.model_version or ""),
                  ("prediction_id", event.prediction_id or "")]
         texts += [(_subfield("features", name), name) for name in event.features]
+    elif isinstance(event, LabelEvent):
+        texts = [("prediction_id", event.prediction_id), ("model", event.model or "")]
     else:
         texts = [("source", event.source)]
         texts += [(_subfield("metrics", name), name) for name in event.metrics]

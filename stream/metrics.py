@@ -101,6 +101,35 @@ class VigilMetrics:
             "vigil_broker_up", "1 while a bootstrap broker answers Kafka requests, else 0.",
             registry=self.registry,
         )
+        self.model_loss = Gauge(
+            "vigil_model_loss", "Rolling loss of a model on its labelled predictions: the "
+            "served model's, and the maintained model's prequential one.",
+            ["model", "kind"], registry=self.registry,
+        )
+        self.model_updates = Counter(
+            "vigil_model_updates", "Online updates of a maintained model.",
+            ["model"], registry=self.registry,
+        )
+        self.labels_joined = Counter(
+            "vigil_labels_joined", "Labels joined to their predictions (or carried by them).",
+            registry=self.registry,
+        )
+        self.labels_expired = Counter(
+            "vigil_labels_expired", "Predictions whose label did not come within "
+            "models.label_ttl_s.", registry=self.registry,
+        )
+        self.labels_unmatched = Counter(
+            "vigil_labels_unmatched", "Labels that never found their prediction.",
+            registry=self.registry,
+        )
+        self.labels_evicted = Counter(
+            "vigil_labels_evicted", "Waiting predictions dropped because "
+            "models.max_waiting_predictions was reached.", registry=self.registry,
+        )
+        self.models_untracked = Counter(
+            "vigil_models_untracked", "Labelled events of models beyond models.max_models, "
+            "not learned.", registry=self.registry,
+        )
         self.build = Info("vigil_build", "Vigil's version.", registry=self.registry)
         self.build.info({"version": vigil_version()})
         labels = ["event_type", "key", "metric"]
@@ -114,6 +143,18 @@ class VigilMetrics:
                                   labels, registry=self.registry)
         self.series_score = Gauge("vigil_series_score", "Latest anomaly score of the series.",
                                   labels, registry=self.registry)
+
+    def forget_model(self, model: str) -> None:
+        """Drop a model's label sets (its partition moved to another instance)."""
+        for kind in ("served", "maintained"):
+            try:
+                self.model_loss.remove(model, kind)
+            except KeyError:
+                pass
+        try:
+            self.model_updates.remove(model)
+        except KeyError:
+            pass
 
 
 class MonotonicCounter:

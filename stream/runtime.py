@@ -17,7 +17,9 @@ snapshot: alerts are at-least-once, and a re-delivered alert carries the same ``
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -27,12 +29,14 @@ from typing import Any, Protocol
 from kafka import TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
+from detectors import PointResult
 from stream.alerts import Alert, SourceRef, build_alert
 from stream.config import VigilConfig
 from stream.errors import BrokerError, EventError, StateError
-from stream.events import EventKind, PredictionEvent, decode_event
+from stream.events import EventKind, LabelEvent, PredictionEvent, decode_event
 from stream.kafka_io import commit_offsets
 from stream.metrics import Liveness, SeriesGauges, VigilMetrics
+from stream.models import ModelMaintainer, ModelSignal
 from stream.monitor import Monitor, PartitionId
 from stream.state import Snapshot, StateMessage
 
@@ -106,6 +110,10 @@ class BatchProcessor:
             config.topics.predictions: "prediction",
             config.topics.telemetry: "telemetry",
         }
+        self.models: ModelMaintainer | None = None
+        if config.models.enabled:
+            self.models = ModelMaintainer(config.models)
+            self._kinds[config.topics.labels] = "label"
         self._clock = clock
         self._gauges = gauges
 
@@ -113,8 +121,8 @@ class BatchProcessor:
         """Judge each record in order; a bad one becomes a dead letter, never an exception."""
         batch = BatchResult()
         topics = self.config.topics
-        routes = self.config.alerts
         gauges = self._gauges
+        models = self.models
         for record in records:
             batch.records += 1
             partition = (record.topic, record.partition)
@@ -124,6 +132,12 @@ class BatchProcessor:
             except EventError as exc:
                 batch.invalid_by_reason[exc.reason] = batch.invalid_by_reason.get(exc.reason, 0) + 1
                 batch.messages.append(dead_letter(topics.dead_letter, record, exc))
+                continue
+            if isinstance(event, LabelEvent):
+                if models is not None:
+                    companion = (topics.predictions, record.partition)
+                    self._model_output(models.on_label(event, companion), record, batch)
+                batch.valid_by_topic[record.topic] = batch.valid_by_topic.get(record.topic, 0) + 1
                 continue
             try:
                 observations = list(self.monitor.observe(event, partition))
@@ -143,11 +157,45 @@ class BatchProcessor:
                     continue
                 source = SourceRef(record.topic, record.partition, record.offset)
                 for alert in self._alerts(observation, event, source, batch):
-                    batch.alerts.append(alert)
-                    topic = routes.topic_for(alert.kind, alert.severity, topics.alerts)
-                    batch.messages.append(
-                        OutgoingMessage(topic, alert.message_key, alert.to_json()))
+                    self._publish(alert, batch)
+            if models is not None and isinstance(event, PredictionEvent):
+                flagged = any(o.result.anomaly or o.series.episode is not None
+                              for o in observations)
+                self._model_output(models.on_prediction(event, partition, flagged), record,
+                                   batch)
+        if models is not None:
+            models.expire([p for p in batch.next_offsets if p[0] == topics.predictions])
         return batch
+
+    def _publish(self, alert: Alert, batch: BatchResult) -> None:
+        """Queue an alert on the topic its kind and severity route it to."""
+        topic = self.config.alerts.topic_for(alert.kind, alert.severity,
+                                             self.config.topics.alerts)
+        batch.alerts.append(alert)
+        batch.messages.append(OutgoingMessage(topic, alert.message_key, alert.to_json()))
+
+    def _model_output(self, signals: list[ModelSignal], record: InputRecord,
+                      batch: BatchResult) -> None:
+        """Model-update messages and performance/rollback alerts from one labelled event."""
+        source = SourceRef(record.topic, record.partition, record.offset)
+        for signal in signals:
+            if signal.message is not None:
+                batch.messages.append(OutgoingMessage(
+                    self.config.topics.model_updates, signal.model.encode(),
+                    json.dumps(signal.message, separators=(",", ":"),
+                               allow_nan=False).encode()))
+                continue
+            chart = signal.chart or PointResult(1.0, True, math.nan, math.nan, math.nan,
+                                                math.nan, 0)
+            value = signal.value if math.isfinite(signal.value) else (
+                signal.details.get("served_loss") or 0.0)
+            metric = "loss" if signal.kind == "performance" else "maintained_loss"
+            self._publish(build_alert(
+                result=chart, source=source, event_type="prediction", key=signal.model,
+                metric=metric, detector=f"{signal.kind}/{self.config.models.chart}",
+                value=value, event_timestamp=signal.timestamp, detected_at=self._clock(),
+                critical_score=self.config.alerts.critical_score, kind=signal.kind,
+                details=signal.details), batch)
 
     def _alerts(self, observation: Any, event: Any, source: SourceRef,
                 batch: BatchResult) -> list[Alert]:
@@ -244,7 +292,14 @@ class Runner:
         self.processor = BatchProcessor(config, gauges=self.gauges)
         self.retry_backoff_s = 0.5
         """First wait before re-sending unacknowledged output; doubles up to 8 s."""
-        self._inputs = (config.topics.predictions, config.topics.telemetry)
+        self._inputs: tuple[str, ...] = (config.topics.predictions, config.topics.telemetry)
+        self._labels: str | None = None
+        """The labels topic, when models are maintained: its partition p has no snapshot of
+        its own; its offset lives in the snapshot of predictions partition p, whose models
+        it feeds."""
+        if config.models.enabled:
+            self._labels = config.topics.labels
+            self._inputs += (self._labels,)
         self._next_topic_check = 0.0
         self._positions: dict[PartitionId, int] = {}
         """Next offset to consume per owned partition, where known."""
@@ -321,20 +376,32 @@ class Runner:
         offset whatever was committed, and commits at its own next checkpoint).
         """
         monitor = self.processor.monitor
+        models = self.processor.models
         monitor.expire_idle()
         targets = list(self._positions if partitions is None else partitions)
+        if self._labels is not None:  # a labels partition is saved with its predictions one
+            targets = list(dict.fromkeys(self._companion(p) for p in targets))
         messages: list[StateMessage] = []
         offsets: dict[PartitionId, int] = {}
         for partition in targets:
             offset = self._positions.get(partition)
             if offset is None:
                 continue
-            if not force and offset == self._checkpointed.get(partition) \
-                    and not monitor.is_dirty(partition):
+            labels = self._labels_partition(partition)
+            labels_offset = None if labels is None else self._positions.get(labels)
+            moved = offset != self._checkpointed.get(partition) or monitor.is_dirty(partition) \
+                or (labels is not None and labels_offset != self._checkpointed.get(labels)) \
+                or (models is not None and models.is_dirty(partition))
+            if not force and not moved:
                 continue
+            body = monitor.export_partition(partition)
+            if models is not None and labels is not None:
+                body["models"] = models.export_partition(partition)
+                body["labels_offset"] = labels_offset
+                if labels_offset is not None:
+                    offsets[labels] = labels_offset
             sequence = self._sequences.get(partition, -1) + 1
-            snapshot = Snapshot(partition[0], partition[1], offset, sequence,
-                                monitor.export_partition(partition))
+            snapshot = Snapshot(partition[0], partition[1], offset, sequence, body)
             messages.extend(self.store.encode(snapshot))
             offsets[partition] = offset
         if messages:
@@ -343,7 +410,8 @@ class Runner:
             else:
                 self._write_state(messages)
             for partition, offset in offsets.items():
-                self._sequences[partition] = self._sequences.get(partition, -1) + 1
+                if partition[0] != self._labels:
+                    self._sequences[partition] = self._sequences.get(partition, -1) + 1
                 self._checkpointed[partition] = offset
             self.metrics.last_checkpoint.set_to_current_time()
             if not during_rebalance and commit_offsets(self.consumer, offsets):
@@ -352,6 +420,19 @@ class Runner:
         self._events_since_checkpoint = 0
         self._observe_series()
         return list(offsets)
+
+    def _companion(self, partition: PartitionId) -> PartitionId:
+        """The predictions partition whose snapshot holds ``partition``'s state (itself,
+        unless it is a labels partition)."""
+        if partition[0] == self._labels:
+            return (self.config.topics.predictions, partition[1])
+        return partition
+
+    def _labels_partition(self, partition: PartitionId) -> PartitionId | None:
+        """The labels partition feeding a predictions partition's models, if models are on."""
+        if self._labels is None or partition[0] != self.config.topics.predictions:
+            return None
+        return (self._labels, partition[1])
 
     def _write_state(self, messages: Sequence[StateMessage]) -> None:
         backoff_s = self.retry_backoff_s
@@ -385,10 +466,16 @@ class Runner:
         has restored their snapshots (no blocking I/O here, on the consumer's I/O thread)."""
         log.info("rebalance: %d partitions assigned", len(assigned))
         monitor = self.processor.monitor
+        models = self.processor.models
         keep = set(assigned)
-        for partition in list(self._positions.keys() | set(monitor.partitions())):
+        held = self._positions.keys() | set(monitor.partitions())
+        if models is not None:
+            held |= set(models.partitions())
+        for partition in list(held):
             if partition not in keep:
                 monitor.drop_partition(partition)
+                if models is not None:
+                    self._forget_models(models.drop_partition(partition))
                 self._positions.pop(partition, None)
                 self._checkpointed.pop(partition, None)
                 self._sequences.pop(partition, None)
@@ -406,18 +493,23 @@ class Runner:
         if not self._unrestored:
             return
         pending = sorted(self._unrestored)
+        snapshotted = [p for p in pending if p[0] != self._labels]
         try:
-            found = self.store.read(pending)
+            found = self.store.read(snapshotted)
         except (BrokerError, StateError) as exc:
             log.warning("state not readable yet (%s); %d partitions wait", exc, len(pending))
             return
         monitor = self.processor.monitor
-        for partition in pending:
+        models = self.processor.models
+        for partition in snapshotted:
             snapshots = found.get(partition, [])
             restored = False
             for snapshot in snapshots:
                 try:
                     count = monitor.import_partition(partition, snapshot.body)
+                    if models is not None:
+                        models.import_partition(partition, snapshot.body.get("models"))
+                        self._restore_labels(partition, snapshot.body.get("labels_offset"))
                 except StateError as exc:
                     log.warning("snapshot %d of %s/%d unusable (%s); trying an older one",
                                 snapshot.sequence, *partition, exc)
@@ -432,12 +524,34 @@ class Runner:
                 break
             if not restored:
                 monitor.drop_partition(partition)
+                if models is not None:
+                    models.drop_partition(partition)
                 if snapshots:
                     self._sequences[partition] = max(s.sequence for s in snapshots)
                 log.info("no usable snapshot for %s/%d: its series start from warm-up",
                          *partition)
         self.consumer.resume(*[TopicPartition(t, p) for t, p in pending])
         self._unrestored.clear()
+
+    def _restore_labels(self, partition: PartitionId, offset: int | None) -> None:
+        """Resume the labels partition feeding ``partition`` where its snapshot left it (when
+        this instance owns it: the range assignor gives partition p of both topics to one
+        member when they have as many partitions)."""
+        labels = self._labels_partition(partition)
+        if labels is None or offset is None:
+            return
+        if labels not in self._unrestored:
+            log.warning("labels partition %s/%d is not assigned with %s/%d: give both topics "
+                        "the same number of partitions and use the range assignor", *labels,
+                        *partition)
+            return
+        self._checkpointed[labels] = offset
+        self._positions[labels] = offset
+        self._seek(labels, offset)
+
+    def _forget_models(self, names: list[str]) -> None:
+        for name in names:
+            self.metrics.forget_model(name)
 
     def _seek(self, partition: PartitionId, offset: int) -> None:
         self.consumer.seek(TopicPartition(*partition), offset)
@@ -501,8 +615,30 @@ class Runner:
                      alert.source.topic, alert.source.partition, alert.source.offset)
         if batch.suppressed:
             metrics.alerts_suppressed.inc(batch.suppressed)
+        models = self.processor.models
+        if models is not None:
+            self._observe_models(models)
         metrics.processing_seconds.observe(seconds)
         metrics.series.set(self.processor.monitor.series_count)
+
+    def _observe_models(self, models: ModelMaintainer) -> None:
+        """Move the maintainer's counts since the last batch into the metrics."""
+        metrics = self.metrics
+        counters = {"joined": metrics.labels_joined, "expired": metrics.labels_expired,
+                    "unmatched": metrics.labels_unmatched, "evicted": metrics.labels_evicted,
+                    "untracked": metrics.models_untracked}
+        for name, count in models.counts.items():
+            if name in counters and count > 0:
+                counters[name].inc(count)
+        models.counts.clear()
+        for model, count in models.updates.items():
+            metrics.model_updates.labels(model=model).inc(count)
+        models.updates.clear()
+        for model, (served, maintained) in models.losses.items():
+            for kind, loss in (("served", served), ("maintained", maintained)):
+                if loss is not None:
+                    metrics.model_loss.labels(model=model, kind=kind).set(loss)
+        models.losses.clear()
 
     def _observe_series(self) -> None:
         monitor = self.processor.monitor

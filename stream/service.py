@@ -43,8 +43,10 @@ def run_service(
     try:
         ensure_topics(config, [config.topics.alerts, config.topics.dead_letter,
                                *config.alerts.routes.values()])
-        ensure_topics(config, [config.state.topic],
-                      topic_configs={"cleanup.policy": "compact"})
+        compacted = [config.state.topic]
+        if config.models.enabled:
+            compacted.append(config.topics.model_updates)
+        ensure_topics(config, compacted, topic_configs={"cleanup.policy": "compact"})
         producer = make_producer(config, max_request_size=4 * 1024 * 1024)
         consumer = make_consumer(config)
         store = KafkaStateStore(

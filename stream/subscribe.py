@@ -304,15 +304,26 @@ def _alerts(args: argparse.Namespace) -> int:
                         from_beginning=args.from_beginning, as_json=args.json)
 
 
-def print_alerts(config: VigilConfig, topics: Sequence[str], alert_filter: AlertFilter, *,
-                 follow: bool, from_beginning: bool, as_json: bool,
-                 out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Print alerts from ``topics`` on ``out`` (notes on ``err``); the command's exit code."""
+def topic_reader(config: VigilConfig) -> Any:
+    """A consumer outside any group, for reading whole topics (alerts, model updates)."""
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
     from stream.kafka_io import client_settings
 
+    try:
+        return KafkaConsumer(**{
+            **client_settings(config), "group_id": None, "enable_auto_commit": False,
+            "allow_auto_create_topics": False, "fetch_max_wait_ms": 200,
+        })
+    except KafkaError as exc:
+        raise BrokerError(f"cannot reach {config.kafka.bootstrap_servers}: {exc}") from exc
+
+
+def print_alerts(config: VigilConfig, topics: Sequence[str], alert_filter: AlertFilter, *,
+                 follow: bool, from_beginning: bool, as_json: bool,
+                 out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Print alerts from ``topics`` on ``out`` (notes on ``err``); the command's exit code."""
     def show(alert: dict[str, Any]) -> None:
         line = json.dumps(alert, separators=(",", ":"), ensure_ascii=False) if as_json \
             else format_alert_line(alert)
@@ -321,13 +332,7 @@ def print_alerts(config: VigilConfig, topics: Sequence[str], alert_filter: Alert
     def warn(message: str) -> None:
         print(f"vigil alerts: {message}", file=err, flush=True)
 
-    try:
-        consumer = KafkaConsumer(**{
-            **client_settings(config), "group_id": None, "enable_auto_commit": False,
-            "allow_auto_create_topics": False, "fetch_max_wait_ms": 200,
-        })
-    except KafkaError as exc:
-        raise BrokerError(f"cannot reach {config.kafka.bootstrap_servers}: {exc}") from exc
+    consumer = topic_reader(config)
     try:
         summary = read_alerts(consumer, topics, show, alert_filter=alert_filter, follow=follow,
                               from_beginning=from_beginning, warn=warn)

@@ -131,6 +131,11 @@ class GuardedLearner:
         self.skipped_invalid = 0
         self.skipped_anomalous = 0
 
+    @property
+    def consecutive_rollbacks(self) -> int:
+        """Rollbacks since the last alarm-free span (1 on the first of a run)."""
+        return self._consecutive
+
     def predict_one(self, x: Mapping[str, float]) -> float:
         """The guarded learner's prediction."""
         return self.learner.predict_one(x)

@@ -47,6 +47,14 @@ class Topics:
         return f"{self.prefix}-state"
 
     @property
+    def labels(self) -> str:
+        return f"{self.prefix}-labels"
+
+    @property
+    def model_updates(self) -> str:
+        return f"{self.prefix}-model-updates"
+
+    @property
     def group(self) -> str:
         return f"{self.prefix}-vigil"
 
@@ -67,6 +75,8 @@ predictions = "{topics.predictions}"
 telemetry = "{topics.telemetry}"
 alerts = "{topics.alerts}"
 dead_letter = "{topics.dead_letter}"
+labels = "{topics.labels}"
+model_updates = "{topics.model_updates}"
 
 [metrics]
 port = {metrics_port}

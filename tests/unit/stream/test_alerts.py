@@ -32,7 +32,7 @@ def test_message_is_json_with_the_documented_fields() -> None:
     assert set(body) == {
         "alert_id", "kind", "severity", "event_type", "key", "metric", "detector", "value",
         "score", "z", "n", "centre", "lower", "upper", "model_version", "prediction_id",
-        "event_timestamp", "detected_at", "source", "episode_id"}
+        "event_timestamp", "detected_at", "source", "episode_id", "details"}
     assert body["source"] == {"topic": "telemetry", "partition": 1, "offset": 5}
     assert body["event_timestamp"] == "2026-01-01T00:00:00.250Z"
     assert body["kind"] == "anomaly"

@@ -1,0 +1,343 @@
+"""Model maintenance inside ``vigil run``: join labels to predictions, learn, watch, publish.
+
+Per input partition of the predictions topic, a :class:`~updaters.labels.LabelJoinBuffer`
+holds predictions until their labels come (from the labels topic's partition of the same
+number, or in the prediction itself), and per model a
+:class:`~updaters.guardrails.GuardedLearner` (the maintained model) and a
+:class:`~updaters.performance.PerformanceMonitor` (served vs maintained loss) learn from each
+join. Everything is kept per predictions partition, so it is checkpointed with that
+partition's offset (and the labels partition's) and follows it on a rebalance. I/O-free: the
+runtime turns the :class:`ModelSignal` values into alerts and model-update messages.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from detectors import PointResult
+from stream.alerts import iso_utc
+from stream.config import ModelsConfig
+from stream.errors import ConfigError, StateError
+from stream.events import LabelEvent, PredictionEvent
+from updaters import (
+    GuardedLearner,
+    LabelJoinBuffer,
+    Learner,
+    PerformanceMonitor,
+    build_learner,
+    restore_learner,
+)
+from updaters.labels import Joined
+
+PartitionId = tuple[str, int]
+
+DEFAULT_ESTIMATORS = {"regressor": "SGDRegressor", "classifier": "SGDClassifier"}
+"""The scikit-learn class a model-update names when the learner was not warm-started."""
+
+
+@dataclass(slots=True)
+class ModelSignal:
+    """Something a labelled event caused that the outside world should hear about.
+
+    ``kind``: ``performance`` (the served model's loss rose out of control), ``rollback``
+    (the maintained model was restored to its last good snapshot), ``rebaselined`` (its
+    loss rise lasted: accepted as a concept change) or ``update`` (``message`` is a
+    model-update to publish).
+    """
+
+    kind: str
+    model: str
+    timestamp: float
+    value: float = math.nan
+    chart: PointResult | None = None
+    details: dict[str, float | None] = field(default_factory=dict)
+    message: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class _Maintained:
+    """One model's maintained learner, loss monitor and publishing bookkeeping."""
+
+    guarded: GuardedLearner
+    performance: PerformanceMonitor
+    version: int = 0
+    published_updates: int = 0
+    published_at: float = -math.inf
+    last_alert: float = -math.inf
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"guard": self.guarded.state_dict(), "performance": self.performance.state_dict(),
+                "version": self.version, "published_updates": self.published_updates,
+                "published_at": _finite_or_none(self.published_at),
+                "last_alert": _finite_or_none(self.last_alert)}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> _Maintained:
+        return cls(GuardedLearner.from_state(state["guard"]),
+                   PerformanceMonitor.from_state(state["performance"]),
+                   int(state["version"]), int(state["published_updates"]),
+                   _float_or(state.get("published_at"), -math.inf),
+                   _float_or(state.get("last_alert"), -math.inf))
+
+
+class _PartitionModels:
+    __slots__ = ("buffer", "models", "watermark", "dirty")
+
+    def __init__(self, buffer: LabelJoinBuffer) -> None:
+        self.buffer = buffer
+        self.models: dict[str, _Maintained] = {}
+        self.watermark = -math.inf
+        self.dirty = False
+
+
+class ModelMaintainer:
+    """The maintained models of the predictions partitions this instance owns."""
+
+    def __init__(self, config: ModelsConfig) -> None:
+        self.config = config
+        self._partitions: dict[PartitionId, _PartitionModels] = {}
+        self._templates: dict[str, dict[str, Any]] = {}
+        """Warm-start learner states by joblib path, loaded once."""
+        self.counts: Counter[str] = Counter()
+        """joined, expired, evicted, unmatched, untracked since last drained (for metrics)."""
+        self.updates: Counter[str] = Counter()
+        """Updates learned per model since last drained."""
+        self.losses: dict[str, tuple[float | None, float | None]] = {}
+        """(served, maintained) rolling loss per model that changed since last drained."""
+        for spec in [config.spec_for(""), *config.overrides.values()]:
+            if spec.get("warm_start"):
+                self._template(config.spec_for("") | dict(spec))
+
+    # --- events -------------------------------------------------------------------------
+
+    def on_prediction(self, event: PredictionEvent, partition: PartitionId,
+                      anomalous: bool) -> list[ModelSignal]:
+        """Hold the prediction for its label, or learn from it at once if it carries one."""
+        if event.prediction_id is None and event.label is None:
+            return []
+        part = self._part(partition, event.timestamp)
+        payload = [event.model, event.features, event.prediction, anomalous]
+        buffer = part.buffer
+        before = buffer.counters()
+        if event.label is not None:
+            joined: Joined | None = buffer.add_labelled(
+                event.prediction_id or "", payload, event.label, event.timestamp)
+        else:
+            joined = buffer.add_prediction(event.prediction_id or "", payload, event.timestamp)
+        self._count(before, buffer.counters())
+        return [] if joined is None else self._learn(part, joined)
+
+    def on_label(self, event: LabelEvent, partition: PartitionId) -> list[ModelSignal]:
+        """Join the label to its waiting prediction (``partition``: the predictions one)."""
+        part = self._part(partition, event.timestamp)
+        buffer = part.buffer
+        before = buffer.counters()
+        joined = buffer.add_label(event.prediction_id, event.label, event.timestamp)
+        self._count(before, buffer.counters())
+        return [] if joined is None else self._learn(part, joined)
+
+    def expire(self, partitions: list[PartitionId]) -> None:
+        """Count predictions whose label did not come within the TTL, at each partition's
+        event-time watermark."""
+        for partition in partitions:
+            part = self._partitions.get(partition)
+            if part is None or part.watermark == -math.inf:
+                continue
+            before = part.buffer.counters()
+            if part.buffer.expire(part.watermark):
+                part.dirty = True
+            self._count(before, part.buffer.counters())
+
+    def _part(self, partition: PartitionId, timestamp: float) -> _PartitionModels:
+        part = self._partitions.get(partition)
+        if part is None:
+            part = self._partitions[partition] = _PartitionModels(LabelJoinBuffer(
+                self.config.max_waiting_predictions, self.config.label_ttl_s))
+        part.dirty = True
+        if timestamp > part.watermark:
+            part.watermark = timestamp
+        return part
+
+    def _count(self, before: Mapping[str, int], after: Mapping[str, int]) -> None:
+        for name, value in after.items():
+            if value != before[name]:
+                self.counts[name] += value - before[name]
+
+    # --- learning -----------------------------------------------------------------------
+
+    def _learn(self, part: _PartitionModels, joined: Joined) -> list[ModelSignal]:
+        model, features, served, anomalous = joined.payload
+        timestamp = max(joined.prediction_timestamp, joined.label_timestamp)
+        maintained = part.models.get(model) or self._start(part, model, features, timestamp)
+        if maintained is None:
+            return []
+        guarded = maintained.guarded
+        result = guarded.update(features, joined.label, timestamp, anomalous=anomalous)
+        signals: list[ModelSignal] = []
+        if result.learned:
+            self.updates[model] += 1
+        if result.loss is None:  # invalid: neither model can be scored on it
+            return signals
+        try:
+            label = guarded.learner.encode_label(joined.label)
+        except ValueError:
+            return signals
+        prediction = result.prediction if math.isfinite(result.prediction) else None
+        perf = maintained.performance.observe(served, prediction, label, timestamp)
+        self.losses[model] = (perf.served_loss, perf.maintained_loss)
+        losses = {"served_loss": perf.served_loss, "maintained_loss": perf.maintained_loss}
+        if perf.alarm and timestamp - maintained.last_alert >= self.config.alert_cooldown_s:
+            maintained.last_alert = timestamp
+            chart = perf.served_chart
+            value = maintained.performance.served.last_value
+            signals.append(ModelSignal("performance", model, timestamp,
+                                       math.nan if value is None else float(value), chart,
+                                       losses))
+        if result.event is not None and (result.event.kind != "rollback"
+                                         or guarded.consecutive_rollbacks == 1):
+            event = result.event  # the first rollback of a run, or the rebaseline ending it
+            kind = "rollback" if event.kind == "rollback" else "rebaselined"
+            signals.append(ModelSignal(kind, model, timestamp, event.loss, result.chart, {
+                **losses, "baseline": event.baseline, "n_updates": float(event.n_updates),
+                "restored_n_updates": float(event.restored_n_updates),
+                "rollbacks": float(event.rollbacks)}))
+        update = self._maybe_publish(model, maintained, timestamp)
+        if update is not None:
+            signals.append(update)
+        return signals
+
+    def _start(self, part: _PartitionModels, model: str, features: Mapping[str, float],
+               timestamp: float) -> _Maintained | None:
+        """A new maintained model, or None beyond ``max_models`` (counted ``untracked``)."""
+        if sum(len(p.models) for p in self._partitions.values()) >= self.config.max_models:
+            self.counts["untracked"] += 1
+            return None
+        spec = self.config.spec_for(model)
+        learner = self._learner(spec, features)
+        config = self.config
+        guarded = GuardedLearner(learner, loss=spec["loss"] or None,
+                                 max_step=config.max_step or None, block=config.block,
+                                 chart=config.chart, chart_params=config.chart_params,
+                                 snapshot_every=config.snapshot_every,
+                                 max_rollbacks=config.max_rollbacks)
+        performance = PerformanceMonitor(guarded.loss, block=config.block, chart=config.chart,
+                                         chart_params=config.chart_params, span=config.span)
+        maintained = part.models[model] = _Maintained(guarded, performance,
+                                                      published_at=timestamp)
+        return maintained
+
+    def _learner(self, spec: Mapping[str, Any], features: Mapping[str, float]) -> Learner:
+        if spec.get("warm_start"):
+            template = self._template(spec)
+            return restore_learner(template["name"], template["state"])
+        params = dict(spec["params"])
+        if spec["learner"].startswith("sgd_") and "feature_names" not in params:
+            params["feature_names"] = sorted(features)
+        return build_learner(spec["learner"], params)
+
+    def _template(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        path = spec["warm_start"]
+        template = self._templates.get(path)
+        if template is None:
+            from updaters.sklearn_io import from_joblib  # loads scikit-learn: only when asked
+
+            params = dict(spec.get("params", {}))
+            names = params.pop("feature_names", None)
+            try:
+                learner = from_joblib(path, names, **params)
+            except Exception as exc:  # noqa: BLE001 - any failure is the operator's file
+                raise ConfigError(f"models warm_start {path!r} cannot be used: {exc}; give a "
+                                  "joblib file of a fitted SGDRegressor, SGDClassifier, "
+                                  "LinearRegression or LogisticRegression") from exc
+            template = self._templates[path] = {"name": learner.name,
+                                                "state": learner.state_dict()}
+        return template
+
+    def _maybe_publish(self, model: str, maintained: _Maintained,
+                       timestamp: float) -> ModelSignal | None:
+        learner = maintained.guarded.learner
+        params_of = getattr(learner, "linear_params", None)
+        if params_of is None:
+            return None  # not a linear model: nothing a scikit-learn estimator could load
+        n_updates = int(getattr(learner, "n_updates", 0))
+        fresh = n_updates - maintained.published_updates
+        if fresh <= 0:
+            return None
+        config = self.config
+        due = (config.publish_every and fresh >= config.publish_every) or (
+            config.publish_interval_s
+            and timestamp - maintained.published_at >= config.publish_interval_s)
+        if not due:
+            return None
+        maintained.version += 1
+        maintained.published_updates = n_updates
+        maintained.published_at = timestamp
+        params = params_of()
+        loss = maintained.performance.maintained_loss
+        message = {
+            "model": model,
+            "version": maintained.version,
+            **params.to_dict(),
+            "n_updates": n_updates,
+            "loss": loss if loss is not None and math.isfinite(loss) else None,
+            "timestamp": iso_utc(timestamp),
+            "estimator": params.estimator or DEFAULT_ESTIMATORS[learner.kind],
+        }
+        return ModelSignal("update", model, timestamp, message=message)
+
+    # --- checkpoints --------------------------------------------------------------------
+
+    def partitions(self) -> list[PartitionId]:
+        """Partitions holding waiting predictions or models."""
+        return list(self._partitions)
+
+    def is_dirty(self, partition: PartitionId) -> bool:
+        """True when the partition changed since it was last exported."""
+        part = self._partitions.get(partition)
+        return part is not None and part.dirty
+
+    def models_of(self, partition: PartitionId) -> list[str]:
+        """Names of the models maintained in the partition."""
+        part = self._partitions.get(partition)
+        return [] if part is None else list(part.models)
+
+    def export_partition(self, partition: PartitionId) -> dict[str, Any] | None:
+        """The partition's buffer and models as JSON-serialisable state, and mark it clean."""
+        part = self._partitions.get(partition)
+        if part is None:
+            return None
+        part.dirty = False
+        return {"buffer": part.buffer.state_dict(),
+                "watermark": _finite_or_none(part.watermark),
+                "models": {name: m.state_dict() for name, m in part.models.items()}}
+
+    def import_partition(self, partition: PartitionId, body: Mapping[str, Any] | None) -> None:
+        """Replace the partition's state with an exported one (None: start empty)."""
+        self.drop_partition(partition)
+        if body is None:
+            return
+        try:
+            part = _PartitionModels(LabelJoinBuffer.from_state(body["buffer"]))
+            part.watermark = _float_or(body.get("watermark"), -math.inf)
+            part.models = {str(name): _Maintained.from_state(state)
+                           for name, state in body["models"].items()}
+        except Exception as exc:  # any learner's from_state may fail on a corrupt body
+            raise StateError(f"unreadable model state for {partition}: {exc!r}") from exc
+        self._partitions[partition] = part
+
+    def drop_partition(self, partition: PartitionId) -> list[str]:
+        """Forget the partition (it moved to another instance); the models it held."""
+        part = self._partitions.pop(partition, None)
+        return [] if part is None else list(part.models)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _float_or(value: Any, default: float) -> float:
+    return default if value is None else float(value)

@@ -1,0 +1,259 @@
+"""Model maintenance in the batch logic and the runtime: joins, learning, alerts, state."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from stream.config import load_config
+from stream.errors import ConfigError
+from stream.metrics import VigilMetrics
+from stream.runtime import BatchProcessor, Runner
+from tests.unit.stream.test_runtime import FakeProducer, MemoryStore, Record
+
+SCHEMAS = Path(__file__).resolve().parents[3] / "deploy" / "schemas"
+START = 1_767_225_600.0
+OLD = {"a": 2.0, "b": -1.0}
+NEW = {"a": -1.0, "b": 2.0}
+
+
+def config(tmp_path: Path, extra: str = "") -> Any:
+    path = tmp_path / "vigil.toml"
+    path.write_text(
+        "[models]\nenabled = true\npublish_every = 500\npublish_interval_s = 0.0\n"
+        'params = { learning_rate = "constant", eta0 = 0.01 }\n' + extra)
+    return load_config(path, environ={})
+
+
+@dataclass
+class Stream:
+    """Predictions of a frozen served model (``OLD``), then their labels, per partition 0."""
+
+    rng: random.Random = field(default_factory=lambda: random.Random(7))
+    offset: int = 0
+    label_offset: int = 0
+
+    def pair(self, i: int, truth: dict[str, float], *, label_delay: float = 1.0,
+             carried: bool = False) -> tuple[Record, Record | None]:
+        x = {"a": self.rng.gauss(0, 1), "b": self.rng.gauss(0, 1)}
+        served = 3.0 + sum(OLD[k] * v for k, v in x.items())
+        y = 3.0 + sum(truth[k] * v for k, v in x.items()) + self.rng.gauss(0, 0.1)
+        body: dict[str, Any] = {"model": "m", "timestamp": START + i, "features": x,
+                                "prediction": served, "prediction_id": f"p{i}"}
+        if carried:
+            body["label"] = y
+        prediction = Record("predictions", 0, self.offset, b"m", json.dumps(body).encode())
+        self.offset += 1
+        if carried:
+            return prediction, None
+        label = {"prediction_id": f"p{i}", "label": y, "timestamp": START + i + label_delay}
+        record = Record("labels", 0, self.label_offset, b"m", json.dumps(label).encode())
+        self.label_offset += 1
+        return prediction, record
+
+    def records(self, start: int, stop: int, truth: dict[str, float]) -> list[Record]:
+        out: list[Record] = []
+        for i in range(start, stop):
+            prediction, label = self.pair(i, truth)
+            out.append(prediction)
+            if label is not None:
+                out.append(label)
+        return out
+
+
+def _messages(processor: BatchProcessor, records: list[Record], topic: str) -> list[Any]:
+    found = []
+    for start in range(0, len(records), 500):
+        batch = processor.process(records[start:start + 500])
+        found += [json.loads(m.value or b"") for m in batch.messages if m.topic == topic]
+    return found
+
+
+def test_labels_join_their_predictions_and_the_model_learns_and_publishes(tmp_path: Path) -> None:
+    processor = BatchProcessor(config(tmp_path))
+    updates = _messages(processor, Stream().records(0, 1500, OLD), "model-updates")
+    assert [u["version"] for u in updates] == [1, 2, 3]
+    assert [u["n_updates"] for u in updates] == [500, 1000, 1500]
+    schema = json.loads((SCHEMAS / "model-update.schema.json").read_text())
+    for update in updates:
+        jsonschema.validate(update, schema)
+        assert set(update["coef"]) == set(update["feature_names"]) == {"a", "b"}
+    last = updates[-1]
+    assert last["coef"]["a"] == pytest.approx(2.0, abs=0.05)
+    assert last["coef"]["b"] == pytest.approx(-1.0, abs=0.05)
+    assert last["intercept"] == pytest.approx(3.0, abs=0.05)
+    assert last["estimator"] == "SGDRegressor" and last["loss"] < 0.05
+    assert processor.models is not None
+    assert processor.models.counts["joined"] == 1500
+
+
+def test_a_concept_change_raises_one_performance_alert_with_both_losses(tmp_path: Path) -> None:
+    processor = BatchProcessor(config(tmp_path))
+    stream = Stream()
+    before = stream.records(0, 3000, OLD)
+    after = stream.records(3000, 9000, NEW)
+    alerts = []
+    losses: list[tuple[float, float]] = []  # (served, maintained) rolling losses, per batch
+    models = processor.models
+    assert models is not None
+    for records in (before, after):
+        for start in range(0, len(records), 500):
+            alerts += processor.process(records[start:start + 500]).alerts
+            performance_monitor = models._partitions[("predictions", 0)].models["m"].performance  # noqa: SLF001
+            losses.append((performance_monitor.served_loss, performance_monitor.maintained_loss))  # type: ignore[arg-type]
+    kinds = [a.kind for a in alerts]
+    assert kinds[:2] == ["performance", "rollback"], kinds
+    assert kinds.count("rollback") == 1  # one alert for a run of rollbacks, not one per block
+    # the maintained model's prequential loss is back within 10% of its level before the
+    # change (last 2,000 events of each part), the frozen served model's is far above it
+    pre = [m for _, m in losses[4:12]]
+    post = [m for _, m in losses[-8:]]
+    assert sum(post) / 8 == pytest.approx(sum(pre) / 8, rel=0.10)
+    assert min(s for s, _ in losses[-8:]) > 100 * max(post)
+    performance = [a for a in alerts if a.kind == "performance"]
+    assert len(performance) == 2  # a reminder once models.alert_cooldown_s has passed
+    assert performance[1].source.offset - performance[0].source.offset >= 3600
+    alert = performance[0]
+    assert alert.key == "m" and alert.metric == "loss" and alert.event_type == "prediction"
+    assert alert.source.topic == "labels" and alert.source.offset >= 3000
+    assert alert.details is not None
+    assert alert.details["served_loss"] > alert.details["maintained_loss"] > 0  # type: ignore[operator]
+    assert not [a for a in alerts if a.kind == "anomaly"]  # inputs and outputs did not change
+    schema = json.loads((SCHEMAS / "alert.schema.json").read_text())
+    jsonschema.validate(json.loads(alert.to_json()), schema)
+
+
+def test_a_prediction_carrying_its_label_is_learned_at_once(tmp_path: Path) -> None:
+    processor = BatchProcessor(config(tmp_path))
+    stream = Stream()
+    records = [stream.pair(i, OLD, carried=True)[0] for i in range(600)]
+    updates = _messages(processor, records, "model-updates")
+    assert [u["n_updates"] for u in updates] == [500]
+
+
+def test_predictions_flagged_by_a_detector_are_not_learned(tmp_path: Path) -> None:
+    processor = BatchProcessor(config(tmp_path, "[detector]\nparams = { warmup = 20 }\n"))
+    stream = Stream()
+    records = stream.records(0, 100, OLD)
+    spike = {"model": "m", "timestamp": START + 100, "features": {"a": 50.0, "b": 0.0},
+             "prediction": 0.0, "prediction_id": "spike"}
+    records.append(Record("predictions", 0, 100, b"m", json.dumps(spike).encode()))
+    records.append(Record("labels", 0, 100, b"m", json.dumps(
+        {"prediction_id": "spike", "label": 1e6, "timestamp": START + 101}).encode()))
+    batch = processor.process(records)
+    flagged = {a.metric for a in batch.alerts if a.kind == "anomaly"}
+    assert "features.a" in flagged
+    models = processor.models
+    assert models is not None
+    guarded = models._partitions[("predictions", 0)].models["m"].guarded  # noqa: SLF001
+    assert guarded.skipped_anomalous == 1
+    assert guarded.learner.n_updates == 100  # type: ignore[attr-defined]
+
+
+def test_unmatched_expired_and_bad_labels_are_counted_or_dead_lettered(tmp_path: Path) -> None:
+    processor = BatchProcessor(config(tmp_path, "label_ttl_s = 10.0\n"))
+    waiting = {"model": "m", "timestamp": START, "features": {"a": 1.0, "b": 1.0},
+               "prediction": 1.0, "prediction_id": "never-labelled"}
+    late = {"model": "m", "timestamp": START + 100, "features": {"a": 1.0, "b": 1.0},
+            "prediction": 1.0, "prediction_id": "p2"}
+    batch = processor.process([
+        Record("predictions", 0, 0, b"m", json.dumps(waiting).encode()),
+        Record("labels", 0, 0, b"m", b'{"prediction_id": "p1", "label": "x", "timestamp": 1}'),
+        Record("labels", 0, 1, b"m", b'{"prediction_id": "p2", "label": 1.0}'),
+        Record("predictions", 0, 1, b"m", json.dumps(late).encode()),
+    ])
+    assert batch.invalid_by_reason == {"wrong_type": 1, "missing_field": 1}
+    assert [m.topic for m in batch.messages] == ["vigil-dlq", "vigil-dlq"]
+    models = processor.models
+    assert models is not None and models.counts["expired"] == 1
+
+
+def _runner(cfg: Any, consumer: Any, store: MemoryStore) -> Runner:
+    runner = Runner(cfg, consumer, FakeProducer(), VigilMetrics(), store)
+    runner.retry_backoff_s = 0.0
+    return runner
+
+
+@dataclass
+class TwoTopicConsumer:
+    """Polls predictions partition 0 and labels partition 0 in the given batches."""
+
+    batches: list[list[Record]]
+    seeks: dict[Any, int] = field(default_factory=dict)
+    commits: list[dict[Any, Any]] = field(default_factory=list)
+    paused: set[tuple[str, int]] = field(default_factory=set)
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[Any, list[Record]]:
+        if self.paused or not self.batches:
+            return {}
+        return {("mixed", 0): self.batches.pop(0)}
+
+    def assignment(self) -> set[str]:
+        return {"predictions-0", "labels-0"}
+
+    def topics(self) -> set[str]:
+        return {"telemetry", "predictions", "labels"}
+
+    def highwater(self, tp: Any) -> int | None:
+        return None
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.seeks[(tp.topic, tp.partition)] = offset
+
+    def pause(self, *tps: Any) -> None:
+        self.paused.update((tp.topic, tp.partition) for tp in tps)
+
+    def resume(self, *tps: Any) -> None:
+        self.paused.difference_update((tp.topic, tp.partition) for tp in tps)
+
+    def commit(self, offsets: dict[Any, Any]) -> None:
+        self.commits.append(offsets)
+
+
+def test_models_and_the_labels_offset_survive_a_rebalance_exactly(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    records = Stream().records(0, 1200, OLD)
+    store = MemoryStore([])
+
+    uninterrupted = _runner(cfg, TwoTopicConsumer([records[:1000], records[1000:]]),
+                            MemoryStore([]))
+    uninterrupted.run_once()
+    expected = [m.value for m in uninterrupted.run_once().messages]
+    assert expected  # the second batch publishes (n_updates 1000)
+
+    first = _runner(cfg, TwoTopicConsumer([records[:1000]]), store)
+    first.run_once()
+    assert sorted(first.checkpoint()) == [("labels", 0), ("predictions", 0)]
+    (offsets,) = first.consumer.commits
+    assert {(tp.topic, tp.partition): m.offset for tp, m in offsets.items()} == {
+        ("predictions", 0): 500, ("labels", 0): 500}
+
+    consumer = TwoTopicConsumer([records[1000:]])
+    second = _runner(cfg, consumer, store)
+    second.on_assigned([("predictions", 0), ("labels", 0)])
+    second.run_once()
+    assert consumer.seeks == {("predictions", 0): 500, ("labels", 0): 500}
+    assert [m.value for m in second.run_once().messages] == expected
+    registry = second.metrics.registry
+    assert registry.get_sample_value("vigil_labels_joined_total") == 700
+    assert registry.get_sample_value("vigil_model_updates_total", {"model": "m"}) == 700
+    loss = registry.get_sample_value("vigil_model_loss", {"model": "m", "kind": "maintained"})
+    assert loss is not None and math.isfinite(loss)
+
+
+def test_model_settings_are_checked_naming_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="models.learner"):
+        load_config(overrides={"models.learner": "svm"}, environ={})
+    with pytest.raises(ConfigError, match="warm_start"):
+        config(tmp_path, '[models.overrides."fraud*"]\nwarm_start = "/nonexistent.joblib"\n')
+    with pytest.raises(ConfigError, match="models.loss"):
+        load_config(overrides={"models.loss": "hinge"}, environ={})
+    with pytest.raises(ConfigError, match="topics.labels"):
+        load_config(overrides={"topics.labels": "predictions"}, environ={})
