@@ -116,6 +116,8 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--rate", type=float, default=0.0,
                           help="events per second when producing (0: as fast as possible)")
     generate.add_argument("--seed", type=int, default=0, help="random seed")
+    generate.add_argument("--labels", action="store_true",
+                          help="also each prediction's label, a few events later (labels topic)")
     generate.set_defaults(handler=_generate)
 
     check = commands.add_parser(
@@ -306,7 +308,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     events = generate_events(args.events, models=args.models, sources=args.sources,
                              seed=args.seed, anomaly_rate=args.anomaly_rate,
-                             start=round(time.time(), 3))
+                             start=round(time.time(), 3), labels=args.labels)
     if args.output is not None:
         handle = sys.stdout if str(args.output) == "-" else args.output.open("w", encoding="utf-8")
         try:
@@ -323,8 +325,9 @@ def _generate(args: argparse.Namespace) -> int:
     producer = make_producer(config)
     sent = produce_events(producer, config, events, rate=args.rate)
     producer.close()
-    print(f"produced {sent} events to {config.topics.predictions} and {config.topics.telemetry}",
-          file=sys.stderr)
+    labels = f" and {config.topics.labels}" if args.labels else ""
+    print(f"produced {sent} events to {config.topics.predictions}, {config.topics.telemetry}"
+          f"{labels}", file=sys.stderr)
     return 0
 
 

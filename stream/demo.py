@@ -20,7 +20,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from stream.alerts import iso_utc, parse_alert
 from stream.broker import EmbeddedBroker
-from stream.config import MetricsConfig, VigilConfig
+from stream.config import MetricsConfig, ModelsConfig, VigilConfig
 from stream.generate import GeneratedEvent, generate_events
 from stream.kafka_io import client_settings, ensure_topics, make_producer
 from stream.metrics import Liveness, VigilMetrics
@@ -43,12 +43,16 @@ class DemoSummary:
     injected: int = 0
     found: int = 0
     alerts_on_injected: int = 0
+    labels_joined: int = 0
+    model_updates: int = 0
 
     def line(self) -> str:
         """The summary line printed when the demo ends."""
         return (f"summary: {self.events} events ({self.invalid} malformed, dead-lettered), "
                 f"{self.alerts} alerts, {self.found} of {self.injected} injected anomalies "
-                f"found, {self.alerts_on_injected} alerts on injected points")
+                f"found, {self.alerts_on_injected} alerts on injected points; "
+                f"{self.labels_joined} labels joined, {self.model_updates} learned by the "
+                "maintained models")
 
 
 @dataclass
@@ -98,8 +102,11 @@ def run_demo(
             kafka=dataclasses.replace(base.kafka, bootstrap_servers=broker.bootstrap_servers,
                                       session_timeout_ms=6_000, heartbeat_interval_ms=1_000),
             metrics=MetricsConfig(host=base.metrics.host, port=metrics_port),
+            models=base.models if base.models.enabled else ModelsConfig(
+                enabled=True, learner="sgd_classifier", publish_every=500),
         )
-        ensure_topics(config, [config.topics.predictions, config.topics.telemetry], partitions=3)
+        ensure_topics(config, [config.topics.predictions, config.topics.telemetry,
+                               config.topics.labels], partitions=3)
         ensure_topics(config, [config.topics.alerts, config.topics.dead_letter])
         print(f"embedded broker on {broker.bootstrap_servers}; metrics on "
               f"http://{config.metrics.host}:{metrics_port}/metrics; Ctrl-C to stop", file=out)
@@ -124,6 +131,11 @@ def run_demo(
             for worker in workers:
                 worker.join(timeout=15)
         summary.injected = truth.count
+        registry = metrics.registry
+        summary.labels_joined = int(registry.get_sample_value("vigil_labels_joined_total") or 0)
+        summary.model_updates = int(sum(
+            sample.value for family in registry.collect() if family.name == "vigil_model_updates"
+            for sample in family.samples if sample.name == "vigil_model_updates_total"))
         return summary
 
 
@@ -134,7 +146,7 @@ def _produce(config: VigilConfig, stop: threading.Event, rate: float, seed: int,
     def labelled() -> Iterator[GeneratedEvent]:
         for index, event in enumerate(generate_events(
                 10**9, seed=seed, anomaly_rate=0.003, start=round(time.time(), 3),
-                interval_s=1.0 / rate if rate > 0 else 0.001)):
+                interval_s=1.0 / rate if rate > 0 else 0.001, labels=True)):
             truth.record(event)
             summary.events += 1
             if index % INVALID_EVERY == INVALID_EVERY - 1:

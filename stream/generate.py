@@ -2,13 +2,16 @@
 
 Each event is a plain dict in the documented event format. An event that carries an injected
 anomaly has an extra ``"injected"`` field (ignored by Vigil's parser) naming the anomaly type
-and the metric it hit, so detection can be scored against ground truth.
+and the metric it hit, so detection can be scored against ground truth. Optionally each
+prediction's label follows it a few events later, drawn with the predicted probability (the
+served model is the true one), for model maintenance.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -60,20 +63,30 @@ def generate_events(
     start: float = 1_767_225_600.0,
     interval_s: float = 0.01,
     prediction_share: float = 0.5,
+    labels: bool = False,
+    label_lag: int = 50,
 ) -> Iterator[GeneratedEvent]:
     """``count`` events, alternating randomly between models' predictions and sources' telemetry.
 
     With probability ``anomaly_rate`` an event of a series not already shifted gets a spike
     (6-10σ on one metric) or starts a level shift (4-6σ for ``shift_length`` of that key's
-    events). Deterministic for a given ``seed``.
+    events). With ``labels``, each prediction's label event follows ``label_lag`` events
+    later (on top of ``count``; the other events are the same as without). Deterministic
+    for a given ``seed``.
 
     >>> [e.kind for e in generate_events(3, seed=1)]
     ['prediction', 'prediction', 'telemetry']
+    >>> [e.kind for e in generate_events(3, seed=1, labels=True, label_lag=1)]
+    ['prediction', 'label', 'prediction', 'label', 'telemetry']
     """
     rng = random.Random(seed)  # noqa: S311 - synthetic data, not secrets
+    label_rng = random.Random(seed + 1_000_003)  # noqa: S311 - apart, so events stay the same
+    waiting: deque[tuple[int, GeneratedEvent]] = deque()
     shifts: dict[str, _Shift] = {}
     for index in range(count):
         timestamp = round(start + index * interval_s, 3)
+        while waiting and waiting[0][0] <= index:
+            yield waiting.popleft()[1]
         is_prediction = rng.random() < prediction_share
         if is_prediction:
             key = f"model-{rng.randrange(models)}"
@@ -102,6 +115,13 @@ def generate_events(
         if injected is not None:
             body["injected"] = injected
         yield GeneratedEvent("prediction" if is_prediction else "telemetry", key, body)
+        if labels and is_prediction:
+            label = int(label_rng.random() < body["prediction"])
+            due = round(start + (index + label_lag) * interval_s, 3)
+            waiting.append((index + label_lag, GeneratedEvent("label", key, {
+                "prediction_id": body["prediction_id"], "label": label, "timestamp": due})))
+    for _, event in waiting:
+        yield event
 
 
 def _inject(

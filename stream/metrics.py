@@ -60,6 +60,13 @@ class VigilMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=self.registry,
         )
+        self.checkpoint_seconds = Histogram(
+            "vigil_checkpoint_seconds",
+            "Wall time of one checkpoint: export and encode the state, wait for the broker's "
+            "acknowledgement, commit.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=self.registry,
+        )
         self.series = Gauge(
             "vigil_series", "Series (key, metric) currently tracked.", registry=self.registry,
         )

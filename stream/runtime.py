@@ -375,6 +375,7 @@ class Runner:
         consumer, so one write attempt and no commit (the next owner seeks to the snapshot's
         offset whatever was committed, and commits at its own next checkpoint).
         """
+        started = time.perf_counter()
         monitor = self.processor.monitor
         models = self.processor.models
         monitor.expire_idle()
@@ -416,6 +417,7 @@ class Runner:
             self.metrics.last_checkpoint.set_to_current_time()
             if not during_rebalance and commit_offsets(self.consumer, offsets):
                 self.metrics.last_commit.set_to_current_time()
+            self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
         self._last_checkpoint = time.monotonic()
         self._events_since_checkpoint = 0
         self._observe_series()

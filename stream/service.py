@@ -72,7 +72,8 @@ def produce_events(
     stop: threading.Event | None = None,
 ) -> int:
     """Produce generated events, keyed by model/source, at ``rate`` per second (0: flat out)."""
-    topics = {"prediction": config.topics.predictions, "telemetry": config.topics.telemetry}
+    topics = {"prediction": config.topics.predictions, "telemetry": config.topics.telemetry,
+              "label": config.topics.labels}
     started = time.monotonic()
     sent = 0
     for event in events:

@@ -37,6 +37,7 @@ CATALOGUE: dict[str, str] = {
     "vigil_series_expired": "counter",
     "vigil_series_gauges_dropped": "counter",
     "vigil_processing_seconds": "histogram",
+    "vigil_checkpoint_seconds": "histogram",
     "vigil_series": "gauge",
     "vigil_last_commit_timestamp_seconds": "gauge",
     "vigil_last_checkpoint_timestamp_seconds": "gauge",
