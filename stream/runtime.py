@@ -22,6 +22,7 @@ import logging
 import math
 import threading
 import time
+import zlib
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -308,8 +309,11 @@ class Runner:
         self._sequences: dict[PartitionId, int] = {}
         self._parked: set[PartitionId] = set()
         self._unrestored: set[PartitionId] = set()
-        self._last_checkpoint = time.monotonic()
         self._events_since_checkpoint = 0
+        self._checkpoint_after: dict[PartitionId, float] = {}
+        """When each partition's next snapshot is due (monotonic seconds): partitions are
+        spread over the interval, so the loop never stops for all of them at once."""
+        self._next_expiry = 0.0
         self._stop_deadline: float | None = None
         self._stop = threading.Event()
 
@@ -353,17 +357,32 @@ class Runner:
             self._events_since_checkpoint += batch.records
             self._observe(batch, time.perf_counter() - started)
         self._update_lag()
-        if self._checkpoint_due():
-            self.checkpoint()
-        return batch
-
-    def _checkpoint_due(self) -> bool:
         every = self.config.state.checkpoint_every_events
         if every and self._events_since_checkpoint >= every:
-            return True
-        elapsed = time.monotonic() - self._last_checkpoint
+            self.checkpoint()
+        else:
+            due = self._due_partitions()
+            if due:
+                self.checkpoint(due)
+        return batch
+
+    def _due_partitions(self) -> list[PartitionId]:
+        """Partitions whose checkpoint interval has passed. Each partition's first one comes
+        after a fraction of the interval fixed by its name, so their snapshots spread out."""
+        now = time.monotonic()
         interval = self.config.state.checkpoint_interval_s
-        return elapsed >= interval and self._events_since_checkpoint > 0
+        due = []
+        for partition in self._positions:
+            if partition[0] == self._labels:
+                continue  # saved with its predictions partition
+            after = self._checkpoint_after.get(partition)
+            if after is None:
+                phase = (zlib.crc32(f"{partition[0]}/{partition[1]}".encode()) % 1000) / 1000
+                after = self._checkpoint_after[partition] = now + interval * phase
+            if now >= after:
+                due.append(partition)
+                self._checkpoint_after[partition] = now + interval
+        return due
 
     # --- checkpoints --------------------------------------------------------------------
 
@@ -378,7 +397,9 @@ class Runner:
         started = time.perf_counter()
         monitor = self.processor.monitor
         models = self.processor.models
-        monitor.expire_idle()
+        if partitions is None or time.monotonic() >= self._next_expiry:
+            monitor.expire_idle()
+            self._next_expiry = time.monotonic() + self.config.state.checkpoint_interval_s
         targets = list(self._positions if partitions is None else partitions)
         if self._labels is not None:  # a labels partition is saved with its predictions one
             targets = list(dict.fromkeys(self._companion(p) for p in targets))
@@ -418,8 +439,8 @@ class Runner:
             if not during_rebalance and commit_offsets(self.consumer, offsets):
                 self.metrics.last_commit.set_to_current_time()
             self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
-        self._last_checkpoint = time.monotonic()
-        self._events_since_checkpoint = 0
+        if partitions is None:
+            self._events_since_checkpoint = 0
         self._observe_series()
         return list(offsets)
 
@@ -480,6 +501,7 @@ class Runner:
                     self._forget_models(models.drop_partition(partition))
                 self._positions.pop(partition, None)
                 self._checkpointed.pop(partition, None)
+                self._checkpoint_after.pop(partition, None)
                 self._sequences.pop(partition, None)
         fresh = [p for p in assigned if p not in self._parked or p not in self._checkpointed]
         for partition in assigned:

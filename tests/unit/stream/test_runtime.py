@@ -341,3 +341,21 @@ def test_a_dead_letter_too_large_for_the_topic_is_cut_and_says_so() -> None:
     assert letter.value == huge[:1_000_000]
     assert headers["vigil.original.size"] == b"5000001"
     assert headers["vigil.source.offset"] == b"7"
+
+
+def test_partitions_are_checkpointed_at_spread_out_times(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr("stream.runtime.time.monotonic", lambda: clock[0])
+    log: list[str] = []
+    runner = _runner(FakeConsumer([], log), FakeProducer(log=log), MemoryStore(log))
+    partitions = [("telemetry", p) for p in range(6)]
+    runner._positions.update({p: 10 for p in partitions})  # noqa: SLF001
+    interval = CONFIG.state.checkpoint_interval_s
+    seen: dict[PartitionId, float] = {}
+    for step in range(200):  # two intervals in steps of a hundredth of one
+        clock[0] = 1000.0 + step * interval / 100
+        for partition in runner._due_partitions():  # noqa: SLF001
+            seen.setdefault(partition, clock[0])
+    assert sorted(seen) == partitions  # every partition comes due within an interval ...
+    assert max(seen.values()) - 1000.0 <= interval
+    assert len(set(seen.values())) >= 5  # ... at its own moment, not all at once
