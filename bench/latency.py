@@ -16,7 +16,9 @@
 Latency = alert receive time - event send time, for every anomaly alert raised on an event
 carrying an injected anomaly (and, as a second row, on every event of step 3). Vigil's
 checkpoint interval does not delay alerts (they are produced and acknowledged per batch);
-``--poll-timeout-ms`` sets runtime.poll_timeout_ms to see whether the poll wait matters.
+``--poll-timeout-ms`` sets runtime.poll_timeout_ms to see whether the poll wait matters,
+``--fetch-max-wait-ms`` kafka.fetch_max_wait_ms (how long the broker holds an empty fetch) and
+``--client`` kafka.client.
 """
 
 from __future__ import annotations
@@ -50,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--anomaly-rate", type=float, default=0.002)
     parser.add_argument("--poll-timeout-ms", type=int, default=None,
                         help="runtime.poll_timeout_ms for vigil (default: Vigil's default)")
+    parser.add_argument("--fetch-max-wait-ms", type=int, default=None,
+                        help="kafka.fetch_max_wait_ms for vigil (default: Vigil's default)")
+    parser.add_argument("--client", choices=("kafka-python", "confluent-kafka"), default=None,
+                        help="kafka.client for vigil (default: Vigil's default)")
     parser.add_argument("--detector", default=None,
                         help="detector.name for vigil (default: the config default)")
     parser.add_argument("--seed", type=int, default=21)
@@ -113,13 +119,19 @@ def run(args: argparse.Namespace) -> int:
                  else f"[runtime]\npoll_timeout_ms = {args.poll_timeout_ms}\n")
         if args.detector:
             extra += f'[detector]\nname = "{args.detector}"\n'
+        kafka_extra = ""
+        if args.fetch_max_wait_ms is not None:
+            kafka_extra += f"fetch_max_wait_ms = {args.fetch_max_wait_ms}\n"
+        if args.client:
+            kafka_extra += f'client = "{args.client}"\n'
         from stream.config import load_config
 
         detector = args.detector or load_config(environ={}).detector.name
         config = common.write_config(WORKDIR / "latency.toml", bootstrap, group="bench-latency",
-                                     metrics_port=port, extra=extra)
+                                     metrics_port=port, extra=extra, kafka_extra=kafka_extra)
         topics = {"prediction": "predictions", "telemetry": "telemetry"}
-        print(f"vigil config: defaults{' + ' + extra.strip() if extra else ''} "
+        changes = (kafka_extra + extra).strip().replace("\n", "; ")
+        print(f"vigil config: defaults{' + ' + changes if changes else ''} "
               f"(detector {detector}); "
               f"{args.models} models + {args.sources} sources, {args.partitions} partitions")
 

@@ -3,19 +3,23 @@
     .venv/bin/python bench/throughput.py            # 1,000,000 events (a few minutes)
     .venv/bin/python bench/throughput.py --quick    # 50,000 events, smoke test
     .venv/bin/python bench/throughput.py --profile  # also a py-spy profile of both consumers
+    .venv/bin/python bench/throughput.py --client confluent-kafka   # one client only
 
 On the embedded broker: prefill the 6-partition ``predictions`` and ``telemetry`` topics with
 synthetic events of 1,000 models and 1,000 sources (4 series each: 8,000 series), timing the
-produce; then, each in a fresh consumer group and a process of its own:
+produce; then, for each Kafka client (``--client``: kafka-python, confluent-kafka, or both,
+the default when confluent-kafka is installed), each in a fresh consumer group and a process
+of its own:
 
-(a) the raw client: kafka-python's KafkaConsumer built by ``stream.kafka_io.make_consumer``
-    from the same config (same fetch settings, poll timeout and max_poll_records), polling and
+(a) the raw client: the consumer ``stream.kafka_io.make_consumer`` builds from the same config
+    (same fetch settings, poll timeout and max_poll_records; for confluent-kafka the bare
+    confluent_kafka.Consumer inside Vigil's adapter, read with ``consume``), polling and
     ``json.loads``-ing every event and doing nothing else;
-(b) `vigil run` with the default config and detector (``--detector`` adds runs with another
-    detector, e.g. shewhart), until /metrics counts every event.
+(b) `vigil run` with the same client and the default config and detector (``--detector`` adds
+    runs with another detector, e.g. shewhart), until /metrics counts every event.
 
 Each rate is taken from the first observed progress to the last event, so group joins and
-imports are left out. The ratio b/a is the figure issue 7 targets (≥ 0.8).
+imports are left out. The ratio b/a of each client is the figure issue 7 targets (≥ 0.8).
 """
 
 from __future__ import annotations
@@ -53,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
                         "config default; default: just the default)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="alternate (a) and (b) this many times (shared machines drift)")
+    parser.add_argument("--client", choices=("kafka-python", "confluent-kafka", "both"),
+                        default=None, help="Kafka client(s) to measure (default: both when "
+                        "confluent-kafka is installed, else kafka-python)")
     parser.add_argument("--client-ceiling", action="store_true",
                         help="also measure the raw client without json decoding")
     parser.add_argument("--raw-consumer", nargs=3, metavar=("CONFIG", "TOTAL", "GROUP"),
@@ -65,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.quick:
         args.events, args.models, args.sources = 50_000, 100, 100
+    if args.client is None:
+        import importlib.util
+
+        args.client = "both" if importlib.util.find_spec("confluent_kafka") else "kafka-python"
     return run(args)
 
 
@@ -75,6 +86,8 @@ def raw_consume(config_path: Path, total: int, group: str, decode: bool) -> dict
 
     config = load_config(config_path, environ={})
     consumer = make_consumer(config, group_id=group)
+    if config.kafka.client == "confluent-kafka":
+        return raw_consume_confluent(consumer.native, config, total, decode)
     consumer.subscribe([config.topics.predictions, config.topics.telemetry])
     loads = json.loads
     timeout_ms = config.runtime.poll_timeout_ms
@@ -94,6 +107,32 @@ def raw_consume(config_path: Path, total: int, group: str, decode: bool) -> dict
             t_first, c_first = time.monotonic(), count
     t_end = time.monotonic()
     consumer.close(autocommit=False)
+    assert t_first is not None
+    return {"events": count - c_first, "seconds": t_end - t_first,
+            "startup_s": t_first - started, "first_batch": c_first}
+
+
+def raw_consume_confluent(consumer: Any, config: Any, total: int, decode: bool) -> dict[str, Any]:
+    """(a) for confluent-kafka: the bare client's ``consume`` batches, json-decoded, no more."""
+    consumer.subscribe([config.topics.predictions, config.topics.telemetry])
+    loads = json.loads
+    timeout_s = config.runtime.poll_timeout_ms / 1000
+    max_records = config.runtime.max_poll_records
+    count = 0
+    started = time.monotonic()
+    t_first: float | None = None
+    c_first = 0
+    while count < total:
+        for message in consumer.consume(num_messages=max_records, timeout=timeout_s):
+            if message.error() is not None:
+                continue
+            if decode:
+                loads(message.value())
+            count += 1
+        if count and t_first is None:
+            t_first, c_first = time.monotonic(), count
+    t_end = time.monotonic()
+    consumer.close()
     assert t_first is not None
     return {"events": count - c_first, "seconds": t_end - t_first,
             "startup_s": t_first - started, "first_batch": c_first}
@@ -211,13 +250,17 @@ def run(args: argparse.Namespace) -> int:
                                          "telemetry": args.partitions})
         port = free_port()
 
-        def config(group: str, detector: str = "default") -> Path:
+        clients = (["kafka-python", "confluent-kafka"] if args.client == "both"
+                   else [args.client])
+
+        def config(group: str, detector: str = "default", client: str = clients[0]) -> Path:
             extra = "" if detector == "default" else f'[detector]\nname = "{detector}"\n'
             return common.write_config(WORKDIR / f"throughput-{group}.toml", bootstrap,
-                                       group=group, metrics_port=port, extra=extra)
+                                       group=group, metrics_port=port, extra=extra,
+                                       kafka_extra=f'client = "{client}"\n')
 
         header("prefill (kafka-python producer, idempotent, acks=all, linger 5 ms)")
-        made = produce(bootstrap, config("bench-produce"), args)
+        made = produce(bootstrap, config("bench-produce", client="kafka-python"), args)
         print(f"generated {made['events']:,} events in {made['generate_s']:.1f} s "
               f"(mean {made['bytes']:.0f} bytes); produced in {made['seconds']:.1f} s: "
               f"{fmt_rate(made['rate'])} events/s, {made['failed']} failed")
@@ -227,76 +270,99 @@ def run(args: argparse.Namespace) -> int:
         rounds = []
         for index in range(1, args.rounds + 1):
             suffix = "" if args.rounds == 1 else f" — round {index} of {args.rounds}"
-            header(f"(a) raw client: kafka-python KafkaConsumer + json.loads, nothing else{suffix}")
-            raw = run_raw(config(f"bench-raw-{index}"), args.events, f"bench-raw-{index}")
-            print(f"{raw['events']:,} events in {raw['seconds']:.2f} s: "
-                  f"{fmt_rate(raw['rate'])} events/s (group join + first batch "
-                  f"{raw['startup_s']:.1f} s, left out)")
-            ceiling = None
-            if args.client_ceiling:
-                ceiling = run_raw(config(f"bench-ceiling-{index}"), args.events,
-                                  f"bench-ceiling-{index}", decode=False)
-                print(f"    without json.loads: {fmt_rate(ceiling['rate'])} events/s")
-
-            runs = {}
-            for detector in detectors:
-                label = default_name if detector == "default" else detector
-                header(f"(b) vigil run, detector {label}"
-                       f"{' (the default)' if detector == 'default' else ''}{suffix}")
-                vig = run_vigil(config(f"bench-vigil-{label}-{index}", detector), args.events,
-                                f"throughput-vigil-{label}-{index}", port, timeout_s=timeout_s)
-                busy = vig["processing_s"] / vig["seconds"] if vig["seconds"] else 0.0
-                print(f"{vig['events']:,} events in {vig['seconds']:.2f} s: "
-                      f"{fmt_rate(vig['rate'])} events/s (start-up until first progress "
-                      f"{vig['startup_s']:.1f} s, left out); {vig['series']:.0f} series, "
-                      f"{vig['alerts']:.0f} alerts, {vig['invalid']:.0f} invalid; "
-                      f"exit code {vig['exit_code']}")
-                print(f"    vigil_processing_seconds (decode+detect+produce per batch): "
-                      f"{vig['processing_s']:.1f} s over {vig['batches']:.0f} batches "
-                      f"= {busy:.0%} of the window; the rest is poll (fetch + record "
-                      "parsing), lag, checkpoints")
-                vig["ratio"] = vig["rate"] / raw["rate"]
-                runs[label] = vig
+            item: dict[str, Any] = {}
+            for client in clients:
+                item[client] = measure_client(client, index, suffix, config, detectors,
+                                              default_name, args, port, timeout_s)
             common.print_load()
-            rounds.append({"raw": raw, "client_ceiling": ceiling, "vigil": runs})
-
-        header("result")
-        labels = list(rounds[0]["vigil"])
-        print("| round | produce (prefill) | raw client, no decode | (a) raw client + json.loads "
-              + "".join(f"| (b) vigil run, {label} | b/a " for label in labels) + "|")
-        print("|---:|---:|---:|---:|" + "---:|---:|" * len(labels))
-        for index, item in enumerate(rounds, start=1):
-            ceiling = item["client_ceiling"]
-            print(f"| {index} | {fmt_rate(made['rate'])} | "
-                  f"{fmt_rate(ceiling['rate']) if ceiling else '–'} | "
-                  f"{fmt_rate(item['raw']['rate'])} | "
-                  + "".join(f"{fmt_rate(item['vigil'][label]['rate'])} | "
-                            f"{item['vigil'][label]['ratio']:.3f} | " for label in labels))
-
-        def median(values: list[float]) -> float:
-            return sorted(values)[len(values) // 2]
-
-        raw_rate = median([item["raw"]["rate"] for item in rounds])
-        several = " (medians of rounds)" if len(rounds) > 1 else ""
-        print(f"(a) raw client + json.loads: {fmt_rate(raw_rate)} events/s "
-              f"({1e6 / raw_rate:.1f} µs/event){several}")
-        ratios = {}
-        for label in labels:
-            rate = median([item["vigil"][label]["rate"] for item in rounds])
-            ratio = ratios[label] = median([item["vigil"][label]["ratio"] for item in rounds])
-            print(f"(b) vigil run, {label}: {fmt_rate(rate)} events/s ({1e6 / rate:.1f} µs/event, "
-                  f"vigil adds {1e6 / rate - 1e6 / raw_rate:.1f} µs); ratio b/a = {ratio:.3f} "
-                  f"(target >= 0.8: {'met' if ratio >= 0.8 else 'not met'})")
-        print(f"note: {SGD_NOTE}")
-        common.dump_json(WORKDIR / "throughput.json", {
-            "machine": common.machine(), "args": vars(args), "default_detector": default_name,
-            "produce": made, "rounds": rounds, "ratios": ratios})
-
+            rounds.append(item)
+        report(rounds, clients, made, default_name, args)
         if args.profile:
             profile_both(args, config, port, timeout_s, detectors[0])
     finally:
         broker.stop()
     return 0
+
+
+def measure_client(client: str, index: int, suffix: str, config: Any, detectors: list[str],
+                   default_name: str, args: argparse.Namespace, port: int,
+                   timeout_s: float) -> dict[str, Any]:
+    """(a) then (b) for one Kafka client, each in a fresh group."""
+    header(f"(a) raw client: {client} consumer + json.loads, nothing else{suffix}")
+    raw = run_raw(config(f"bench-raw-{client}-{index}", client=client), args.events,
+                  f"bench-raw-{client}-{index}")
+    print(f"{raw['events']:,} events in {raw['seconds']:.2f} s: "
+          f"{fmt_rate(raw['rate'])} events/s (group join + first batch "
+          f"{raw['startup_s']:.1f} s, left out)")
+    ceiling = None
+    if args.client_ceiling:
+        ceiling = run_raw(config(f"bench-ceiling-{client}-{index}", client=client),
+                          args.events, f"bench-ceiling-{client}-{index}", decode=False)
+        print(f"    without json.loads: {fmt_rate(ceiling['rate'])} events/s")
+    runs = {}
+    for detector in detectors:
+        label = default_name if detector == "default" else detector
+        header(f"(b) vigil run, client {client}, detector {label}"
+               f"{' (the default)' if detector == 'default' else ''}{suffix}")
+        vig = run_vigil(config(f"bench-vigil-{client}-{label}-{index}", detector, client),
+                        args.events, f"throughput-vigil-{client}-{label}-{index}", port,
+                        timeout_s=timeout_s)
+        busy = vig["processing_s"] / vig["seconds"] if vig["seconds"] else 0.0
+        print(f"{vig['events']:,} events in {vig['seconds']:.2f} s: "
+              f"{fmt_rate(vig['rate'])} events/s (start-up until first progress "
+              f"{vig['startup_s']:.1f} s, left out); {vig['series']:.0f} series, "
+              f"{vig['alerts']:.0f} alerts, {vig['invalid']:.0f} invalid; "
+              f"exit code {vig['exit_code']}")
+        print(f"    vigil_processing_seconds (decode+detect+produce per batch): "
+              f"{vig['processing_s']:.1f} s over {vig['batches']:.0f} batches "
+              f"= {busy:.0%} of the window; the rest is poll (fetch + record "
+              "parsing), lag, checkpoints")
+        vig["ratio"] = vig["rate"] / raw["rate"]
+        runs[label] = vig
+    return {"raw": raw, "client_ceiling": ceiling, "vigil": runs}
+
+
+def report(rounds: list[dict[str, Any]], clients: list[str], made: dict[str, Any],
+           default_name: str, args: argparse.Namespace) -> None:
+    """The table of every round and client, then per client the medians and the ratio b/a."""
+    header("result")
+    labels = list(rounds[0][clients[0]]["vigil"])
+    print("| round | client | produce (prefill) | raw client, no decode "
+          "| (a) raw client + json.loads "
+          + "".join(f"| (b) vigil run, {label} | b/a " for label in labels) + "|")
+    print("|---:|---|---:|---:|---:|" + "---:|---:|" * len(labels))
+    for index, item in enumerate(rounds, start=1):
+        for client in clients:
+            measured = item[client]
+            ceiling = measured["client_ceiling"]
+            print(f"| {index} | {client} | {fmt_rate(made['rate'])} | "
+                  f"{fmt_rate(ceiling['rate']) if ceiling else '–'} | "
+                  f"{fmt_rate(measured['raw']['rate'])} | "
+                  + "".join(f"{fmt_rate(measured['vigil'][label]['rate'])} | "
+                            f"{measured['vigil'][label]['ratio']:.3f} | " for label in labels))
+
+    def median(values: list[float]) -> float:
+        return sorted(values)[len(values) // 2]
+
+    several = " (medians of rounds)" if len(rounds) > 1 else ""
+    ratios: dict[str, dict[str, float]] = {}
+    for client in clients:
+        raw_rate = median([item[client]["raw"]["rate"] for item in rounds])
+        print(f"{client}: (a) raw client + json.loads: {fmt_rate(raw_rate)} events/s "
+              f"({1e6 / raw_rate:.1f} µs/event){several}")
+        ratios[client] = {}
+        for label in labels:
+            rate = median([item[client]["vigil"][label]["rate"] for item in rounds])
+            ratio = ratios[client][label] = median(
+                [item[client]["vigil"][label]["ratio"] for item in rounds])
+            print(f"{client}: (b) vigil run, {label}: {fmt_rate(rate)} events/s "
+                  f"({1e6 / rate:.1f} µs/event, vigil adds {1e6 / rate - 1e6 / raw_rate:.1f} "
+                  f"µs); ratio b/a = {ratio:.3f} "
+                  f"(target >= 0.8: {'met' if ratio >= 0.8 else 'not met'})")
+    print(f"note: {SGD_NOTE}")
+    common.dump_json(WORKDIR / "throughput.json", {
+        "machine": common.machine(), "args": vars(args), "default_detector": default_name,
+        "clients": clients, "produce": made, "rounds": rounds, "ratios": ratios})
 
 
 def profile_both(args: argparse.Namespace, config: Any, port: int, timeout_s: float,

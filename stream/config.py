@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import importlib.util
 import os
 import re
 import tomllib
@@ -45,8 +46,20 @@ class KafkaConfig:
     sasl_username: str = ""
     sasl_password: str = field(default="", repr=False)
     sasl_password_file: str = ""
+    client: str = "kafka-python"
+    """Client library of the consume loop and its producer: kafka-python or confluent-kafka."""
+    fetch_max_wait_ms: int = 100
+    """Longest the broker holds a fetch for data: the latency floor on quiet partitions."""
 
     def __post_init__(self) -> None:
+        _require(self.client in KAFKA_CLIENTS, "kafka.client", self.client,
+                 f"use one of {', '.join(KAFKA_CLIENTS)}")
+        _require(self.client != "confluent-kafka" or _installed("confluent_kafka"),
+                 "kafka.client", self.client,
+                 "the confluent-kafka package is not installed: pip install 'vigil[confluent]'")
+        _require(0 <= self.fetch_max_wait_ms < self.request_timeout_ms,
+                 "kafka.fetch_max_wait_ms", self.fetch_max_wait_ms,
+                 "use 0 or more milliseconds, below kafka.request_timeout_ms")
         _require(self.bootstrap_servers.strip() != "", "kafka.bootstrap_servers",
                  self.bootstrap_servers, "give host:port[,host:port...]")
         _require(self.group_id.strip() != "", "kafka.group_id", self.group_id,
@@ -410,6 +423,7 @@ ENVIRONMENT: dict[str, str] = {
     "VIGIL_BOOTSTRAP_SERVERS": "kafka.bootstrap_servers",
     "VIGIL_GROUP_ID": "kafka.group_id",
     "VIGIL_CLIENT_ID": "kafka.client_id",
+    "VIGIL_KAFKA_CLIENT": "kafka.client",
     "VIGIL_AUTO_OFFSET_RESET": "kafka.auto_offset_reset",
     "VIGIL_TOPIC_PREDICTIONS": "topics.predictions",
     "VIGIL_TOPIC_TELEMETRY": "topics.telemetry",
@@ -549,10 +563,16 @@ ROUTE_VALUES: dict[str, tuple[str, ...]] = {
     "kind": ("anomaly", "resolved", "rebaselined", "performance", "rollback"),
     "severity": ("info", "warning", "critical"),
 }
+KAFKA_CLIENTS = ("kafka-python", "confluent-kafka")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 SECRETS = frozenset({"kafka.ssl_password", "kafka.sasl_password"})
 """Settings never printed or logged."""
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it."""
+    return importlib.util.find_spec(module) is not None
 
 
 def _require(ok: bool, key: str, value: object, fix: str) -> None:

@@ -31,6 +31,8 @@ from datetime import UTC, datetime
 from math import inf
 from typing import Final, Literal
 
+import orjson
+
 from stream.errors import EventError
 
 INVALID_UTF8: Final = "invalid_utf8"
@@ -121,21 +123,7 @@ model_version=None, prediction_id=None, label=None)
     ...
     stream.errors.EventError: not_finite: field 'metrics.cpu' must be a finite number ..., got NaN
     """
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise EventError(INVALID_UTF8, f"payload is not valid UTF-8: byte {exc.start} "
-                                       f"({exc.reason})") from exc
-    if text.count("[") + text.count("{") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
-        raise EventError(INVALID_JSON, f"payload is nested deeper than {MAX_DEPTH} levels")
-    try:
-        obj = json.loads(text)
-    except RecursionError as exc:
-        raise EventError(INVALID_JSON, "payload is nested too deeply to parse") from exc
-    except ValueError as exc:  # JSONDecodeError, and integers beyond the digit limit
-        if not text.strip():
-            raise EventError(EMPTY, "payload is empty") from exc
-        raise EventError(INVALID_JSON, f"payload is not valid JSON: {exc}") from exc
+    obj = parse_json(raw)
     if type(obj) is not dict:
         raise EventError(NOT_AN_OBJECT, f"payload must be a JSON object, got {_show(obj)}")
 
@@ -190,9 +178,51 @@ model_version=None, prediction_id=None, label=None)
         event = LabelEvent(prediction_id, _number(obj.get("label"), "label"), timestamp, model)
     else:
         raise ValueError(f"kind must be 'prediction', 'telemetry', 'label' or None, got {kind!r}")
-    if "\\ud" in text or "\\uD" in text:  # only a \uXXXX escape can smuggle in a lone surrogate
+    if b"\\ud" in raw or b"\\uD" in raw:  # only a \uXXXX escape can smuggle in a lone surrogate
         _require_encodable(event)
     return event
+
+
+def parse_json(raw: bytes) -> object:
+    """The JSON value of ``raw``, or EventError: orjson's fast parse, else the json module's.
+
+    orjson refuses what json accepts (NaN, lone surrogates, numbers beyond float range) and
+    turns integers beyond 64 bits into floats, so those payloads, and any with more brackets
+    than ``MAX_DEPTH``, go to :func:`parse_json_slowly`, which gives today's verdict and reason.
+    """
+    shape = raw.translate(_SHAPE)
+    if shape.count(b"[") <= MAX_DEPTH and _LONG_DIGIT_RUN not in shape:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return parse_json_slowly(raw)
+
+
+def parse_json_slowly(raw: bytes) -> object:
+    """The JSON value of ``raw`` by the json module, or EventError with the reason."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EventError(INVALID_UTF8, f"payload is not valid UTF-8: byte {exc.start} "
+                                       f"({exc.reason})") from exc
+    if text.count("[") + text.count("{") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
+        raise EventError(INVALID_JSON, f"payload is nested deeper than {MAX_DEPTH} levels")
+    try:
+        return json.loads(text)
+    except RecursionError as exc:
+        raise EventError(INVALID_JSON, "payload is nested too deeply to parse") from exc
+    except ValueError as exc:  # JSONDecodeError, and integers beyond the digit limit
+        if not text.strip():
+            raise EventError(EMPTY, "payload is empty") from exc
+        raise EventError(INVALID_JSON, f"payload is not valid JSON: {exc}") from exc
+
+
+_SHAPE: Final = bytes(48 if 48 <= i <= 57 else 91 if i in (91, 123) else 32 for i in range(256))
+"""A ``bytes.translate`` table: digits become ``0``, ``[`` and ``{`` ``[``, the rest spaces."""
+
+_LONG_DIGIT_RUN: Final = b"0" * 19
+"""19 digits in a row may be an integer beyond 64 bits, which orjson would make a float."""
 
 
 def parse_timestamp(value: object, field: str = "timestamp") -> float:

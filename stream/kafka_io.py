@@ -1,7 +1,8 @@
-"""Building kafka-python clients from the configuration, creating output topics, committing.
+"""Building Kafka clients from the configuration, creating output topics, committing.
 
-Only standard Kafka protocol features are used, so the same code runs against Apache Kafka
-and the embedded broker.
+Clients are kafka-python's unless ``kafka.client`` picks confluent-kafka, whose adapters
+(:mod:`stream.confluent_io`) offer the same interface. Only standard Kafka protocol features
+are used, so the same code runs against Apache Kafka and the embedded broker.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -21,6 +22,9 @@ from kafka.structs import OffsetAndMetadata
 from stream.broker import api_versions_answered
 from stream.config import VigilConfig
 from stream.errors import BrokerError
+
+if TYPE_CHECKING:
+    from stream.confluent_io import ConfluentConsumer, ConfluentProducer
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +53,16 @@ def client_settings(config: VigilConfig) -> dict[str, Any]:
     return settings
 
 
-def make_consumer(config: VigilConfig, **overrides: Any) -> KafkaConsumer:
-    """A group consumer with auto-commit off: Vigil commits after its output is acknowledged."""
+def make_consumer(config: VigilConfig, *, client: str | None = None,
+                  **overrides: Any) -> KafkaConsumer | ConfluentConsumer:
+    """A group consumer with auto-commit off: Vigil commits after its output is acknowledged.
+
+    ``client`` (default ``kafka.client``) picks the library; ``overrides`` use kafka-python names.
+    """
+    if (client or config.kafka.client) == "confluent-kafka":
+        from stream.confluent_io import make_confluent_consumer
+
+        return make_confluent_consumer(config, **overrides)
     settings: dict[str, Any] = {
         **client_settings(config),
         "group_id": config.kafka.group_id,
@@ -58,6 +70,7 @@ def make_consumer(config: VigilConfig, **overrides: Any) -> KafkaConsumer:
         "auto_offset_reset": config.kafka.auto_offset_reset,
         "session_timeout_ms": config.kafka.session_timeout_ms,
         "heartbeat_interval_ms": config.kafka.heartbeat_interval_ms,
+        "fetch_max_wait_ms": config.kafka.fetch_max_wait_ms,
         "max_poll_records": config.runtime.max_poll_records,
         "allow_auto_create_topics": False,
     }
@@ -70,8 +83,16 @@ def make_consumer(config: VigilConfig, **overrides: Any) -> KafkaConsumer:
         ) from exc
 
 
-def make_producer(config: VigilConfig, **overrides: Any) -> KafkaProducer:
-    """An idempotent producer that waits for all in-sync replicas (acks=all)."""
+def make_producer(config: VigilConfig, *, client: str | None = None,
+                  **overrides: Any) -> KafkaProducer | ConfluentProducer:
+    """An idempotent producer that waits for all in-sync replicas (acks=all).
+
+    ``client`` (default ``kafka.client``) picks the library; ``overrides`` use kafka-python names.
+    """
+    if (client or config.kafka.client) == "confluent-kafka":
+        from stream.confluent_io import make_confluent_producer
+
+        return make_confluent_producer(config, **overrides)
     settings: dict[str, Any] = {
         **client_settings(config),
         "acks": "all",
@@ -125,7 +146,7 @@ def ensure_topics(
         admin.close()
 
 
-def commit_offsets(consumer: KafkaConsumer, next_offsets: Mapping[tuple[str, int], int]) -> bool:
+def commit_offsets(consumer: Any, next_offsets: Mapping[tuple[str, int], int]) -> bool:
     """Commit synchronously; False (and a log line) when the commit did not go through.
 
     A failed commit is never fatal: the state snapshot already holds the offset, the next
@@ -146,7 +167,7 @@ def commit_offsets(consumer: KafkaConsumer, next_offsets: Mapping[tuple[str, int
     return True
 
 
-def topic_partitions(consumer: KafkaConsumer, topic: str, timeout_s: float = 30.0) -> int:
+def topic_partitions(consumer: Any, topic: str, timeout_s: float = 30.0) -> int:
     """Number of partitions of ``topic`` (waits for metadata; BrokerError if it never comes)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -51,7 +51,8 @@ def run_service(
         consumer = make_consumer(config)
         store = KafkaStateStore(
             config.kafka.group_id, config.state.topic, producer,
-            lambda: make_consumer(config, group_id=None, auto_offset_reset="earliest"),
+            lambda: make_consumer(config, client="kafka-python", group_id=None,
+                                  auto_offset_reset="earliest"),
             state_partitions=topic_partitions(consumer, config.state.topic),
         )
         try:
