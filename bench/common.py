@@ -5,6 +5,7 @@ Not a benchmark itself (``make bench`` runs it too: it prints the machine and ex
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import platform
@@ -160,14 +161,16 @@ port = {metrics_port}
 
 def encoded_events(count: int, *, models: int, sources: int, seed: int,
                    anomaly_rate: float = 0.002, start: float = 1_767_225_600.0,
+                   labels: bool = False,
                    ) -> Iterator[tuple[str, bytes, bytes, dict[str, Any] | None]]:
-    """(kind, key, JSON value, injected label or None) of synthetic events, as `vigil generate`
-    makes them."""
+    """(kind, key, JSON value, injected label or None) of ``count`` synthetic events, as
+    `vigil generate` makes them (``labels``: label events among them, kind "label")."""
     from stream.generate import generate_events
 
     dumps = json.dumps
-    for event in generate_events(count, models=models, sources=sources, seed=seed,
-                                 anomaly_rate=anomaly_rate, start=start):
+    generated = generate_events(count, models=models, sources=sources, seed=seed,
+                                anomaly_rate=anomaly_rate, start=start, labels=labels)
+    for event in itertools.islice(generated, count):
         yield (event.kind, event.key.encode(), dumps(event.body, separators=(",", ":")).encode(),
                event.body.get("injected"))
 

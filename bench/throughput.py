@@ -5,18 +5,19 @@
     .venv/bin/python bench/throughput.py --profile  # also a py-spy profile of both consumers
     .venv/bin/python bench/throughput.py --client confluent-kafka   # one client only
 
-On the embedded broker: prefill the 6-partition ``predictions`` and ``telemetry`` topics with
-synthetic events of 1,000 models and 1,000 sources (4 series each: 8,000 series), timing the
-produce; then, for each Kafka client (``--client``: kafka-python, confluent-kafka, or both,
-the default when confluent-kafka is installed), each in a fresh consumer group and a process
-of its own:
+On the embedded broker: prefill the 6-partition ``predictions``, ``telemetry`` and ``labels``
+topics with synthetic events of 1,000 models and 1,000 sources (4 series each: 8,000 series;
+each prediction's label follows 50 events later), timing the produce; then, for each Kafka
+client (``--client``: kafka-python, confluent-kafka, or both, the default when
+confluent-kafka is installed), each in a fresh consumer group and a process of its own:
 
 (a) the raw client: the consumer ``stream.kafka_io.make_consumer`` builds from the same config
     (same fetch settings, poll timeout and max_poll_records; for confluent-kafka the bare
     confluent_kafka.Consumer inside Vigil's adapter, read with ``consume``), polling and
     ``json.loads``-ing every event and doing nothing else;
 (b) `vigil run` with the same client and the default config and detector (``--detector`` adds
-    runs with another detector, e.g. shewhart), until /metrics counts every event.
+    runs with another detector, e.g. shewhart) and per-event SGD (``[models] enabled``, an
+    ``sgd_classifier`` per model learning every label), until /metrics counts every event.
 
 Each rate is taken from the first observed progress to the last event, so group joins and
 imports are left out. The ratio b/a of each client is the figure issue 7 targets (≥ 0.8).
@@ -35,8 +36,9 @@ from typing import Any
 import common
 from common import WORKDIR, VigilProcess, fmt_rate, header
 
-SGD_NOTE = ("per-event SGD is not wired into `vigil run` yet: (b) runs the detector(s) "
-            "only, no learner")
+SGD_NOTE = ("a third of the events are label events (each prediction's label, 50 events "
+            "later); (b) runs with [models] enabled (sgd_classifier per model), so every "
+            "label is joined and learned")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +90,8 @@ def raw_consume(config_path: Path, total: int, group: str, decode: bool) -> dict
     consumer = make_consumer(config, group_id=group)
     if config.kafka.client == "confluent-kafka":
         return raw_consume_confluent(consumer.native, config, total, decode)
-    consumer.subscribe([config.topics.predictions, config.topics.telemetry])
+    consumer.subscribe([config.topics.predictions, config.topics.telemetry,
+                        config.topics.labels])
     loads = json.loads
     timeout_ms = config.runtime.poll_timeout_ms
     max_records = config.runtime.max_poll_records
@@ -114,7 +117,8 @@ def raw_consume(config_path: Path, total: int, group: str, decode: bool) -> dict
 
 def raw_consume_confluent(consumer: Any, config: Any, total: int, decode: bool) -> dict[str, Any]:
     """(a) for confluent-kafka: the bare client's ``consume`` batches, json-decoded, no more."""
-    consumer.subscribe([config.topics.predictions, config.topics.telemetry])
+    consumer.subscribe([config.topics.predictions, config.topics.telemetry,
+                        config.topics.labels])
     loads = json.loads
     timeout_s = config.runtime.poll_timeout_ms / 1000
     max_records = config.runtime.max_poll_records
@@ -206,10 +210,11 @@ def produce(bootstrap: str, config_path: Path, args: argparse.Namespace) -> dict
     from stream.kafka_io import make_producer
 
     config = load_config(config_path, environ={})
-    topics = {"prediction": config.topics.predictions, "telemetry": config.topics.telemetry}
+    topics = {"prediction": config.topics.predictions, "telemetry": config.topics.telemetry,
+              "label": config.topics.labels}
     started = time.perf_counter()
     messages = [(topics[kind], key, value) for kind, key, value, _ in common.encoded_events(
-        args.events, models=args.models, sources=args.sources, seed=args.seed)]
+        args.events, models=args.models, sources=args.sources, seed=args.seed, labels=True)]
     generated_s = time.perf_counter() - started
     size = sum(len(v) for _, _, v in messages) / len(messages)
     producer = make_producer(config)
@@ -247,7 +252,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         bootstrap = broker.bootstrap_servers
         common.create_topics(bootstrap, {"predictions": args.partitions,
-                                         "telemetry": args.partitions})
+                                         "telemetry": args.partitions,
+                                         "labels": args.partitions})
         port = free_port()
 
         clients = (["kafka-python", "confluent-kafka"] if args.client == "both"
@@ -255,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
 
         def config(group: str, detector: str = "default", client: str = clients[0]) -> Path:
             extra = "" if detector == "default" else f'[detector]\nname = "{detector}"\n'
+            extra += '[models]\nenabled = true\nlearner = "sgd_classifier"\n'
             return common.write_config(WORKDIR / f"throughput-{group}.toml", bootstrap,
                                        group=group, metrics_port=port, extra=extra,
                                        kafka_extra=f'client = "{client}"\n')

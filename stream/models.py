@@ -68,12 +68,15 @@ class _Maintained:
     published_updates: int = 0
     published_at: float = -math.inf
     last_alert: float = -math.inf
+    maintained_loss: float | None = None
+    """Rolling prequential loss of the maintained model (the guard charts it already)."""
 
     def state_dict(self) -> dict[str, Any]:
         return {"guard": self.guarded.state_dict(), "performance": self.performance.state_dict(),
                 "version": self.version, "published_updates": self.published_updates,
                 "published_at": _finite_or_none(self.published_at),
-                "last_alert": _finite_or_none(self.last_alert)}
+                "last_alert": _finite_or_none(self.last_alert),
+                "maintained_loss": self.maintained_loss}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> _Maintained:
@@ -81,17 +84,20 @@ class _Maintained:
                    PerformanceMonitor.from_state(state["performance"]),
                    int(state["version"]), int(state["published_updates"]),
                    _float_or(state.get("published_at"), -math.inf),
-                   _float_or(state.get("last_alert"), -math.inf))
+                   _float_or(state.get("last_alert"), -math.inf),
+                   state.get("maintained_loss"))
 
 
 class _PartitionModels:
-    __slots__ = ("buffer", "models", "watermark", "dirty")
+    __slots__ = ("buffer", "models", "watermark", "dirty", "counted")
 
     def __init__(self, buffer: LabelJoinBuffer) -> None:
         self.buffer = buffer
         self.models: dict[str, _Maintained] = {}
         self.watermark = -math.inf
         self.dirty = False
+        self.counted = buffer.counters()
+        """The buffer's counters when they were last added to the metrics."""
 
 
 class ModelMaintainer:
@@ -122,35 +128,33 @@ class ModelMaintainer:
         part = self._part(partition, event.timestamp)
         payload = [event.model, event.features, event.prediction, anomalous]
         buffer = part.buffer
-        before = buffer.counters()
         if event.label is not None:
             joined: Joined | None = buffer.add_labelled(
                 event.prediction_id or "", payload, event.label, event.timestamp)
         else:
             joined = buffer.add_prediction(event.prediction_id or "", payload, event.timestamp)
-        self._count(before, buffer.counters())
         return [] if joined is None else self._learn(part, joined)
 
     def on_label(self, event: LabelEvent, partition: PartitionId) -> list[ModelSignal]:
         """Join the label to its waiting prediction (``partition``: the predictions one)."""
         part = self._part(partition, event.timestamp)
-        buffer = part.buffer
-        before = buffer.counters()
-        joined = buffer.add_label(event.prediction_id, event.label, event.timestamp)
-        self._count(before, buffer.counters())
+        joined = part.buffer.add_label(event.prediction_id, event.label, event.timestamp)
         return [] if joined is None else self._learn(part, joined)
 
-    def expire(self, partitions: list[PartitionId]) -> None:
-        """Count predictions whose label did not come within the TTL, at each partition's
-        event-time watermark."""
-        for partition in partitions:
-            part = self._partitions.get(partition)
-            if part is None or part.watermark == -math.inf:
+    def end_batch(self) -> None:
+        """Expire predictions whose label did not come within the TTL (at each partition's
+        event-time watermark), and add what the buffers counted to ``counts``."""
+        for part in self._partitions.values():
+            if not part.dirty:
                 continue
-            before = part.buffer.counters()
-            if part.buffer.expire(part.watermark):
-                part.dirty = True
-            self._count(before, part.buffer.counters())
+            buffer = part.buffer
+            if part.watermark != -math.inf:
+                buffer.expire(part.watermark)
+            totals = buffer.counters()
+            for name, total in totals.items():
+                if total != part.counted.get(name, 0):
+                    self.counts[name] += total - part.counted.get(name, 0)
+            part.counted = totals
 
     def _part(self, partition: PartitionId, timestamp: float) -> _PartitionModels:
         part = self._partitions.get(partition)
@@ -162,11 +166,6 @@ class ModelMaintainer:
             part.watermark = timestamp
         return part
 
-    def _count(self, before: Mapping[str, int], after: Mapping[str, int]) -> None:
-        for name, value in after.items():
-            if value != before[name]:
-                self.counts[name] += value - before[name]
-
     # --- learning -----------------------------------------------------------------------
 
     def _learn(self, part: _PartitionModels, joined: Joined) -> list[ModelSignal]:
@@ -176,7 +175,8 @@ class ModelMaintainer:
         if maintained is None:
             return []
         guarded = maintained.guarded
-        result = guarded.update(features, joined.label, timestamp, anomalous=anomalous)
+        result = guarded.update(features, joined.label, timestamp, anomalous=anomalous,
+                                finite=True)  # the event decoder checked every feature
         signals: list[ModelSignal] = []
         if result.learned:
             self.updates[model] += 1
@@ -186,10 +186,12 @@ class ModelMaintainer:
             label = guarded.learner.encode_label(joined.label)
         except ValueError:
             return signals
-        prediction = result.prediction if math.isfinite(result.prediction) else None
-        perf = maintained.performance.observe(served, prediction, label, timestamp)
-        self.losses[model] = (perf.served_loss, perf.maintained_loss)
-        losses = {"served_loss": perf.served_loss, "maintained_loss": perf.maintained_loss}
+        perf = maintained.performance.observe(served, None, label, timestamp)
+        rolling = maintained.maintained_loss
+        maintained.maintained_loss = result.loss if rolling is None else (
+            rolling + maintained.performance.weight * (result.loss - rolling))
+        self.losses[model] = (perf.served_loss, maintained.maintained_loss)
+        losses = {"served_loss": perf.served_loss, "maintained_loss": maintained.maintained_loss}
         if perf.alarm and timestamp - maintained.last_alert >= self.config.alert_cooldown_s:
             maintained.last_alert = timestamp
             chart = perf.served_chart
@@ -277,7 +279,7 @@ class ModelMaintainer:
         maintained.published_updates = n_updates
         maintained.published_at = timestamp
         params = params_of()
-        loss = maintained.performance.maintained_loss
+        loss = maintained.maintained_loss
         message = {
             "model": model,
             "version": maintained.version,
@@ -325,6 +327,7 @@ class ModelMaintainer:
             part.watermark = _float_or(body.get("watermark"), -math.inf)
             part.models = {str(name): _Maintained.from_state(state)
                            for name, state in body["models"].items()}
+            part.counted = part.buffer.counters()
         except Exception as exc:  # any learner's from_state may fail on a corrupt body
             raise StateError(f"unreadable model state for {partition}: {exc!r}") from exc
         self._partitions[partition] = part

@@ -165,7 +165,7 @@ class BatchProcessor:
                 self._model_output(models.on_prediction(event, partition, flagged), record,
                                    batch)
         if models is not None:
-            models.expire([p for p in batch.next_offsets if p[0] == topics.predictions])
+            models.end_batch()
         return batch
 
     def _publish(self, alert: Alert, batch: BatchResult) -> None:

@@ -147,15 +147,20 @@ class GuardedLearner:
         return all(_finite(x[name]) for name in names if name in x)
 
     def update(
-        self, x: Mapping[str, float], y: Label, timestamp: float, *, anomalous: bool = False
+        self, x: Mapping[str, float], y: Label, timestamp: float, *, anomalous: bool = False,
+        finite: bool = False,
     ) -> GuardResult:
-        """Score ``(x, y)``, chart the loss, then learn the event, skip it or roll back."""
+        """Score ``(x, y)``, chart the loss, then learn the event, skip it or roll back.
+
+        ``finite``: the caller has checked that every feature is a finite number (Vigil's
+        event decoder does), so the check is not repeated.
+        """
         learner = self.learner
         try:
             target = learner.encode_label(y)
         except ValueError:
             target = math.nan
-        if not math.isfinite(target) or not self._valid_features(x):
+        if not math.isfinite(target) or not (finite or self._valid_features(x)):
             self.skipped_invalid += 1
             return GuardResult(math.nan, None, learned=False, skipped="invalid")
         prediction = learner.predict_one(x)

@@ -182,7 +182,8 @@ class PerformanceMonitor:
         self.loss = loss
         self._loss = loss_function(loss)
         self.span = check_positive("span", span, "events the rolling loss weighs")
-        self._weight = 2.0 / (self.span + 1.0)
+        self.weight = 2.0 / (self.span + 1.0)
+        """Weight of the newest loss in the rolling losses."""
         self.served = LossChart(chart, chart_params, block)
         self.maintained = LossChart(chart, chart_params, block)
         self.served_loss: float | None = None
@@ -218,7 +219,7 @@ class PerformanceMonitor:
         return result
 
     def _roll(self, rolling: float | None, loss: float) -> float:
-        return loss if rolling is None else rolling + self._weight * (loss - rolling)
+        return loss if rolling is None else rolling + self.weight * (loss - rolling)
 
     def state_dict(self) -> dict[str, Any]:
         """Settings, rolling losses and both charts; JSON-serialisable."""

@@ -106,8 +106,9 @@ def test_a_concept_change_raises_one_performance_alert_with_both_losses(tmp_path
     for records in (before, after):
         for start in range(0, len(records), 500):
             alerts += processor.process(records[start:start + 500]).alerts
-            performance_monitor = models._partitions[("predictions", 0)].models["m"].performance  # noqa: SLF001
-            losses.append((performance_monitor.served_loss, performance_monitor.maintained_loss))  # type: ignore[arg-type]
+            maintained = models._partitions[("predictions", 0)].models["m"]  # noqa: SLF001
+            losses.append((maintained.performance.served_loss,  # type: ignore[arg-type]
+                           maintained.maintained_loss))
     kinds = [a.kind for a in alerts]
     assert kinds[:2] == ["performance", "rollback"], kinds
     assert kinds.count("rollback") == 1  # one alert for a run of rollbacks, not one per block
