@@ -1,14 +1,19 @@
 """Resident memory per tracked series, at 1,000,000 series, for each cheap detector.
 
     .venv/bin/python bench/memory.py           # 1,000,000 series per detector
-    .venv/bin/python bench/memory.py --quick   # 100,000 series
+    .venv/bin/python bench/memory.py --quick   # 30,000 series
+    .venv/bin/python bench/memory.py --path per-event   # Monitor.observe, one event at a time
 
 For each detector (shewhart, ewma, cusum, and ensemble — their combination, and the default
 detector of the config — when registered), in a fresh child process: build
 the ``BatchProcessor`` of `vigil run` (default config but that detector, ``state.max_series``
 = N), then feed it telemetry events as records of 64 partitions of ``telemetry``, each event
 carrying ``--metrics`` (10) new series of a new source, so each of the N series gets one
-point, exactly as the consume loop would decode and hold them. Measured:
+point, exactly as the consume loop would decode and hold them (``BatchProcessor.process``,
+batches of 1,000): ``--path batch`` (default) scores each batch with ``Monitor.observe_many``
+(series of the common configurations live in a ``detectors.bank.SeriesBank``), ``--path
+per-event`` one event at a time with ``Monitor.observe`` (one object detector per series).
+Measured:
 
 - RSS delta / N, with tracemalloc off (/proc/self/statm before and after, after gc);
 - traced Python allocation delta / N, in a second child with tracemalloc on (no allocator
@@ -63,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="30,000 series; tracemalloc for the first detector at 10,000")
     parser.add_argument("--no-tracemalloc", action="store_true",
                         help="skip the tracemalloc children (they take ~2x as long)")
+    parser.add_argument("--path", choices=("batch", "per-event"), default="batch",
+                        help="the monitor's batch API (default) or one event at a time")
     parser.add_argument("--child", nargs=2, metavar=("DETECTOR", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -98,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"registered detectors: {', '.join(detector_names())}; default: "
           f"{load_config(environ={}).detector.name}; measuring {', '.join(chosen)}")
     print(f"sizes: {args.series:,} series, one point each, {args.partitions} partitions, "
-          f"{args.metrics} series per event")
+          f"{args.metrics} series per event; path: {args.path}")
     results: dict[str, dict[str, Any]] = {}
     for name in chosen:
         header(f"{name}")
@@ -128,6 +135,11 @@ def run(args: argparse.Namespace) -> int:
         one_point = rss["breakdown"][0][1]
         steady = rss["steady_detector"]
         rss["steady_per_series"] = rss["rss_delta"] / args.series - one_point + steady
+        if rss["breakdown"][0][0].startswith("BankSeries"):
+            print("steady state: a banked series holds the same handle and columns after any "
+                  "number of in-control points (an open ensemble episode holds an object "
+                  "detector until it ends)")
+            continue
         print(f"steady state: the detector holds {steady:,.0f} bytes after "
               f"{args.steady_points} points (tracemalloc of {args.steady_copies:,}) against "
               f"{one_point:,.0f} after one: about {rss['steady_per_series']:,.0f} bytes/series "
@@ -154,7 +166,7 @@ def run_child(detector: str, mode: str, args: argparse.Namespace,
               series: int | None = None) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", detector, mode, "--series",
                str(series or args.series), "--partitions", str(args.partitions), "--metrics",
-               str(args.metrics), "--steady-points", str(args.steady_points),
+               str(args.metrics), "--path", args.path, "--steady-points", str(args.steady_points),
                "--steady-copies", str(args.steady_copies)]
     done = subprocess.run(command, capture_output=True, check=False)
     if done.returncode != 0:
@@ -175,7 +187,7 @@ def child(detector: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
 
     config = load_config(environ={}, overrides={"detector.name": detector,
                                                 "state.max_series": args.series})
-    processor = BatchProcessor(config)
+    processor = BatchProcessor(config, per_event=args.path == "per-event")
     topic = config.topics.telemetry
     metrics = args.metrics
     events = math.ceil(args.series / metrics)
@@ -223,8 +235,12 @@ def child(detector: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
         ]
     else:
         result["breakdown"] = breakdown(monitor, detector)
-        result["steady_detector"] = steady_detector_bytes(detector, args.steady_points,
-                                                          args.steady_copies)
+        if result["breakdown"][0][0].startswith("BankSeries"):
+            # a banked series holds the same columns after any number of in-control points
+            result["steady_detector"] = result["breakdown"][0][1]
+        else:
+            result["steady_detector"] = steady_detector_bytes(detector, args.steady_points,
+                                                              args.steady_copies)
     return result
 
 
@@ -238,15 +254,27 @@ def breakdown(monitor: Any, detector: str) -> list[tuple[str, float, str]]:
                   for sid, s in part.series.items()]
     sample_series = all_series[0][2]
 
-    det_bytes, det_note = traced_detector_bytes(detector)
-    parts.append((f"detector object ({type(sample_series.detector).__name__}), deep",
-                  det_bytes, det_note))
+    handle = sample_series.detector
+    if type(handle).__name__ == "BankSeries":
+        banks = {id(s.detector.bank): s.detector.bank for _, _, s in all_series}
+        columns = sum(column.nbytes for bank in banks.values() for chart in bank.charts
+                      for column in chart.columns.values())
+        slots = sum(sys.getsizeof(bank._handles) for bank in banks.values())  # noqa: SLF001
+        parts.append(("BankSeries handle (slots: bank, slot, detector, owner, name)",
+                      sys.getsizeof(handle), "getsizeof"))
+        parts.append((f"bank columns ({len(banks)} bank(s), numpy, with growth slack)",
+                      columns / n, "nbytes / N"))
+        parts.append(("bank slot list (handle per slot)", slots / n, "getsizeof(list) / N"))
+    else:
+        det_bytes, det_note = traced_detector_bytes(detector)
+        parts.append((f"detector object ({type(handle).__name__}), deep", det_bytes, det_note))
     stats = getattr(sample_series.detector, "_stats", None)
     if stats is not None:
         floats = sum(sys.getsizeof(getattr(stats, a)) for a in ("mean", "m2"))
         parts.append(("  (included above) RunningStats (slots) + its 2 floats",
                       sys.getsizeof(stats) + floats, "getsizeof"))
-    parts.append(("Series (slots: detector, last_seen, episode)",
+    parts.append(("Series (slots: detector, last_seen, episode, group, last_alert, id, "
+                  "partition)",
                   sys.getsizeof(sample_series), "getsizeof"))
     seen: set[int] = set()
     last_seen = 0
@@ -272,15 +300,14 @@ def breakdown(monitor: Any, detector: str) -> list[tuple[str, float, str]]:
                   "getsizeof, dedup by id"))
     parts.append(("recency OrderedDict (table + linked-list nodes)", sys.getsizeof(recency) / n,
                   "getsizeof(OrderedDict) / N"))
-    outer = inner = 0
+    inner = 0
     seen.clear()
-    for key in recency:
-        outer += sys.getsizeof(key)
-        if id(key[0]) not in seen:
-            seen.add(id(key[0]))
-            inner += sys.getsizeof(key[0]) + sys.getsizeof(key[0][1])
-    parts.append(("recency key tuple (partition, series_id)", outer / n, "getsizeof"))
-    parts.append(("its (topic, partition) tuples (one per record)", inner / n,
+    for series in recency:
+        partition = series.partition
+        if partition is not None and id(partition) not in seen:
+            seen.add(id(partition))
+            inner += sys.getsizeof(partition) + sys.getsizeof(partition[1])
+    parts.append(("Series.partition (topic, partition) tuples (one per record)", inner / n,
                   "getsizeof, dedup by id"))
     for attr, value in vars(monitor).items():
         if attr in ("_partitions", "_recency") or not isinstance(value, dict) or not value:

@@ -3,6 +3,7 @@
 Importing this package registers every detector, so ``build_detector(name)`` knows them all.
 """
 
+from detectors.bank import BankSeries, SeriesBank
 from detectors.base import (
     Detector,
     PointResult,
@@ -30,6 +31,7 @@ from detectors.stats import RunningStats
 
 __all__ = [
     "AdwinDrift",
+    "BankSeries",
     "ColdStart",
     "CusumChart",
     "Detector",
@@ -43,6 +45,7 @@ __all__ = [
     "RobustChart",
     "RunningStats",
     "Seasonal",
+    "SeriesBank",
     "ShewhartChart",
     "arl_for_budget",
     "build_detector",

@@ -152,14 +152,14 @@ class EnsembleDetector:
         self.outliers = check_outliers(outliers)
         self.season = None if season is None else check_season(season)
         self._shewhart, self._cusum, self._ewma = self._new_members()
-        # (value, timestamp, deviation from the Shewhart centre) of the latest points
+        # (value, timestamp, deviation from the Shewhart centre) of the open episode's points
         self._recent: deque[tuple[float, float, float]] = deque(maxlen=self.rebaseline_after)
         self._offset = 0.0  # level moved by seasonal re-baselines, subtracted before the charts
         self._snapshot: dict[str, Any] | None = None  # the charts when the open episode began
         self._reference: tuple[float, float] | None = None  # its (mean, σ), without season
         self._episode = 0  # points in the open episode, 0 when in control
         self._quiet = 0  # consecutive quiet points in the open episode
-        self._z: deque[float] = deque(maxlen=self.clear_after)  # latest clipped z-values
+        self._z: deque[float] = deque(maxlen=self.clear_after)  # the episode's latest clipped z
         self._confirmations = 0  # points of the open episode confirming a lasting change
 
     def _new_members(self) -> tuple[ShewhartChart, CusumChart, EwmaChart]:
@@ -177,13 +177,15 @@ class EnsembleDetector:
         cusum = self._cusum.update(x, timestamp)
         ewma = self._ewma.update(x, timestamp)
         score = max(shewhart.score, cusum.score, ewma.score)
-        self._recent.append((value, timestamp, x - shewhart.centre))
-        reference = self._reference
-        z = shewhart.z if reference is None else (x - reference[0]) / reference[1]
-        self._z.append(Z_CLIP if z > Z_CLIP else -Z_CLIP if z < -Z_CLIP else z)
-
         opened = resolved = rebaselined = False
-        if self._episode == 0:
+        in_control = self._episode == 0
+        if not in_control or shewhart.anomaly or cusum.anomaly or ewma.anomaly:
+            # Only an episode's points are ever read back (by its end or its re-baseline).
+            self._recent.append((value, timestamp, x - shewhart.centre))
+            reference = self._reference
+            z = shewhart.z if reference is None else (x - reference[0]) / reference[1]
+            self._z.append(Z_CLIP if z > Z_CLIP else -Z_CLIP if z < -Z_CLIP else z)
+        if in_control:
             if shewhart.anomaly or cusum.anomaly or ewma.anomaly:
                 opened = True
                 self._snapshot = self._member_states()
@@ -209,6 +211,8 @@ class EnsembleDetector:
         if resolved or rebaselined:
             self._episode = self._quiet = self._confirmations = 0
             self._snapshot = self._reference = None
+            self._recent.clear()
+            self._z.clear()
 
         details = {"shewhart_score": shewhart.score, "cusum_score": cusum.score,
                    "ewma_score": ewma.score, "episode": float(episode)}
@@ -218,6 +222,11 @@ class EnsembleDetector:
         return PointResult(score, opened, shewhart.centre + offset, shewhart.lower + offset,
                            shewhart.upper + offset, shewhart.z, shewhart.n, resolved=resolved,
                            rebaselined=rebaselined, details=details)
+
+    @property
+    def in_control(self) -> bool:
+        """True when no anomaly episode is open (the state a :mod:`detectors.bank` can hold)."""
+        return self._episode == 0
 
     def _back_at_baseline(self) -> bool:
         """True when the latest z-values' mean and mean square are those of the baseline."""
@@ -269,7 +278,7 @@ class EnsembleDetector:
                 "outliers": self.outliers, "season": self.season}
 
     def state_dict(self) -> dict[str, Any]:
-        """Parameters, the charts' states, the recent points and the episode; exact round-trip."""
+        """Parameters, the charts' states, the episode and its points; exact round-trip."""
         return {
             **self._params(),
             "members": {"shewhart": self._shewhart.state_dict(),
@@ -294,7 +303,8 @@ class EnsembleDetector:
         det._shewhart = ShewhartChart.from_state(members["shewhart"])
         det._cusum = CusumChart.from_state(members["cusum"])
         det._ewma = EwmaChart.from_state(members["ewma"])
-        det._recent.extend((float(v), float(t), float(d)) for v, t, d in state["recent"])
+        if int(state["episode"]) > 0:  # in control, older snapshots' points are never read
+            det._recent.extend((float(v), float(t), float(d)) for v, t, d in state["recent"])
         det._offset = float(state["offset"])
         episode, quiet, confirmations = (int(state[k]) for k in ("episode", "quiet",
                                                                  "confirmations"))
@@ -302,7 +312,8 @@ class EnsembleDetector:
             raise ValueError(f"bad ensemble episode state: episode={episode}, quiet={quiet}, "
                              f"confirmations={confirmations}")
         det._episode, det._quiet, det._confirmations = episode, quiet, confirmations
-        det._z.extend(float(z) for z in state["z"])
+        if episode > 0:
+            det._z.extend(float(z) for z in state["z"])
         snapshot = state.get("snapshot")
         if (snapshot is None) != (episode == 0):
             raise ValueError("bad ensemble state: an open episode needs its snapshot, and only it")

@@ -211,14 +211,23 @@ class SeriesGauges:
         self._allowed: dict[tuple[str, str, str], bool] = {}
         self._exported: set[tuple[str, str, str]] = set()
 
-    def observe(self, observation: Observation) -> None:
-        """Update (or add, or retire) the gauges of the observation's series."""
-        labels = (observation.event_type, observation.key, observation.metric)
+    def wants(self, labels: tuple[str, str, str]) -> bool:
+        """True when every point of the series matters here: allow-listed, or exported now
+        (so that it is retired once its episode is over)."""
+        return labels in self._exported or self._allowed_series(labels)
+
+    def _allowed_series(self, labels: tuple[str, str, str]) -> bool:
         allowed = self._allowed.get(labels)
         if allowed is None:
             allowed = self._allowed[labels] = self._matches(labels)
             if len(self._allowed) > 100_000:
                 self._allowed.clear()  # bounded memo; recomputed on demand
+        return allowed
+
+    def observe(self, observation: Observation) -> None:
+        """Update (or add, or retire) the gauges of the observation's series."""
+        labels = (observation.event_type, observation.key, observation.metric)
+        allowed = self._allowed_series(labels)
         result = observation.result
         wanted = allowed or observation.series.episode is not None or result.anomaly
         if not wanted:

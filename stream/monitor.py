@@ -5,20 +5,27 @@ that it can be checkpointed with that partition's offset and follow the partitio
 instance on a rebalance. Memory is bounded: at most ``max_series`` series (the least recently
 seen is evicted), and a series idle for ``series_ttl_s`` of event time restarts from warm-up.
 The monitor is I/O-free, so the live runtime and the offline replay share it exactly.
+
+Two ways in, with the same results: :meth:`Monitor.observe` scores an event's points one by
+one with object detectors, and :meth:`Monitor.observe_many` takes a batch of events and keeps
+the series of the common configurations in a :class:`~detectors.bank.SeriesBank`, which
+scores a whole batch with numpy and returns only the observations that matter.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from detectors import Detector, GroupPool, PointResult, build_detector, restore_detector
+from detectors.bank import BankSeries, SeriesBank
 from stream.errors import StateError
-from stream.events import Event, PredictionEvent, event_series
+from stream.events import Event, PredictionEvent, TelemetryEvent, event_series
 
 SeriesId = tuple[str, str, str]
 """(event type, key, metric): ``("telemetry", "web-1", "latency_ms")``."""
@@ -49,16 +56,21 @@ class Series:
     """One series' detector, when it last had a point (event time), its open episode, and the
     group whose pool it feeds (cold start), if any."""
 
-    __slots__ = ("detector", "last_seen", "episode", "group", "last_alert")
+    __slots__ = ("detector", "last_seen", "episode", "group", "last_alert", "series_id",
+                 "partition")
 
     def __init__(self, detector: Detector, last_seen: float, episode: str | None = None,
-                 group: str | None = None, last_alert: float | None = None):
+                 group: str | None = None, last_alert: float | None = None,
+                 series_id: SeriesId | None = None, partition: PartitionId | None = None):
         self.detector = detector
+        """The series' detector, or its :class:`~detectors.bank.BankSeries` handle."""
         self.last_seen = last_seen
         self.episode = episode
         self.group = group
         self.last_alert = last_alert
         """Event time of the series' last published anomaly alert (for the cooldown)."""
+        self.series_id = series_id
+        self.partition = partition
 
 
 class _Partition:
@@ -99,7 +111,10 @@ class Monitor:
         self.max_series = max_series
         self.series_ttl_s = series_ttl_s
         self._partitions: dict[PartitionId, _Partition] = {}
-        self._recency: OrderedDict[tuple[PartitionId, SeriesId], Series] = OrderedDict()
+        self._recency: OrderedDict[Series, None] = OrderedDict()
+        """Every series, least recently seen first (keyed by the object: no key tuples)."""
+        self._banks: dict[tuple[str, int], SeriesBank | None] = {}
+        self._feature_names: dict[str, str] = {}
         self.evicted = 0
         """Series dropped because ``max_series`` was reached (cumulative)."""
         self.expired = 0
@@ -148,35 +163,243 @@ class Monitor:
         partition: PartitionId = OFFLINE,
     ) -> Observation:
         """Score and learn one point of one series (a number, or a feature vector)."""
+        part = self._touch_partition(partition, timestamp)
+        series = self._series(part, partition, (event_type, key, metric), timestamp,
+                              banked=False)
+        return self._update_object(part, series, event_type, key, metric, value, timestamp)
+
+    def observe_many(
+        self,
+        events: Sequence[tuple[Event, PartitionId]],
+        report: Callable[[SeriesId], bool] | None = None,
+    ) -> list[list[Observation] | Exception]:
+        """Score and learn a batch of (event, partition), in order; per event, its observations
+        that matter, or the exception that event raised.
+
+        The same as calling :meth:`observe` per event — results, learned state, LRU order and
+        evictions, TTL restarts, watermarks and ``dirty`` flags — but series of the common
+        configurations are scored together by a :class:`~detectors.bank.SeriesBank`, and
+        only these observations are built, in the event's point order: every point that is
+        an anomaly, resolved or rebaselined; every point of a series whose ``Series.episode``
+        is set at the start of the call, or that raised an anomaly earlier in the call and
+        has not resolved since, or whose detector is inside an episode; every point of a
+        series for which ``report(series_id)`` is true (asked once per series and call).
+
+        An event whose point raises (a non-finite value, a detector error) gets the exception
+        instead of its observations, exactly where :meth:`observe` raises: its earlier points
+        are learned, the failing point's series was created or touched but learned nothing,
+        its later points are not seen; the other events are unaffected. (A failure of the
+        batch scoring itself, a bug rather than a bad point, propagates from the call.)
+        """
+        found: list[list[tuple[int, Observation]] | Exception] = []
+        queues: dict[SeriesBank, tuple[list[int], list[int], list[int]]] = {}
+        hot: set[Series] = set()
+        memo: dict[SeriesId, bool] = {}
+
+        def wanted(series: Series) -> bool:
+            if series.episode is not None:
+                return True
+            if report is None or series.series_id is None:
+                return False
+            flag = memo.get(series.series_id)
+            if flag is None:
+                flag = memo[series.series_id] = bool(report(series.series_id))
+            return flag
+
+        ttl = self.series_ttl_s
+        move_to_end = self._recency.move_to_end
+        isfinite = math.isfinite
+        current: SeriesBank | None = None
+        queue: tuple[list[int], list[int], list[int]] = ([], [], [])
+        add_slot: Callable[[Any], None] = _no_queue
+        add_value = add_event = add_position = add_slot
+        for index, (event, partition) in enumerate(events):
+            observed: list[tuple[int, Observation]] = []
+            found.append(observed)
+            try:
+                part: _Partition | None = None
+                series_of: dict[SeriesId, Series] = {}
+                horizon = 0.0
+                timestamp = event.timestamp
+                position = -1
+                for event_type, key, pairs in self._runs(event):
+                    for metric, value in pairs:
+                        position += 1
+                        if part is None:
+                            part = self._touch_partition(partition, timestamp)
+                            series_of = part.series
+                            horizon = part.watermark - ttl
+                        series_id = (event_type, key, metric)
+                        series = series_of.get(series_id)
+                        if series is None or (ttl and series.last_seen < horizon):
+                            series = self._series(part, partition, series_id, timestamp,
+                                                  banked=True)
+                        else:
+                            move_to_end(series)
+                            if timestamp > series.last_seen:
+                                series.last_seen = timestamp
+                        detector = series.detector
+                        handle: BankSeries | None
+                        if type(detector) is BankSeries and detector.slot >= 0:
+                            handle = detector
+                        else:
+                            handle = self._into_bank(series, value)
+                            if handle is None:
+                                observation = self._update_object(
+                                    part, series, event_type, key, metric, value, timestamp)
+                                if _worth(observation.result, series, hot, wanted):
+                                    observed.append((position, observation))
+                                continue
+                        if not isfinite(value):
+                            raise ValueError(f"value must be a finite number, got {value!r}")
+                        bank = handle.bank
+                        if bank is not current:
+                            current = bank
+                            known = queues.get(bank)
+                            queue = queues[bank] = ([], [], []) if known is None else known
+                            add_slot = bank.pending_slots.append
+                            add_value = bank.pending_values.append
+                            add_event = queue[0].append
+                            add_position = queue[1].append
+                        if series.episode is not None or report is not None and wanted(series):
+                            queue[2].append(len(queue[0]))
+                        add_slot(handle.slot)
+                        add_value(value)
+                        add_event(index)
+                        add_position(position)
+            except Exception as exc:  # the event's own failure; the batch goes on
+                found[index] = exc
+        for bank, (event_of, position_of, flagged) in queues.items():
+            values = bank.pending_values
+
+            def timestamp_of(j: int, event_of: list[int] = event_of) -> float:
+                return events[event_of[j]][0].timestamp
+
+            reported = bank.flush(timestamp_of, flagged)
+            for j, owner, result in reported:
+                observed_or_error = found[event_of[j]]
+                if isinstance(observed_or_error, Exception) or not isinstance(owner, Series) \
+                        or owner.series_id is None:
+                    continue
+                event_type, key, metric = owner.series_id
+                observed_or_error.append((position_of[j], Observation(
+                    event_type, key, metric, values[j], result, owner)))
+        out: list[list[Observation] | Exception] = []
+        for item in found:
+            if isinstance(item, Exception) or not item:
+                out.append(item if isinstance(item, Exception) else [])
+                continue
+            if len(item) > 1:
+                item.sort(key=_first)
+            out.append([observation for _, observation in item])
+        return out
+
+    def _runs(self, event: Event) -> list[tuple[str, str, Any]]:
+        """The event's points as runs of (event type, key, iterable of (metric, value)), in
+        the order of :meth:`observe` (feature vector last)."""
+        if type(event) is TelemetryEvent:
+            return [("telemetry", event.source, event.metrics.items())]
+        if type(event) is PredictionEvent:
+            names = self._feature_names
+            pairs: list[tuple[str, Any]] = [("prediction", event.prediction)]
+            for name, value in event.features.items():
+                full = names.get(name)
+                if full is None:
+                    if len(names) >= 100_000:
+                        names.clear()  # a memo of strings, not state
+                    full = names[name] = "features." + name
+                pairs.append((full, value))
+            if self.multivariate is not None and event.features:
+                pairs.append((FEATURE_VECTOR, event.features))
+            return [("prediction", event.model, pairs)]
+        event_type = "prediction" if isinstance(event, PredictionEvent) else "telemetry"
+        return [(event_type, key, [(metric, value)]) for key, metric, value in event_series(event)]
+
+    def _touch_partition(self, partition: PartitionId, timestamp: float) -> _Partition:
+        """The partition's state (created if new), marked dirty, its watermark advanced."""
         part = self._partitions.get(partition)
         if part is None:
             part = self._partitions[partition] = _Partition()
         part.dirty = True
         if timestamp > part.watermark:
             part.watermark = timestamp
-        series_id = (event_type, key, metric)
+        return part
+
+    def _series(self, part: _Partition, partition: PartitionId, series_id: SeriesId,
+                timestamp: float, *, banked: bool) -> Series:
+        """The series of a point, restarted past the TTL or created (evicting the least
+        recently seen beyond ``max_series``), marked most recently seen."""
         series = part.series.get(series_id)
-        recency_key = (partition, series_id)
         if series is not None and self.series_ttl_s and (
             series.last_seen < part.watermark - self.series_ttl_s
         ):
             self.expired += 1
+            del self._recency[series]  # the restart below is the most recently seen
+            _release(series)
             series = None
         if series is None:
-            detector = build_detector(*self.spec_for(series_id))
-            group = self._group_of(event_type, key)
-            if group is not None and part.pool is not None:
-                detector = part.pool.seed(detector, group, metric, member=key)
-            series = Series(detector, timestamp, group=group)
+            series = self._new_series(part, partition, series_id, timestamp, banked=banked)
             part.series[series_id] = series
-            self._recency[recency_key] = series
-            self._recency.move_to_end(recency_key)  # a restart after the TTL is news too
+            self._recency[series] = None
             if len(self._recency) > self.max_series:
                 self._evict_one()
         else:
-            self._recency.move_to_end(recency_key)
+            self._recency.move_to_end(series)
         if timestamp > series.last_seen:
             series.last_seen = timestamp
+        return series
+
+    def _new_series(self, part: _Partition, partition: PartitionId, series_id: SeriesId,
+                    timestamp: float, *, banked: bool) -> Series:
+        event_type, key, metric = series_id
+        spec = self.spec_for(series_id)
+        group = self._group_of(event_type, key)
+        bank = self._bank_for(spec) if banked and group is None else None
+        if bank is not None:
+            handle = bank.new_series(owner=None)
+            series = Series(handle, timestamp, series_id=series_id, partition=partition)
+            handle.owner = series
+            return series
+        detector = build_detector(*spec)
+        if group is not None and part.pool is not None:
+            detector = part.pool.seed(detector, group, metric, member=key)
+        return Series(detector, timestamp, group=group, series_id=series_id,
+                      partition=partition)
+
+    def _bank_for(self, spec: tuple[str, dict[str, Any]]) -> SeriesBank | None:
+        """The bank of series with this (detector name, params), or None if it has none."""
+        memo_key = (spec[0], id(spec[1]))
+        if memo_key not in self._banks:
+            try:
+                template = build_detector(*spec)
+            except ValueError:
+                self._banks[memo_key] = None
+            else:
+                self._banks[memo_key] = SeriesBank.for_template(template)
+        return self._banks[memo_key]
+
+    def _into_bank(self, series: Series, value: object) -> BankSeries | None:
+        """The series' handle in its bank's slot, moving it there if it can; None when the
+        point goes to the object detector (groups, vectors, other configurations, an open
+        episode)."""
+        if series.group is not None or type(value) is not float and type(value) is not int:
+            return None
+        detector = series.detector
+        if type(detector) is BankSeries:
+            return detector if detector.bank.rebank(detector) else None
+        if series.series_id is None:
+            return None
+        bank = self._bank_for(self.spec_for(series.series_id))
+        if bank is None:
+            return None
+        handle = bank.adopt(detector, owner=series)
+        series.detector = handle
+        return handle if handle.slot >= 0 else None
+
+    def _update_object(self, part: _Partition, series: Series, event_type: str, key: str,
+                       metric: str, value: float | Mapping[str, float],
+                       timestamp: float) -> Observation:
+        """Score and learn one point with the series' object detector."""
         result = series.detector.update(value, timestamp)  # type: ignore[arg-type]
         if not isinstance(value, float | int):  # a vector: its point value is the raw score
             value = float((result.details or {}).get("hst_score", result.score))
@@ -194,8 +417,11 @@ class Monitor:
         return match.group("group") if match else None
 
     def _evict_one(self) -> None:
-        (partition, series_id), _ = self._recency.popitem(last=False)
-        del self._partitions[partition].series[series_id]
+        series, _ = self._recency.popitem(last=False)
+        if series.partition is None or series.series_id is None:
+            raise StateError("a tracked series lost its partition or id")
+        del self._partitions[series.partition].series[series.series_id]
+        _release(series)
         self.evicted += 1
 
     def expire_idle(self) -> int:
@@ -206,12 +432,13 @@ class Monitor:
         if not self.series_ttl_s:
             return 0
         dropped = 0
-        for partition, part in self._partitions.items():
+        for part in self._partitions.values():
             horizon = part.watermark - self.series_ttl_s
             stale = [sid for sid, s in part.series.items() if s.last_seen < horizon]
             for series_id in stale:
-                del part.series[series_id]
-                del self._recency[(partition, series_id)]
+                series = part.series.pop(series_id)
+                del self._recency[series]
+                _release(series)
             dropped += len(stale)
         self.expired += dropped
         return dropped
@@ -265,9 +492,12 @@ class Monitor:
                 detector = restore_detector(item.get("kind", name), item["state"])
                 series = Series(detector, float(item["last_seen"]), item.get("episode"),
                                 self._group_of(series_id[0], series_id[1]),
-                                item.get("last_alert"))
+                                item.get("last_alert"), series_id, partition)
+                bank = self._bank_for((name, params)) if series.group is None else None
+                if bank is not None:
+                    series.detector = bank.adopt(detector, owner=series)
                 part.series[series_id] = series
-                self._recency[(partition, series_id)] = series
+                self._recency[series] = None
         except Exception as exc:  # any detector's from_state may fail on a corrupt body
             self.drop_partition(partition)
             raise StateError(f"unreadable series state for {partition}: {exc!r}") from exc
@@ -280,5 +510,34 @@ class Monitor:
         part = self._partitions.pop(partition, None)
         if part is None:
             return
-        for series_id in part.series:
-            self._recency.pop((partition, series_id), None)
+        for series in part.series.values():
+            self._recency.pop(series, None)
+            _release(series)
+
+
+def _no_queue(item: Any) -> None:
+    """Stands in for a bank's queue before the first banked point of a batch."""
+    raise AssertionError("no bank queue selected")
+
+
+def _first(item: tuple[int, Observation]) -> int:
+    return item[0]
+
+
+def _release(series: Series) -> None:
+    """Free the bank slot of a series the monitor forgets (its queued points still count)."""
+    detector = series.detector
+    if type(detector) is BankSeries:
+        detector.bank.discard(detector)
+
+
+def _worth(result: PointResult, series: Series, hot: set[Series],
+           wanted: Callable[[Series], bool]) -> bool:
+    """True when an object-scored point is one :meth:`Monitor.observe_many` returns."""
+    shown = (result.anomaly or result.resolved or result.rebaselined or series in hot
+             or (result.details or {}).get("episode", 0.0) > 0.0 or wanted(series))
+    if result.resolved:
+        hot.discard(series)
+    elif result.anomaly:
+        hot.add(series)
+    return shown

@@ -34,11 +34,11 @@ from detectors import PointResult
 from stream.alerts import Alert, SourceRef, build_alert
 from stream.config import VigilConfig
 from stream.errors import BrokerError, EventError, StateError
-from stream.events import EventKind, LabelEvent, PredictionEvent, decode_event
+from stream.events import Event, EventKind, LabelEvent, PredictionEvent, decode_event
 from stream.kafka_io import commit_offsets
 from stream.metrics import Liveness, SeriesGauges, VigilMetrics
 from stream.models import ModelMaintainer, ModelSignal
-from stream.monitor import Monitor, PartitionId
+from stream.monitor import Monitor, Observation, PartitionId
 from stream.state import Snapshot, StateMessage
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,8 @@ class BatchProcessor:
         config: VigilConfig,
         clock: Callable[[], float] = time.time,
         gauges: SeriesGauges | None = None,
+        *,
+        per_event: bool = False,
     ) -> None:
         self.config = config
         self.monitor = Monitor(config.detector.name, config.detector.params,
@@ -117,22 +119,35 @@ class BatchProcessor:
             self._kinds[config.topics.labels] = "label"
         self._clock = clock
         self._gauges = gauges
+        self.per_event = per_event
+        """Score one event at a time (``Monitor.observe``) instead of the whole batch together:
+        the same alerts, slower; for comparison."""
 
     def process(self, records: Iterable[InputRecord]) -> BatchResult:
-        """Judge each record in order; a bad one becomes a dead letter, never an exception."""
+        """Judge each record in order; a bad one becomes a dead letter, never an exception.
+
+        The batch's events are scored together (:meth:`Monitor.observe_many`, the same results
+        as one event at a time), then each record's outcome is handled in record order.
+        """
         batch = BatchResult()
         topics = self.config.topics
         gauges = self._gauges
         models = self.models
+        decoded: list[tuple[InputRecord, Event | EventError]] = []
         for record in records:
             batch.records += 1
-            partition = (record.topic, record.partition)
-            batch.next_offsets[partition] = record.offset + 1
+            batch.next_offsets[(record.topic, record.partition)] = record.offset + 1
             try:
-                event = decode_event(record.value or b"", self._kinds.get(record.topic))
+                decoded.append((record, decode_event(record.value or b"",
+                                                     self._kinds.get(record.topic))))
             except EventError as exc:
-                batch.invalid_by_reason[exc.reason] = batch.invalid_by_reason.get(exc.reason, 0) + 1
-                batch.messages.append(dead_letter(topics.dead_letter, record, exc))
+                decoded.append((record, exc))
+        outcomes = iter(self._observe_events(
+            [(event, (record.topic, record.partition)) for record, event in decoded
+             if not isinstance(event, LabelEvent | EventError)]))
+        for record, event in decoded:
+            if isinstance(event, EventError):
+                self._dead_letter(record, event, batch)
                 continue
             if isinstance(event, LabelEvent):
                 if models is not None:
@@ -140,33 +155,50 @@ class BatchProcessor:
                     self._model_output(models.on_label(event, companion), record, batch)
                 batch.valid_by_topic[record.topic] = batch.valid_by_topic.get(record.topic, 0) + 1
                 continue
-            try:
-                observations = list(self.monitor.observe(event, partition))
-            except Exception as exc:  # a detector bug must not stop the stream
-                log.exception("a detector failed on %s/%d/%d", *partition, record.offset)
-                error = EventError("detector_error", f"a detector failed on this event: {exc!r}")
-                batch.invalid_by_reason[error.reason] = batch.invalid_by_reason.get(
-                    error.reason, 0) + 1
-                batch.messages.append(dead_letter(topics.dead_letter, record, error))
+            observations = next(outcomes)
+            if isinstance(observations, Exception):  # a detector bug must not stop the stream
+                log.error("a detector failed on %s/%d/%d", record.topic, record.partition,
+                          record.offset, exc_info=observations)
+                self._dead_letter(record, EventError(
+                    "detector_error", f"a detector failed on this event: {observations!r}"),
+                    batch)
                 continue
             batch.valid_by_topic[record.topic] = batch.valid_by_topic.get(record.topic, 0) + 1
             for observation in observations:
                 result = observation.result
+                if result.anomaly or result.resolved or result.rebaselined:
+                    source = SourceRef(record.topic, record.partition, record.offset)
+                    for alert in self._alerts(observation, event, source, batch):
+                        self._publish(alert, batch)
                 if gauges is not None:
                     gauges.observe(observation)
-                if not (result.anomaly or result.resolved or result.rebaselined):
-                    continue
-                source = SourceRef(record.topic, record.partition, record.offset)
-                for alert in self._alerts(observation, event, source, batch):
-                    self._publish(alert, batch)
             if models is not None and isinstance(event, PredictionEvent):
                 flagged = any(o.result.anomaly or o.series.episode is not None
                               for o in observations)
-                self._model_output(models.on_prediction(event, partition, flagged), record,
-                                   batch)
+                self._model_output(models.on_prediction(event, (record.topic, record.partition),
+                                                        flagged), record, batch)
         if models is not None:
             models.end_batch()
         return batch
+
+    def _observe_events(self, events: list[tuple[Event, PartitionId]],
+                        ) -> list[list[Observation] | Exception]:
+        """Per event, its observations that matter (see :meth:`Monitor.observe_many`) or the
+        exception a detector raised on it."""
+        if not self.per_event:
+            report = None if self._gauges is None else self._gauges.wants
+            return self.monitor.observe_many(events, report=report)
+        outcomes: list[list[Observation] | Exception] = []
+        for event, partition in events:
+            try:
+                outcomes.append(list(self.monitor.observe(event, partition)))
+            except Exception as exc:  # noqa: BLE001 - reported per event by the caller
+                outcomes.append(exc)
+        return outcomes
+
+    def _dead_letter(self, record: InputRecord, error: EventError, batch: BatchResult) -> None:
+        batch.invalid_by_reason[error.reason] = batch.invalid_by_reason.get(error.reason, 0) + 1
+        batch.messages.append(dead_letter(self.config.topics.dead_letter, record, error))
 
     def _publish(self, alert: Alert, batch: BatchResult) -> None:
         """Queue an alert on the topic its kind and severity route it to."""

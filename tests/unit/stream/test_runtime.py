@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 
+import detectors.base
+from detectors import PointResult
+from detectors.shewhart import ShewhartChart
 from stream.config import load_config
 from stream.errors import BrokerError
 from stream.metrics import VigilMetrics
@@ -274,18 +277,25 @@ def test_a_models_feature_vector_gets_its_own_series_when_configured(tmp_path: A
         load_config(path, environ={})
 
 
-def test_a_failing_detector_dead_letters_the_event_and_the_stream_goes_on(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    processor = BatchProcessor(CONFIG)
-    real_observe = processor.monitor.observe
+class FailingDetector(ShewhartChart):
+    """A Shewhart chart that fails on the value 2.0, as a buggy detector might."""
 
-    def observe(event: Any, partition: Any) -> Any:
-        if event.timestamp == 1767225601:
+    name = "failing"
+
+    def update(self, value: float, timestamp: float) -> PointResult:
+        if value == 2.0:
             raise ArithmeticError("math domain error")
-        return real_observe(event, partition)
+        return super().update(value, timestamp)
 
-    monkeypatch.setattr(processor.monitor, "observe", observe)
+
+@pytest.mark.parametrize("per_event", [False, True])
+def test_a_failing_detector_dead_letters_the_event_and_the_stream_goes_on(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, per_event: bool
+) -> None:
+    monkeypatch.setitem(detectors.base._REGISTRY, "failing", FailingDetector)  # noqa: SLF001
+    path = tmp_path / "vigil.toml"
+    path.write_text('[detector.overrides]\n"telemetry/web-1/latency" = { name = "failing" }\n')
+    processor = BatchProcessor(load_config(path, environ={}), per_event=per_event)
     batch = processor.process([telemetry(0, 1.0), telemetry(1, 2.0), telemetry(2, 3.0)])
     assert batch.invalid_by_reason == {"detector_error": 1}
     assert batch.valid_by_topic == {"telemetry": 2}
