@@ -257,11 +257,13 @@ class BatchProcessor:
             batch.suppressed += 1
         elif result.anomaly:
             alert = build_alert(**common, kind="anomaly")
-            series.episode = alert.episode_id
+            # an episode stays open only with a detector that ends it (and says how long it is)
+            series.episode = alert.episode_id if (result.details or {}).get("episode") else None
             series.last_alert = event.timestamp
             alerts.append(alert)
         if result.rebaselined:
             alerts.append(build_alert(**common, kind="rebaselined", episode_id=series.episode))
+            series.episode = None
         return alerts
 
 

@@ -369,3 +369,25 @@ def test_partitions_are_checkpointed_at_spread_out_times(monkeypatch: pytest.Mon
     assert sorted(seen) == partitions  # every partition comes due within an interval ...
     assert max(seen.values()) - 1000.0 <= interval
     assert len(set(seen.values())) >= 5  # ... at its own moment, not all at once
+
+
+@pytest.mark.parametrize("per_event", [False, True])
+def test_only_a_detector_with_episodes_keeps_one_open_after_its_alert(
+    tmp_path: Any, per_event: bool
+) -> None:
+    path = tmp_path / "vigil.toml"
+    path.write_text('[detector.overrides]\n"telemetry/web-2/*" = { name = "shewhart" }\n')
+    processor = BatchProcessor(load_config(path, environ={}), per_event=per_event)
+    values = [100.0 + (i % 5) for i in range(60)] + [900.0] + [100.0 + (i % 5) for i in range(3)]
+    records = []
+    for i, value in enumerate(values):
+        for host in ("web-1", "web-2"):  # web-1: the default ensemble; web-2: shewhart
+            body = {"source": host, "timestamp": 1767225600 + i, "metrics": {"latency": value}}
+            records.append(Record("telemetry", 0, len(records), host.encode(),
+                                  json.dumps(body).encode()))
+    batch = processor.process(records)
+    assert sorted(a.key for a in batch.alerts if a.kind == "anomaly") == ["web-1", "web-2"]
+    series = {key: s for (_, key, _), s in
+              processor.monitor._partitions[("telemetry", 0)].series.items()}  # noqa: SLF001
+    assert series["web-1"].episode is not None  # the ensemble's episode is still open
+    assert series["web-2"].episode is None  # a Shewhart alarm is a point, not an episode
