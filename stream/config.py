@@ -22,6 +22,7 @@ from detectors import build_detector, detector_names
 from stream.errors import ConfigError
 from updaters import learner_names
 from updaters.performance import LOSSES
+from updaters.residual import ResidualDetector
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,10 @@ class DetectorConfig:
     multivariate: Mapping[str, Any] = field(default_factory=dict)
     """``{ name = "hst", params = {...} }``: one more series per model, ``features``, whose
     detector sees each prediction's whole feature vector. Empty: none."""
+    residual: Mapping[str, Any] = field(default_factory=dict)
+    """Glob over telemetry sources → ``{ target = "latency_ms", inputs = [...], params }``:
+    one more series per matching source, ``residual.<target>``, charting what the target
+    does beyond an online regression on the inputs. The first matching glob wins."""
 
     def __post_init__(self) -> None:
         _check_detector("detector", self.name, self.params)
@@ -223,6 +228,17 @@ class DetectorConfig:
             _require(getattr(built, "input_kind", "scalar") == "vector",
                      "detector.multivariate.name", name,
                      "choose a detector of feature vectors, such as hst")
+        for pattern, spec in self.residual.items():
+            where = f'detector.residual."{pattern}"'
+            if not isinstance(spec, Mapping) or set(spec) - {"target", "inputs", "params"} \
+                    or not isinstance(spec.get("params", {}), Mapping):
+                raise ConfigError(f'{where} must be a table like {{ target = "latency_ms", '
+                                  f'inputs = ["requests_per_s", "cpu_percent"] }}')
+            try:
+                ResidualDetector(spec.get("target"), spec.get("inputs"),  # type: ignore[arg-type]
+                                 **spec.get("params", {}))
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{where}: {exc}") from exc
         for pattern, spec in self.overrides.items():
             where = f'detector.overrides."{pattern}"'
             if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str) \

@@ -20,12 +20,13 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from detectors import Detector, GroupPool, PointResult, build_detector, restore_detector
 from detectors.bank import BankSeries, SeriesBank
 from stream.errors import StateError
 from stream.events import Event, PredictionEvent, TelemetryEvent, event_series
+from updaters.residual import ResidualDetector
 
 SeriesId = tuple[str, str, str]
 """(event type, key, metric): ``("telemetry", "web-1", "latency_ms")``."""
@@ -38,6 +39,9 @@ OFFLINE: PartitionId = ("", 0)
 
 FEATURE_VECTOR = "features"
 """Metric name of a model's feature-vector series (its points are whole feature dicts)."""
+
+RESIDUAL_PREFIX = "residual."
+"""A source's residual series is ``residual.<target>``: its points are whole metric dicts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +97,7 @@ class Monitor:
         *,
         overrides: Mapping[str, Mapping[str, Any]] | None = None,
         multivariate: Mapping[str, Any] | None = None,
+        residual: Mapping[str, Mapping[str, Any]] | None = None,
         groups: Mapping[str, str] | None = None,
         max_series: int = 1_000_000,
         series_ttl_s: float = 0.0,
@@ -104,6 +109,11 @@ class Monitor:
         self.multivariate = (
             (multivariate["name"], dict(multivariate.get("params", {}))) if multivariate else None
         )
+        self.residual = {pattern: {"chart": "ensemble", "target": spec["target"],
+                                   "inputs": list(spec["inputs"]), **dict(spec.get("params", {}))}
+                         for pattern, spec in (residual or {}).items()}
+        """Source glob → ResidualDetector params; the chart is the ensemble unless given."""
+        self._residual_of: dict[str, tuple[str, dict[str, Any]] | None] = {}
         self.groups = {event_type: re.compile(pattern)
                        for event_type, pattern in (groups or {}).items()}
         build_detector(detector_name, self.params)  # fail now, not on the first event
@@ -132,6 +142,10 @@ class Monitor:
             spec = (self.detector_name, self.params)
             if series_id[2] == FEATURE_VECTOR and self.multivariate is not None:
                 return self.multivariate
+            if series_id[2].startswith(RESIDUAL_PREFIX):
+                residual = self._residual_spec(series_id[1])
+                if residual is not None and RESIDUAL_PREFIX + residual[0] == series_id[2]:
+                    return (ResidualDetector.name, residual[1])
             if self.overrides:
                 name = "/".join(series_id)
                 for pattern, candidate in self.overrides.items():
@@ -152,6 +166,33 @@ class Monitor:
                 and event.features:
             yield self.observe_point(event_type, event.model, FEATURE_VECTOR, event.features,
                                      event.timestamp, partition)
+        if self.residual and isinstance(event, TelemetryEvent):
+            residual = self._residual_point(event)
+            if residual is not None:
+                yield self.observe_point(event_type, event.source, residual, event.metrics,
+                                         event.timestamp, partition)
+
+    def _residual_spec(self, source: str) -> tuple[str, dict[str, Any]] | None:
+        """(target, ResidualDetector params) of the first ``residual`` glob matching a source."""
+        if source in self._residual_of:
+            return self._residual_of[source]
+        found = None
+        for pattern, params in self.residual.items():
+            if fnmatch.fnmatchcase(source, pattern):
+                found = (str(params["target"]), params)
+                break
+        if len(self._residual_of) >= 100_000:
+            self._residual_of.clear()  # a memo, not state
+        self._residual_of[source] = found
+        return found
+
+    def _residual_point(self, event: TelemetryEvent) -> str | None:
+        """The metric name of the event's residual series, when its source has one and the
+        event carries the target (another scrape of the source may not)."""
+        spec = self._residual_spec(event.source)
+        if spec is None or spec[0] not in event.metrics:
+            return None
+        return RESIDUAL_PREFIX + spec[0]
 
     def observe_point(
         self,
@@ -298,6 +339,10 @@ class Monitor:
         """The event's points as runs of (event type, key, iterable of (metric, value)), in
         the order of :meth:`observe` (feature vector last)."""
         if type(event) is TelemetryEvent:
+            residual = self._residual_point(event) if self.residual else None
+            if residual is not None:
+                return [("telemetry", event.source,
+                         [*event.metrics.items(), (residual, event.metrics)])]
             return [("telemetry", event.source, event.metrics.items())]
         if type(event) is PredictionEvent:
             names = self._feature_names
@@ -360,7 +405,7 @@ class Monitor:
             series = Series(handle, timestamp, series_id=series_id, partition=partition)
             handle.owner = series
             return series
-        detector = build_detector(*spec)
+        detector = _build(spec)
         if group is not None and part.pool is not None:
             detector = part.pool.seed(detector, group, metric, member=key)
         return Series(detector, timestamp, group=group, series_id=series_id,
@@ -400,8 +445,11 @@ class Monitor:
                        metric: str, value: float | Mapping[str, float],
                        timestamp: float) -> Observation:
         """Score and learn one point with the series' object detector."""
-        result = series.detector.update(value, timestamp)  # type: ignore[arg-type]
-        if not isinstance(value, float | int):  # a vector: its point value is the raw score
+        detector = series.detector
+        result = detector.update(value, timestamp)  # type: ignore[arg-type]
+        if isinstance(detector, ResidualDetector):  # its point value is the target's
+            value = float(value[detector.target])
+        elif not isinstance(value, float | int):  # a vector: its point value is the raw score
             value = float((result.details or {}).get("hst_score", result.score))
         elif series.group is not None and not result.anomaly:
             if part.pool is None:
@@ -489,7 +537,7 @@ class Monitor:
                 name, params = self.spec_for(series_id)
                 if item.get("detector") != name or item.get("params") != params:
                     continue
-                detector = restore_detector(item.get("kind", name), item["state"])
+                detector = _restore(item.get("kind", name), item["state"])
                 series = Series(detector, float(item["last_seen"]), item.get("episode"),
                                 self._group_of(series_id[0], series_id[1]),
                                 item.get("last_alert"), series_id, partition)
@@ -541,3 +589,18 @@ def _worth(result: PointResult, series: Series, hot: set[Series],
     elif result.anomaly:
         hot.add(series)
     return shown
+
+
+def _build(spec: tuple[str, dict[str, Any]]) -> Detector:
+    """A new detector for a series' (name, params): a registered one, or a residual one."""
+    name, params = spec
+    if name == ResidualDetector.name:
+        return cast(Detector, ResidualDetector(**params))
+    return build_detector(name, params)
+
+
+def _restore(kind: str, state: Mapping[str, Any]) -> Detector:
+    """A detector from its saved state (see :func:`_build`)."""
+    if kind == ResidualDetector.name:
+        return cast(Detector, ResidualDetector.from_state(state))
+    return restore_detector(kind, state)

@@ -106,6 +106,7 @@ class BatchProcessor:
         self.monitor = Monitor(config.detector.name, config.detector.params,
                                overrides=config.detector.overrides,
                                multivariate=config.detector.multivariate,
+                               residual=config.detector.residual,
                                groups=config.detector.groups,
                                max_series=config.state.max_series,
                                series_ttl_s=config.state.series_ttl_s)

@@ -45,6 +45,7 @@ class ResidualDetector:
     True
     """
 
+    name = "residual"
     input_kind = "vector"
 
     def __init__(

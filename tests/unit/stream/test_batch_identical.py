@@ -30,6 +30,9 @@ multivariate = { name = "hst" }
 "telemetry/host-1/*" = { name = "robust" }
 "prediction/*/features.items" = { name = "shewhart", params = { outliers = "learn" } }
 
+[detector.residual]
+"host-*" = { target = "latency_ms", inputs = ["requests_per_s", "cpu_percent"] }
+
 [metrics]
 series_allowlist = ["telemetry/host-2/*"]
 
