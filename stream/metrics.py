@@ -47,7 +47,8 @@ class VigilMetrics:
             ["detector"], registry=self.registry,
         )
         self.alerts_produced = Counter(
-            "vigil_alerts_produced", "Alerts acknowledged by the broker, by kind.",
+            "vigil_alerts_produced", "Alerts produced, by kind (each acknowledged before the "
+            "offset of its event is committed).",
             ["kind"], registry=self.registry,
         )
         self.alerts_suppressed = Counter(

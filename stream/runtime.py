@@ -268,6 +268,9 @@ class BatchProcessor:
         return alerts
 
 
+MAX_UNSETTLED = 10_000
+"""Messages handed to the producer before the loop waits for their acknowledgements."""
+
 DEAD_LETTER_MAX_BYTES = 1_000_000
 """A dead letter's value is cut to this size: with its headers, under Kafka's default 1 MiB."""
 
@@ -344,6 +347,8 @@ class Runner:
         self._sequences: dict[PartitionId, int] = {}
         self._parked: set[PartitionId] = set()
         self._unrestored: set[PartitionId] = set()
+        self._unsettled: list[tuple[OutgoingMessage, Any]] = []
+        """Messages produced whose acknowledgement has not been checked yet."""
         self._events_since_checkpoint = 0
         self._checkpoint_after: dict[PartitionId, float] = {}
         """When each partition's next snapshot is due (monotonic seconds): partitions are
@@ -438,6 +443,13 @@ class Runner:
         targets = list(self._positions if partitions is None else partitions)
         if self._labels is not None:  # a labels partition is saved with its predictions one
             targets = list(dict.fromkeys(self._companion(p) for p in targets))
+        if during_rebalance:
+            if not self._settle(attempts=1):  # on the I/O thread: no retries here
+                log.warning("output of revoked partitions not acknowledged; their next owner "
+                            "resumes from their previous snapshots")
+                return []
+        else:
+            self._settle()  # the output of what the snapshots cover, before the snapshots
         messages: list[StateMessage] = []
         offsets: dict[PartitionId, int] = {}
         for partition in targets:
@@ -618,24 +630,43 @@ class Runner:
     # --- delivery -----------------------------------------------------------------------
 
     def _deliver(self, messages: Sequence[OutgoingMessage]) -> None:
-        """Produce and wait for every acknowledgement, retrying failures until they succeed."""
-        pending = list(messages)
+        """Hand the messages to the producer without waiting: their acknowledgements are
+        awaited (and failures re-sent) by :meth:`_settle`, before any state or offset that
+        covers them is written. Waiting per batch cost an acknowledgement round trip each."""
+        send = self.producer.send
+        for m in messages:
+            self._unsettled.append(
+                (m, send(m.topic, key=m.key, value=m.value, headers=list(m.headers))))
+        if len(self._unsettled) >= MAX_UNSETTLED:
+            self._settle()
+
+    def _settle(self, *, attempts: int | None = None) -> bool:
+        """Wait for every message handed to the producer, re-sending failures until all are
+        acknowledged (``attempts``: give up after that many rounds); True when all are."""
+        pending = self._unsettled
+        self._unsettled = []
         backoff_s = self.retry_backoff_s
+        rounds = 0
         while pending:
-            futures = [
-                (m, self.producer.send(m.topic, key=m.key, value=m.value, headers=list(m.headers)))
-                for m in pending
-            ]
             self.producer.flush()
-            failed = [(m, f.exception) for m, f in futures if f.failed()]
+            failed = [m for m, future in pending if future.failed()]
             if not failed:
-                return
+                return True
+            error = next(f.exception for _, f in pending if f.failed())
             self.metrics.produce_errors.inc()
+            rounds += 1
+            if attempts is not None and rounds >= attempts:
+                log.warning("%d of %d messages were not acknowledged (%s)", len(failed),
+                            len(pending), error)
+                self._unsettled = [(m, f) for m, f in pending if f.failed()]
+                return False
             log.warning("%d of %d messages were not acknowledged (%s); retrying in %.1f s",
-                        len(failed), len(pending), failed[0][1], backoff_s)
-            pending = [m for m, _ in failed]
-            self._wait_or_give_up(backoff_s, f"{len(pending)} messages")
+                        len(failed), len(pending), error, backoff_s)
+            self._wait_or_give_up(backoff_s, f"{len(failed)} messages")
             backoff_s = min(max(backoff_s, 0.01) * 2, 8.0)
+            pending = [(m, self.producer.send(m.topic, key=m.key, value=m.value,
+                                              headers=list(m.headers))) for m in failed]
+        return True
 
     def _wait_or_give_up(self, seconds: float, what: str) -> None:
         """Wait before a retry; once stopping and past the grace period, give up."""

@@ -171,8 +171,9 @@ def test_alerts_are_acknowledged_before_state_and_state_before_the_commit() -> N
     runner = _runner(consumer, producer, store)
     batch = runner.run_once()
     assert len(batch.alerts) == 1
-    assert log == ["flush", "flush"]  # alerts retried until acknowledged; no commit yet
+    assert log == []  # handed to the producer; the loop does not wait for it per batch
     assert runner.checkpoint() == [("telemetry", 0)]
+    # the alert is retried until acknowledged, then the state written, then the commit
     assert log == ["flush", "flush", "state", "commit"]
     (offsets,) = consumer.commits
     assert [(tp.topic, tp.partition, meta.offset) for tp, meta in offsets.items()] == [
@@ -216,9 +217,10 @@ def test_stop_while_output_is_undelivered_leaves_offsets_uncommitted() -> None:
     stop.set()
     runner._stop = stop
     runner._stop_deadline = 0.0
+    runner.run_once()
     with pytest.raises(BrokerError, match="not committed"):
-        runner.run_once()
-    assert "commit" not in log
+        runner.checkpoint(force=True)
+    assert "state" not in log and "commit" not in log
 
 
 def test_alerts_are_routed_by_kind_and_severity(tmp_path: Any) -> None:
@@ -391,3 +393,13 @@ def test_only_a_detector_with_episodes_keeps_one_open_after_its_alert(
               processor.monitor._partitions[("telemetry", 0)].series.items()}  # noqa: SLF001
     assert series["web-1"].episode is not None  # the ensemble's episode is still open
     assert series["web-2"].episode is None  # a Shewhart alarm is a point, not an episode
+
+
+def test_a_revocation_with_unacknowledged_output_writes_no_snapshot() -> None:
+    log: list[str] = []
+    store = MemoryStore(log)
+    runner = _runner(FakeConsumer([steady_then(900.0)], log),
+                     FakeProducer(failures=10**6, log=log), store)
+    assert len(runner.run_once().alerts) == 1
+    runner.on_revoked([("telemetry", 0)])  # the alert failed: the snapshot would skip it
+    assert store.messages == [] and "commit" not in log
