@@ -16,7 +16,7 @@ from stream.config import load_config
 from stream.errors import ConfigError
 from stream.metrics import VigilMetrics
 from stream.runtime import BatchProcessor, Runner
-from tests.unit.stream.test_runtime import FakeProducer, MemoryStore, Record
+from tests.unit.stream.test_runtime import FakeConsumer, FakeProducer, MemoryStore, Record
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "deploy" / "schemas"
 START = 1_767_225_600.0
@@ -182,61 +182,25 @@ def _runner(cfg: Any, consumer: Any, store: MemoryStore) -> Runner:
     return runner
 
 
-@dataclass
-class TwoTopicConsumer:
-    """Polls predictions partition 0 and labels partition 0 in the given batches."""
-
-    batches: list[list[Record]]
-    seeks: dict[Any, int] = field(default_factory=dict)
-    commits: list[dict[Any, Any]] = field(default_factory=list)
-    paused: set[tuple[str, int]] = field(default_factory=set)
-
-    def poll(self, timeout_ms: int, max_records: int) -> dict[Any, list[Record]]:
-        if self.paused or not self.batches:
-            return {}
-        return {("mixed", 0): self.batches.pop(0)}
-
-    def assignment(self) -> set[str]:
-        return {"predictions-0", "labels-0"}
-
-    def topics(self) -> set[str]:
-        return {"telemetry", "predictions", "labels"}
-
-    def highwater(self, tp: Any) -> int | None:
-        return None
-
-    def seek(self, tp: Any, offset: int) -> None:
-        self.seeks[(tp.topic, tp.partition)] = offset
-
-    def pause(self, *tps: Any) -> None:
-        self.paused.update((tp.topic, tp.partition) for tp in tps)
-
-    def resume(self, *tps: Any) -> None:
-        self.paused.difference_update((tp.topic, tp.partition) for tp in tps)
-
-    def commit(self, offsets: dict[Any, Any]) -> None:
-        self.commits.append(offsets)
-
-
 def test_models_and_the_labels_offset_survive_a_rebalance_exactly(tmp_path: Path) -> None:
     cfg = config(tmp_path)
     records = Stream().records(0, 1200, OLD)
     store = MemoryStore([])
 
-    uninterrupted = _runner(cfg, TwoTopicConsumer([records[:1000], records[1000:]]),
+    uninterrupted = _runner(cfg, FakeConsumer([records[:1000], records[1000:]], []),
                             MemoryStore([]))
     uninterrupted.run_once()
     expected = [m.value for m in uninterrupted.run_once().messages]
     assert expected  # the second batch publishes (n_updates 1000)
 
-    first = _runner(cfg, TwoTopicConsumer([records[:1000]]), store)
+    first = _runner(cfg, FakeConsumer([records[:1000]], []), store)
     first.run_once()
     assert sorted(first.checkpoint()) == [("labels", 0), ("predictions", 0)]
     (offsets,) = first.consumer.commits
     assert {(tp.topic, tp.partition): m.offset for tp, m in offsets.items()} == {
         ("predictions", 0): 500, ("labels", 0): 500}
 
-    consumer = TwoTopicConsumer([records[1000:]])
+    consumer = FakeConsumer([records[1000:]], [])
     second = _runner(cfg, consumer, store)
     second.on_assigned([("predictions", 0), ("labels", 0)])
     second.run_once()

@@ -108,7 +108,8 @@ class FakeConsumer:
     paused: set[tuple[str, int]] = field(default_factory=set)
 
     def poll(self, timeout_ms: int, max_records: int) -> dict[tuple[str, int], list[Record]]:
-        if ("telemetry", 0) in self.paused or not self.batches:
+        """The next batch (its records name their own topics), nothing while paused."""
+        if self.paused or not self.batches:
             return {}
         return {("telemetry", 0): self.batches.pop(0)}
 
@@ -116,7 +117,7 @@ class FakeConsumer:
         return {"telemetry-0"}
 
     def topics(self) -> set[str]:
-        return {"telemetry", "predictions"}
+        return {"telemetry", "predictions", "labels"}
 
     def highwater(self, tp: Any) -> int | None:
         return None
