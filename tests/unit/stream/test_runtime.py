@@ -382,7 +382,7 @@ def test_only_a_detector_with_episodes_keeps_one_open_after_its_alert(
     path.write_text('[detector.overrides]\n"telemetry/web-2/*" = { name = "shewhart" }\n')
     processor = BatchProcessor(load_config(path, environ={}), per_event=per_event)
     values = [100.0 + (i % 5) for i in range(60)] + [900.0] + [100.0 + (i % 5) for i in range(3)]
-    records = []
+    records: list[Record] = []
     for i, value in enumerate(values):
         for host in ("web-1", "web-2"):  # web-1: the default ensemble; web-2: shewhart
             body = {"source": host, "timestamp": 1767225600 + i, "metrics": {"latency": value}}
