@@ -33,7 +33,6 @@ from tests.integration.support import (
     write_config,
 )
 
-pytest.importorskip("confluent_kafka")
 pytestmark = pytest.mark.integration
 
 FAST_CHECKPOINTS = """

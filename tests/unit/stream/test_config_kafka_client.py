@@ -15,7 +15,6 @@ def test_defaults_keep_kafka_python_and_a_short_fetch_wait() -> None:
 
 
 def test_client_from_the_environment() -> None:
-    pytest.importorskip("confluent_kafka")
     config = load_config(environ={"VIGIL_KAFKA_CLIENT": "confluent-kafka"})
     assert config.kafka.client == "confluent-kafka"
 

@@ -11,22 +11,20 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import confluent_kafka as ck  # the dev extra installs it: these tests must run, not skip
 import pytest
 from kafka import TopicPartition
 from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata
 
 from stream.config import load_config
-from stream.errors import BrokerError, ConfigError
-from stream.kafka_io import commit_offsets, make_consumer, make_producer
-
-ck = pytest.importorskip("confluent_kafka")
-
-from stream.confluent_io import (  # noqa: E402 - only with confluent-kafka installed
+from stream.confluent_io import (
     ConfluentConsumer,
     ConfluentProducer,
     librdkafka_settings,
 )
+from stream.errors import BrokerError, ConfigError
+from stream.kafka_io import commit_offsets, make_consumer, make_producer
 
 
 class FakeMessage:
