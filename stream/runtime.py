@@ -633,12 +633,14 @@ class Runner:
         """Hand the messages to the producer without waiting: their acknowledgements are
         awaited (and failures re-sent) by :meth:`_settle`, before any state or offset that
         covers them is written. Waiting per batch cost an acknowledgement round trip each."""
-        send = self.producer.send
-        for m in messages:
-            self._unsettled.append(
-                (m, send(m.topic, key=m.key, value=m.value, headers=list(m.headers))))
+        self._unsettled.extend((m, self._send(m)) for m in messages)
         if len(self._unsettled) >= MAX_UNSETTLED:
             self._settle()
+
+    def _send(self, message: OutgoingMessage) -> Any:
+        """Hand one message to the producer; its future says whether the broker took it."""
+        return self.producer.send(message.topic, key=message.key, value=message.value,
+                                  headers=list(message.headers))
 
     def _settle(self, *, attempts: int | None = None) -> bool:
         """Wait for every message handed to the producer, re-sending failures until all are
@@ -664,8 +666,7 @@ class Runner:
                         len(failed), len(pending), error, backoff_s)
             self._wait_or_give_up(backoff_s, f"{len(failed)} messages")
             backoff_s = min(max(backoff_s, 0.01) * 2, 8.0)
-            pending = [(m, self.producer.send(m.topic, key=m.key, value=m.value,
-                                              headers=list(m.headers))) for m in failed]
+            pending = [(m, self._send(m)) for m in failed]
         return True
 
     def _wait_or_give_up(self, seconds: float, what: str) -> None:
