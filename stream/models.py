@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,8 +79,9 @@ class _Maintained:
                 "maintained_loss": self.maintained_loss}
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> _Maintained:
-        return cls(GuardedLearner.from_state(state["guard"]),
+    def from_state(cls, state: Mapping[str, Any],
+                   restore: Callable[[Mapping[str, Any]], Learner]) -> _Maintained:
+        return cls(GuardedLearner.from_state(state["guard"], restore),
                    PerformanceMonitor.from_state(state["performance"]),
                    int(state["version"]), int(state["published_updates"]),
                    _float_or(state.get("published_at"), -math.inf),
@@ -241,6 +242,19 @@ class ModelMaintainer:
             params["feature_names"] = sorted(features)
         return build_learner(spec["learner"], params)
 
+    def _restorer(self, model: str) -> Callable[[Mapping[str, Any]], Learner]:
+        """Restores a saved learner state of ``model`` as the learner its configuration names.
+
+        The type always comes from the configuration: a snapshot is data read from Kafka, and
+        whoever can write the state topic must not choose what code reads it.
+        """
+        spec = self.config.spec_for(model)
+        if spec.get("warm_start"):
+            name = self._template(spec)["name"]
+            return lambda state: restore_learner(name, state)
+        name, params = spec["learner"], dict(spec["params"])
+        return lambda state: restore_learner(name, state, params)
+
     def _template(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         path = spec["warm_start"]
         template = self._templates.get(path)
@@ -325,7 +339,7 @@ class ModelMaintainer:
         try:
             part = _PartitionModels(LabelJoinBuffer.from_state(body["buffer"]))
             part.watermark = _float_or(body.get("watermark"), -math.inf)
-            part.models = {str(name): _Maintained.from_state(state)
+            part.models = {str(name): _Maintained.from_state(state, self._restorer(str(name)))
                            for name, state in body["models"].items()}
             part.counted = part.buffer.counters()
         except Exception as exc:  # any learner's from_state may fail on a corrupt body

@@ -217,9 +217,19 @@ def build_learner(name: str, params: Mapping[str, Any] | None = None) -> Learner
     return learner
 
 
-def restore_learner(name: str, state: Mapping[str, Any]) -> Learner:
-    """Rebuild a learner of the registered type ``name`` from its ``state_dict``."""
+def restore_learner(name: str, state: Mapping[str, Any],
+                    params: Mapping[str, Any] | None = None) -> Learner:
+    """Rebuild a learner of the registered type ``name`` from its ``state_dict``.
+
+    ``name`` and ``params`` come from the configuration, never from the state. A learner whose
+    model is not kept in its state (it has ``restored``, as river's) is built from ``params``
+    and takes only its counters from ``state``.
+    """
     if name not in _REGISTRY:
         raise ValueError(f"unknown learner {name!r} in saved state")
-    restored: Learner = _REGISTRY[name].from_state(state)
+    cls = _REGISTRY[name]
+    if hasattr(cls, "restored"):
+        rebuilt: Learner = build_learner(name, params).restored(state)  # type: ignore[attr-defined]
+        return rebuilt
+    restored: Learner = cls.from_state(state)
     return restored

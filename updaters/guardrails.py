@@ -18,19 +18,24 @@ rolling it back when its loss runs out of control.
 Snapshots: every ``snapshot_every`` learned events without an alarm, the snapshot taken at
 the start of that span becomes the good one and a new one is taken — so the good snapshot
 has been followed by at least one alarm-free span. The first good snapshot is the learner
-as it was given (e.g. warm-started). A rollback replaces the learner object: read
+as it was given (e.g. warm-started). Snapshots are copies of the learner object, so rollback
+works for every learner, river's included. A rollback replaces the learner object: read
 ``guarded.learner`` afresh rather than keeping a reference to it.
+
+State: the learner's type never comes from a saved state. :meth:`GuardedLearner.from_state`
+takes a ``restore`` function from the caller, who builds learners from its configuration.
 """
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from detectors import PointResult
-from updaters.base import Label, Learner, restore_learner
+from updaters.base import Label, Learner
 from updaters.performance import LossChart, check_block, loss_function
 
 EVENT_KINDS = ("rollback", "rebaseline")
@@ -122,8 +127,8 @@ class GuardedLearner:
         self._chart_settings = (chart, dict(chart_params or {}), check_block(block))
         self.chart = LossChart(chart, chart_params, block)
         self.learner = learner
-        self._good: dict[str, Any] = learner.state_dict()
-        self._candidate: dict[str, Any] | None = None
+        self._good: Learner = copy.deepcopy(learner)
+        self._candidate: Learner | None = None
         self._since = 0
         self._consecutive = 0
         self.rollbacks = 0
@@ -183,7 +188,7 @@ class GuardedLearner:
             self._consecutive = 0
             if self._candidate is not None:
                 self._good = self._candidate
-            self._candidate = self.learner.state_dict()
+            self._candidate = copy.deepcopy(self.learner)
             self._since = 0
         return GuardResult(prediction, loss, learned=True, event=event, chart=point)
 
@@ -195,13 +200,13 @@ class GuardedLearner:
             chart, params, block = self._chart_settings
             self.chart = LossChart(chart, params, block)
             self._consecutive = 0
-            self._good = self.learner.state_dict()
+            self._good = copy.deepcopy(self.learner)
             self._candidate = None
             self._since = 0
             self.rebaselines += 1
             kind = "rebaseline"
         else:
-            self.learner = restore_learner(self.learner.name, self._good)
+            self.learner = copy.deepcopy(self._good)
             self._candidate = None
             self._since = 0
             self.rollbacks += 1
@@ -226,8 +231,8 @@ class GuardedLearner:
             "snapshot_every": self.snapshot_every,
             "max_rollbacks": self.max_rollbacks,
             "chart": self.chart.state_dict(),
-            "good": self._good,
-            "candidate": self._candidate,
+            "good": self._good.state_dict(),
+            "candidate": None if self._candidate is None else self._candidate.state_dict(),
             "since": self._since,
             "consecutive": self._consecutive,
             "counters": {
@@ -239,11 +244,20 @@ class GuardedLearner:
         }
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> GuardedLearner:
-        """Rebuild a guarded learner that continues exactly as the one that saved ``state``."""
+    def from_state(cls, state: Mapping[str, Any],
+                   restore: Callable[[Mapping[str, Any]], Learner]) -> GuardedLearner:
+        """Rebuild a guarded learner that continues exactly as the one that saved ``state``.
+
+        ``restore`` turns a learner state into a learner of the type the caller configured;
+        ``state["learner"]`` must name that type, so a state of another learner is refused.
+        """
+        learner = restore(state["learner_state"])
+        if state["learner"] != learner.name:
+            raise ValueError(f"the state holds a {state['learner']!r} learner, the "
+                             f"configuration a {learner.name!r} one")
         chart = state["chart"]
         guarded = cls(
-            restore_learner(state["learner"], state["learner_state"]),
+            learner,
             loss=state["loss"],
             max_step=state["max_step"],
             block=chart["block"],
@@ -253,12 +267,13 @@ class GuardedLearner:
             max_rollbacks=state["max_rollbacks"],
         )
         guarded.chart = LossChart.from_state(chart)
-        guarded._good = dict(state["good"])
-        guarded._candidate = None if state["candidate"] is None else dict(state["candidate"])
+        guarded._good = restore(state["good"])
+        guarded._candidate = None if state["candidate"] is None else restore(state["candidate"])
         guarded._since = int(state["since"])
         guarded._consecutive = int(state["consecutive"])
-        for name, value in state["counters"].items():
-            setattr(guarded, name, int(value))
+        counters = state["counters"]
+        for name in ("rollbacks", "rebaselines", "skipped_invalid", "skipped_anomalous"):
+            setattr(guarded, name, int(counters[name]))
         return guarded
 
 

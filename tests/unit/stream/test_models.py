@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+import pickle
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +18,7 @@ from stream.config import load_config
 from stream.errors import ConfigError
 from stream.metrics import VigilMetrics
 from stream.runtime import BatchProcessor, Runner
+from stream.state import Snapshot
 from tests.unit.stream.test_runtime import FakeConsumer, FakeProducer, MemoryStore, Record
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "deploy" / "schemas"
@@ -222,3 +225,56 @@ def test_model_settings_are_checked_naming_the_key(tmp_path: Path) -> None:
         load_config(overrides={"models.loss": "hinge"}, environ={})
     with pytest.raises(ConfigError, match="topics.labels"):
         load_config(overrides={"topics.labels": "predictions"}, environ={})
+
+
+class _Payload:
+    """Unpickling this records that it ran: proof that code from the state topic ran."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (_mark, ("ran",))
+
+
+_ran: list[str] = []
+
+
+def _mark(what: str) -> None:
+    _ran.append(what)
+
+
+def _tampered(store: MemoryStore, edit: Any) -> None:
+    """Append a newer snapshot of predictions/0 whose body ``edit`` changed (a foreign writer)."""
+    (latest, *_) = store.read([("predictions", 0)])[("predictions", 0)]
+    body = json.loads(json.dumps(latest.body))
+    edit(body)
+    store.messages.extend(store.encode(Snapshot(latest.topic, latest.partition, latest.offset,
+                                                latest.sequence + 1, body)))
+
+
+@pytest.mark.parametrize("configured", ["sgd_regressor", "river"])
+def test_a_snapshot_never_unpickles_a_model_whatever_it_names(tmp_path: Path,
+                                                              configured: str) -> None:
+    learner = ('learner = "river"\nparams = { model = "linear_model.LinearRegression" }\n'
+               if configured == "river" else "")
+    path = tmp_path / "vigil.toml"
+    path.write_text(f"[models]\nenabled = true\npublish_interval_s = 0.0\n{learner}")
+    cfg = load_config(path, environ={})
+    records = Stream().records(0, 600, OLD)
+    store = MemoryStore([])
+    first = _runner(cfg, FakeConsumer([records[:1000]], []), store)
+    first.run_once()
+    first.checkpoint()
+    blob = base64.b64encode(pickle.dumps(_Payload())).decode("ascii")
+
+    def to_river(body: dict[str, Any]) -> None:
+        guard = body["models"]["models"]["m"]["guard"]
+        guard["learner"] = "river"
+        for key in ("learner_state", "good"):
+            guard[key] = {"model": blob, "classes": [False, True], "n_updates": 1}
+
+    _tampered(store, to_river)
+    second = _runner(cfg, FakeConsumer([records[1000:]], []), store)
+    second.on_assigned([("predictions", 0), ("labels", 0)])
+    second.run_once()
+    assert _ran == []
+    assert second.processor.models is not None
+    assert second.processor.models.models_of(("predictions", 0)) == ["m"]

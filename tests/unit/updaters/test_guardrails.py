@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from updaters import GuardedLearner, RiverLearner
+from updaters import GuardedLearner, RiverLearner, restore_learner
 from updaters.sgd import LinearRegressor, LogisticRegressor
 
 NAMES = ["f0", "f1", "f2", "f3"]
@@ -104,7 +104,8 @@ def test_state_round_trip_continues_exactly() -> None:
     a = guarded(snapshot_every=300, chart_params={"warmup": 5})
     for i in range(1500):
         a.update(rows[i], float(y[i]), float(i))
-    b = GuardedLearner.from_state(json.loads(json.dumps(a.state_dict())))
+    b = GuardedLearner.from_state(json.loads(json.dumps(a.state_dict())),
+                                  lambda state: restore_learner("sgd_regressor", state))
     for i in range(1500, 3000):
         ra = a.update(rows[i], float(y[i]), float(i))
         rb = b.update(rows[i], float(y[i]), float(i))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import pickle
 
 import pytest
 from river import linear_model, preprocessing
@@ -46,15 +48,38 @@ def test_classifier_probability_of_the_positive_class() -> None:
     assert trees.predict_one({"a": 1.0}) > 0.9
 
 
-def test_state_is_json_and_continues_exactly() -> None:
+def test_state_is_json_and_never_holds_the_model() -> None:
     learner = RiverLearner(preprocessing.StandardScaler() | linear_model.LinearRegression())
     for i in range(100):
         learner.learn_one({"a": float(i % 7), "b": float(i % 3)}, float(i % 7) * 2.0)
     state = json.loads(json.dumps(learner.state_dict()))
-    restored = restore_learner("river", state)
-    assert restored.n_updates == learner.n_updates == 100  # type: ignore[attr-defined]
-    for i in range(50):
-        x = {"a": float(i % 5), "b": 1.0}
-        assert restored.predict_one(x) == learner.predict_one(x)
-        restored.learn_one(x, 1.0)
-        learner.learn_one(x, 1.0)
+    assert state == {"classes": [False, True], "n_updates": 100}
+    with pytest.raises(ValueError, match="not restored from a snapshot"):
+        RiverLearner.from_state(state)
+    params = {"model": "linear_model.LinearRegression"}
+    restored = restore_learner("river", state, params)
+    assert restored.n_updates == 100  # type: ignore[attr-defined]
+    assert restored.predict_one({"a": 3.0, "b": 1.0}) == 0.0  # a fresh model: nothing learned
+    with pytest.raises(ValueError, match="n_updates"):
+        restore_learner("river", {"n_updates": "x"}, params)
+
+
+class _Payload:
+    """Unpickling this calls ``_ran.append``: proof that code from a snapshot ran."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (_mark, ("ran",))
+
+
+_ran: list[str] = []
+
+
+def _mark(what: str) -> None:
+    _ran.append(what)
+
+
+def test_a_pickled_model_in_a_state_is_never_loaded() -> None:
+    blob = base64.b64encode(pickle.dumps(_Payload())).decode("ascii")
+    hostile = {"model": blob, "classes": [False, True], "n_updates": 3}
+    learner = restore_learner("river", hostile, {"model": "linear_model.LinearRegression"})
+    assert _ran == [] and learner.n_updates == 3  # type: ignore[attr-defined]
