@@ -340,6 +340,7 @@ class Runner:
             self._labels = config.topics.labels
             self._inputs += (self._labels,)
         self._next_topic_check = 0.0
+        self._inputs_seen = False
         self._positions: dict[PartitionId, int] = {}
         """Next offset to consume per owned partition, where known."""
         self._checkpointed: dict[PartitionId, int] = {}
@@ -744,6 +745,13 @@ class Runner:
                 self.metrics.consumer_lag.set_partition(*partition, max(highwater - position, 0))
 
     def _warn_about_missing_inputs(self) -> None:
+        """Every 30 s, until every input topic has been seen once, warn about missing ones.
+
+        Listing topics is a metadata request the loop waits for, so it stops once all exist:
+        on a connection the network dropped it would hold the loop for a request timeout.
+        """
+        if self._inputs_seen:
+            return
         now = time.monotonic()
         if now < self._next_topic_check:
             return
@@ -753,6 +761,7 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 - a metadata hiccup must not stop the loop
             log.warning("could not list topics: %s", exc)
             return
-        for topic in self._inputs:
-            if topic not in existing:
-                log.warning("input topic %r does not exist yet; waiting for it", topic)
+        missing = [topic for topic in self._inputs if topic not in existing]
+        for topic in missing:
+            log.warning("input topic %r does not exist yet; waiting for it", topic)
+        self._inputs_seen = not missing
