@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from kafka import TopicPartition
+from kafka import errors as kafka_errors
 from kafka.errors import CommitFailedError, KafkaError
 
 from stream.config import VigilConfig
@@ -390,10 +391,13 @@ class DeliveryFuture:
         return self.value
 
     def report(self, error: Any, message: Any) -> None:
-        """librdkafka's delivery callback."""
+        """librdkafka's delivery callback; a broker's error code becomes kafka-python's class
+        of it (so a message refused for its size is told from a timeout)."""
         self.is_done = True
         if error is not None:
-            self.exception = KafkaError(error.str())
+            code = error.code()
+            kind = kafka_errors.for_code(code) if code > 0 else KafkaError
+            self.exception = kind(error.str())
         else:
             self.value = message
 
