@@ -231,6 +231,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = _load(args)
     secrets = [config.kafka.secret(name) or "" for name in ("ssl_password", "sasl_password")]
+    secrets += [key.decode("utf-8", "replace") for key in config.state.hmac_keys()]
     configure_logging(config.runtime.log_level, config.runtime.log_format, secrets)
     stop = threading.Event()
     stop_on_signals(stop)
@@ -388,7 +389,10 @@ def _label(text: str) -> int | float | str:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from stream.runtime import BatchProcessor
+
     config = _load(args)
+    BatchProcessor(config)  # builds every detector, buffer and model as `vigil run` would
     print(render_toml(config), end="")
     print("# configuration is valid", file=sys.stderr)
     return 0

@@ -84,6 +84,11 @@ class VigilMetrics:
             "Unix time of the last state snapshot acknowledged by the broker.",
             registry=self.registry,
         )
+        self.snapshots_rejected = Counter(
+            "vigil_snapshots_rejected", "Snapshots found on the state topic but not restored "
+            "(unreadable, unsigned, beyond a limit, or unusable); an older one or warm-up is "
+            "used instead.", registry=self.registry,
+        )
         self.rebalances = Counter(
             "vigil_rebalances", "Consumer-group rebalances this instance took part in.",
             registry=self.registry,
