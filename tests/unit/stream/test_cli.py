@@ -119,3 +119,22 @@ def test_check_config_redacts_the_state_key(tmp_path: Path,
     assert main(["check-config", "-c", str(path)]) == 0
     out = capsys.readouterr().out
     assert 'hmac_key = "<redacted>"' in out and "32-characters" not in out
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_control_characters_in_a_logged_name_are_escaped(
+        capsys: pytest.CaptureFixture[str], log_format: str) -> None:
+    """A key with a newline forged log lines; an escape sequence drove the terminal."""
+    import logging
+
+    from stream.cli import configure_logging
+
+    configure_logging("INFO", log_format)
+    try:
+        logging.getLogger("stream.runtime").info(
+            "alert anomaly %s/%s", "web-1\n2026-01-01 ERROR forged\x1b[2J\u202e", "cpu")
+    finally:
+        configure_logging("WARNING", "text")
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "\x1b" not in line and "\u202e" not in line
+    assert "forged" in line and "\\x1b[2J" in line
