@@ -275,17 +275,24 @@ def _replay(args: argparse.Namespace) -> int:
         else dict(config.detector.params)
     params.update(parse_params(args.param))
     capture = None if args.plot is None else SeriesCapture(args.series)
-    output = sys.stdout if args.output is None else args.output.open("w", encoding="utf-8")
+    if args.input.is_dir():
+        raise VigilError(f"input {str(args.input)!r} is a directory; give a CSV or JSONL file")
+    if not args.input.exists():
+        raise VigilError(f"input file {str(args.input)!r} does not exist")
+    try:
+        output = sys.stdout if args.output is None else args.output.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise VigilError(f"cannot write {str(args.output)!r}: {exc.strerror}") from None
     try:
         summary = replay(args.input, output, detector=detector, params=params, capture=capture)
-    except FileNotFoundError:
-        raise VigilError(f"input file {str(args.input)!r} does not exist") from None
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     finally:
         if output is not sys.stdout:
             output.close()
     print(summary.line(), file=sys.stderr)
+    if summary.valid == 0:
+        raise VigilError(f"nothing valid was read from {str(args.input)!r}")
     if capture is not None:
         png = capture.render(detector)
         try:
@@ -293,8 +300,8 @@ def _replay(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise VigilError(f"cannot write the chart to {str(args.plot)!r}: "
                              f"{exc.strerror}") from exc
-        print(f"drew {capture.series} ({len(capture.points)} points) to {args.plot}",
-              file=sys.stderr)
+        print(f"drew {printable(capture.series or '')} ({len(capture.points)} points) to "
+              f"{args.plot}", file=sys.stderr)
     return 0
 
 
