@@ -25,7 +25,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from detectors import Detector, GroupPool, PointResult, build_detector, restore_detector
+from detectors import (
+    ColdStart,
+    Detector,
+    GroupPool,
+    PointResult,
+    build_detector,
+    restore_detector,
+)
 from detectors.bank import BankSeries, SeriesBank
 from stream.errors import StateError
 from stream.events import Event, PredictionEvent, TelemetryEvent, event_series
@@ -132,6 +139,7 @@ class Monitor:
         self._by_key: dict[tuple[str, str], dict[Series, None]] = {}
         """The series of each (event type, key), for its share of ``max_series``."""
         self._banks: dict[tuple[str, int], SeriesBank | None] = {}
+        self._templates: dict[tuple[str, int], Detector] = {}
         self._feature_names: dict[str, str] = {}
         self.evicted = 0
         """Series dropped because ``max_series`` was reached (cumulative)."""
@@ -419,6 +427,15 @@ class Monitor:
         return Series(detector, timestamp, group=group, series_id=series_id,
                       partition=partition)
 
+    def _template(self, spec: tuple[str, dict[str, Any]]) -> Detector:
+        """A fresh detector of the configured (name, params), built once: what a restored
+        one must look like."""
+        memo_key = (spec[0], id(spec[1]))
+        template = self._templates.get(memo_key)
+        if template is None:
+            template = self._templates[memo_key] = _build(spec)
+        return template
+
     def _bank_for(self, spec: tuple[str, dict[str, Any]]) -> SeriesBank | None:
         """The bank of series with this (detector name, params), or None if it has none."""
         memo_key = (spec[0], id(spec[1]))
@@ -612,8 +629,9 @@ class Monitor:
             raise StateError(f"the series {series_id} holds a {kind!r} detector, the "
                              f"configuration a {name!r} one")
         detector = _restore(kind, item["state"])
-        if kind == "coldstart" and getattr(detector, "inner_name", None) != name:
-            raise StateError(f"the series {series_id} holds a cold start of another detector")
+        if not _configured_like(detector, self._template((name, params))):
+            raise StateError(f"the series {series_id} holds a detector with other settings "
+                             "than the configuration gives")
         episode, last_alert = item.get("episode"), item.get("last_alert")
         if episode is not None and not (isinstance(episode, str) and len(episode) <= 64):
             raise StateError(f"episode must be null or an id, got {episode!r}"[:200])
@@ -679,6 +697,22 @@ def _build(spec: tuple[str, dict[str, Any]]) -> Detector:
     if name == ResidualDetector.name:
         return cast(Detector, ResidualDetector(**params))
     return build_detector(name, params)
+
+
+def _configured_like(restored: Detector, template: Detector) -> bool:
+    """True when a detector restored from a snapshot has the type and settings of a fresh one
+    built from the configuration (a snapshot chooses neither: its ``repr`` shows them)."""
+    if isinstance(restored, ColdStart):  # a group's cold start around the configured detector
+        return _configured_like(restored.inner, template)
+    if isinstance(restored, ResidualDetector):
+        settings = ("target", "inputs", "learner_params", "chart", "chart_params", "warmup",
+                    "learn_anomalies")
+        if not isinstance(template, ResidualDetector) or any(
+                getattr(restored, name) != getattr(template, name) for name in settings):
+            return False
+        chart = restore_detector(restored.chart, restored.state_dict()["detector"])
+        return repr(chart) == repr(build_detector(template.chart, template.chart_params))
+    return type(restored) is type(template) and repr(restored) == repr(template)
 
 
 def _restore(kind: str, state: Mapping[str, Any]) -> Detector:

@@ -15,7 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stream.config import load_config
+from stream.errors import StateError
+from stream.events import PredictionEvent, TelemetryEvent
 from stream.metrics import VigilMetrics
+from stream.monitor import Monitor
 from stream.runtime import Runner
 from stream.state import Snapshot
 from tests.unit.stream.test_models import OLD, Stream
@@ -213,3 +216,27 @@ def test_any_mutation_of_a_snapshot_restores_or_is_skipped_and_the_stream_goes_o
     batch = runner.run_once()  # the stream goes on from whichever snapshot was used
     assert batch.records == 200
     assert _rejected(runner) <= 1
+
+
+@pytest.mark.parametrize(("detector", "setting", "value"), [
+    ("shewhart", "k", 1e300),  # never alarms again
+    ("ewma", "L", 1e300),
+    ("robust", "window", 10**9),
+    ("hst", "n_trees", 10**9),  # a billion trees to build
+])
+def test_a_detector_with_settings_the_configuration_does_not_give_is_refused(
+        detector: str, setting: str, value: float) -> None:
+    """The snapshot's own settings of a detector used to be restored as written."""
+    monitor = Monitor(detector)
+    vector = detector == "hst"
+    for i in range(40):
+        event = PredictionEvent("m", 1767225600.0 + i, {"a": float(i % 5), "b": 1.0}, 0.5) \
+            if vector else TelemetryEvent("s", 1767225600.0 + i, {"x": float(i % 5)})
+        list(monitor.observe(event, ("t", 0)))
+    body = monitor.export_partition(("t", 0))
+    chosen = next(s for s in body["series"] if setting in s["state"])
+    chosen["state"][setting] = value
+    restored = Monitor(detector)
+    with pytest.raises(StateError, match="other settings|expected"):
+        restored.import_partition(("t", 0), body)
+    assert restored.series_count == 0
