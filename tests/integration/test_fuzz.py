@@ -30,8 +30,8 @@ from hypothesis import strategies as st
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from stream.broker import EmbeddedBroker, free_port
-from stream.errors import EventError
 from stream.config import RuntimeConfig
+from stream.errors import EventError
 from stream.events import REASONS, EventKind, EventLimits, decode_event
 from tests.integration.support import Topics, VigilProcess, wait_for, write_config
 

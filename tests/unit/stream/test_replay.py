@@ -98,7 +98,8 @@ def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path) -> None:
     path.write_bytes(b"\xef\xbb\xbftimestamp,value\n1767225600,1.0\n")
     assert replay(path, io.StringIO(), detector="shewhart").points == 1
     jsonl = tmp_path / "in.jsonl"
-    jsonl.write_bytes(b'\xef\xbb\xbf{"source": "s", "timestamp": 1767225600, "metrics": {"m": 1}}\n')
+    jsonl.write_bytes(b'\xef\xbb\xbf{"source": "s", "timestamp": 1767225600, '
+                      b'"metrics": {"m": 1}}\n')
     assert replay(jsonl, io.StringIO(), detector="shewhart").points == 1
 
 
