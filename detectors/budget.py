@@ -207,6 +207,13 @@ def ewma_arl(
 
     # Exact limits: carry the sub-density of the surviving EWMA forward while they widen.
     decay = (1.0 - lambda_) ** 2
+    steps = math.log(2.0 * _TOLERANCE) / math.log(decay)  # until the limits are asymptotic
+    if steps > MAX_EXACT_STEPS:
+        raise ValueError(
+            f"exact limits with lambda_ = {lambda_!r} need {steps:.0f} steps to compute an "
+            f"ARL (at most {MAX_EXACT_STEPS}): use limits = \"asymptotic\", or give L instead "
+            "of arl0"
+        )
     total = 1.0  # P(run length > 0)
     previous_nodes = np.zeros(1)
     density = np.ones(1)  # a point mass at 0, weight 1
@@ -227,6 +234,11 @@ def ewma_arl(
         total += float(current_weights @ density)
         previous_nodes, previous_weights = current_nodes, current_weights
         step += 1
+
+
+MAX_EXACT_STEPS = 3_000
+"""Steps an exact-limit EWMA ARL may take (lambda_ >= ~0.0026); each is a matrix product, so a
+tiny lambda_ would otherwise keep ``check-config`` busy for hours."""
 
 
 @lru_cache(maxsize=256)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import signal
 import sys
 import threading
@@ -23,6 +24,7 @@ from typing import Any
 from detectors import detector_names
 from stream.config import ENVIRONMENT, SECRETS, VigilConfig, load_config
 from stream.errors import ConfigError, VigilError
+from stream.text import printable
 
 log = logging.getLogger("vigil")
 
@@ -34,10 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
     except ConfigError as exc:
-        print(f"vigil: configuration error: {exc}", file=sys.stderr)
+        print(f"vigil: configuration error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except VigilError as exc:
-        print(f"vigil: {exc}", file=sys.stderr)
+        print(f"vigil: {printable(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -176,7 +178,8 @@ def configure_logging(level: str, log_format: str = "text",
     if log_format == "json":
         handler.setFormatter(JsonLogFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(PrintableFormatter(
+            "%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     debugging = level.upper() == "DEBUG"
     logging.getLogger("kafka").setLevel(logging.NOTSET if debugging else logging.ERROR)
@@ -199,6 +202,15 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class PrintableFormatter(logging.Formatter):
+    """Log lines whose message has its control characters escaped: a name from an event
+    cannot forge a log line or drive the terminal (tracebacks keep their lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
 class JsonLogFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message (and the exception, if any)."""
 
@@ -208,7 +220,7 @@ class JsonLogFormatter(logging.Formatter):
                 timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": printable(record.getMessage()),
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
@@ -231,6 +243,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = _load(args)
     secrets = [config.kafka.secret(name) or "" for name in ("ssl_password", "sasl_password")]
+    secrets += [key.decode("utf-8", "replace") for key in config.state.hmac_keys()]
     configure_logging(config.runtime.log_level, config.runtime.log_format, secrets)
     stop = threading.Event()
     stop_on_signals(stop)
@@ -262,17 +275,24 @@ def _replay(args: argparse.Namespace) -> int:
         else dict(config.detector.params)
     params.update(parse_params(args.param))
     capture = None if args.plot is None else SeriesCapture(args.series)
-    output = sys.stdout if args.output is None else args.output.open("w", encoding="utf-8")
+    if args.input.is_dir():
+        raise VigilError(f"input {str(args.input)!r} is a directory; give a CSV or JSONL file")
+    if not args.input.exists():
+        raise VigilError(f"input file {str(args.input)!r} does not exist")
+    try:
+        output = sys.stdout if args.output is None else args.output.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise VigilError(f"cannot write {str(args.output)!r}: {exc.strerror}") from None
     try:
         summary = replay(args.input, output, detector=detector, params=params, capture=capture)
-    except FileNotFoundError:
-        raise VigilError(f"input file {str(args.input)!r} does not exist") from None
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     finally:
         if output is not sys.stdout:
             output.close()
     print(summary.line(), file=sys.stderr)
+    if summary.valid == 0:
+        raise VigilError(f"nothing valid was read from {str(args.input)!r}")
     if capture is not None:
         png = capture.render(detector)
         try:
@@ -280,8 +300,8 @@ def _replay(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise VigilError(f"cannot write the chart to {str(args.plot)!r}: "
                              f"{exc.strerror}") from exc
-        print(f"drew {capture.series} ({len(capture.points)} points) to {args.plot}",
-              file=sys.stderr)
+        print(f"drew {printable(capture.series or '')} ({len(capture.points)} points) to "
+              f"{args.plot}", file=sys.stderr)
     return 0
 
 
@@ -334,47 +354,67 @@ def _generate(args: argparse.Namespace) -> int:
 def _export_model(args: argparse.Namespace) -> int:
     import joblib
 
-    from stream.subscribe import AlertFilter, read_alerts, topic_reader
-    from updaters.base import LinearParams
-    from updaters.sklearn_io import to_sklearn
+    from stream.subscribe import AlertFilter, AlertRecord, read_alerts, topic_reader
 
     config = _load(args)
     topic = config.topics.model_updates
-    latest: dict[str, Any] = {}
-
-    def keep(message: dict[str, Any]) -> None:
-        if message.get("model") == args.model and \
-                int(message.get("version", 0)) >= int(latest.get("version", 0)):
-            latest.clear()
-            latest.update(message)
-
-    consumer = topic_reader(config)
-    try:
-        read_alerts(consumer, [topic], keep, alert_filter=AlertFilter(),
-                    warn=lambda message: print(f"vigil export-model: {message}",
-                                               file=sys.stderr))
-    finally:
-        consumer.close()
-    if not latest:
-        print(f"vigil export-model: no update of model {args.model!r} on {topic!r}",
-              file=sys.stderr)
-        return 1
     classes = None
     if args.classes:
         classes = [_label(part.strip()) for part in args.classes.split(",")]
         if len(classes) != 2:
             raise ConfigError(f"--classes {args.classes!r}: give exactly two labels, e.g. 0,1")
+    model = args.model
+    latest: dict[str, Any] = {}
+    refused: list[str] = []
+
+    def keep(message: dict[str, Any], record: AlertRecord) -> None:
+        """The newest usable update of the model: Vigil keys updates by model, so they all
+        share a partition, read in offset order; others, and unusable ones, are skipped."""
+        if record.key != model.encode() or message.get("model") != model:
+            return
+        try:
+            estimator = _update_estimator(message, classes)
+        except (KeyError, TypeError, ValueError) as exc:
+            refused.append(f"{record.partition}/{record.offset}: {exc}")
+            return
+        latest.update(message=message, estimator=estimator)
+
+    def warn(message: str) -> None:
+        print(f"vigil export-model: {printable(message)}", file=sys.stderr)
+
+    consumer = topic_reader(config)
     try:
-        params = LinearParams.from_dict(latest, classes)
-        estimator = to_sklearn(params, latest.get("estimator"))
-    except (KeyError, TypeError, ValueError) as exc:
-        print(f"vigil export-model: update {latest.get('version')!r} of {args.model!r} is not "
-              f"usable: {exc}", file=sys.stderr)
+        read_alerts(consumer, [topic], keep, alert_filter=AlertFilter(), warn=warn)
+    finally:
+        consumer.close()
+    for reason in refused[-3:]:
+        warn(f"skipped an unusable update at {reason}")
+    if not latest:
+        warn(f"no usable update of model {model!r} on {topic!r}"
+             + (f" ({len(refused)} unusable)" if refused else ""))
         return 1
+    message, estimator = latest["message"], latest["estimator"]
     joblib.dump(estimator, args.output)
-    print(f"wrote {type(estimator).__name__} of {args.model!r} (version {latest['version']}, "
-          f"{latest.get('n_updates')} updates, loss {latest.get('loss')}) to {args.output}")
+    print(printable(f"wrote {type(estimator).__name__} of {model!r} (version "
+                    f"{message['version']}, {message.get('n_updates')} updates, loss "
+                    f"{message.get('loss')}) to {args.output}"))
     return 0
+
+
+def _update_estimator(message: dict[str, Any], classes: list[Any] | None) -> Any:
+    """The fitted scikit-learn estimator of a model-update message; ValueError (or KeyError,
+    TypeError) naming what makes it unusable: the message is data anyone could have written."""
+    from updaters.base import LinearParams
+    from updaters.sklearn_io import to_sklearn
+
+    version = message.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"version must be an integer >= 1, got {version!r}"[:200])
+    params = LinearParams.from_dict(message, classes)
+    numbers = (*params.coef, params.intercept)
+    if not all(math.isfinite(number) for number in numbers):
+        raise ValueError("its coefficients or intercept are not all finite")
+    return to_sklearn(params, message.get("estimator"))
 
 
 def _label(text: str) -> int | float | str:
@@ -388,7 +428,10 @@ def _label(text: str) -> int | float | str:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from stream.runtime import BatchProcessor
+
     config = _load(args)
+    BatchProcessor(config)  # builds every detector, buffer and model as `vigil run` would
     print(render_toml(config), end="")
     print("# configuration is valid", file=sys.stderr)
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import importlib.util
+import math
 import os
 import re
 import tomllib
@@ -168,8 +169,21 @@ class StateConfig:
     """Also snapshot and commit after this many events (0: by time only)."""
     max_series: int = 1_000_000
     """Series held at once; beyond it the least recently seen one is evicted (counted)."""
+    max_series_per_key: int = 10_000
+    """Series of one model or source at once (at most ``max_series``); beyond it that key's
+    own least recently seen series go, so one key cannot evict the others."""
+    max_names_per_event: int = 1_000
+    """Metrics of one telemetry event or features of one prediction; more: dead-lettered."""
+    max_name_length: int = 256
+    """Characters of a name or id in an event; longer: dead-lettered."""
     series_ttl_s: float = 7 * 24 * 3600.0
     """A series idle this long in event time restarts from warm-up (counted); 0 keeps all."""
+    max_snapshot_mb: int = 1024
+    """A snapshot that decompresses to more is refused on restore (a zlib bomb guard)."""
+    hmac_key: str = field(default="", repr=False)
+    """Key that signs and verifies snapshots (HMAC-SHA256); empty: snapshots are unsigned."""
+    hmac_key_file: str = ""
+    """File of keys, one a line: the first signs, any verifies (for rotation)."""
 
     def __post_init__(self) -> None:
         _require(_valid_topic(self.topic), "state.topic", self.topic,
@@ -180,8 +194,34 @@ class StateConfig:
                  self.checkpoint_every_events, "use 0 (time only) or a positive count")
         _require(self.max_series > 0, "state.max_series", self.max_series,
                  "use a positive number of series")
+        _require(self.max_series_per_key > 0, "state.max_series_per_key",
+                 self.max_series_per_key, "use a positive number of series")
+        _require(0 < self.max_names_per_event <= 100_000, "state.max_names_per_event",
+                 self.max_names_per_event, "use a number from 1 to 100000")
+        _require(0 < self.max_name_length <= 4_096, "state.max_name_length",
+                 self.max_name_length, "use a number of characters from 1 to 4096")
         _require(self.series_ttl_s >= 0, "state.series_ttl_s", self.series_ttl_s,
                  "use 0 (never expire) or a positive number of seconds")
+        _require(self.max_snapshot_mb > 0, "state.max_snapshot_mb", self.max_snapshot_mb,
+                 "use a positive number of megabytes")
+        _require(not (self.hmac_key and self.hmac_key_file), "state.hmac_key_file",
+                 self.hmac_key_file, "give the key in state.hmac_key or in a file, not both")
+        _require(not self.hmac_key_file or Path(self.hmac_key_file).is_file(),
+                 "state.hmac_key_file", self.hmac_key_file,
+                 "the file does not exist or is not readable")
+        for key in self.hmac_keys():
+            if len(key) < 16:
+                raise ConfigError("state.hmac_key is too short: use at least 16 bytes, e.g. "
+                                  "the output of `openssl rand -hex 32`")
+
+    def hmac_keys(self) -> tuple[bytes, ...]:
+        """The snapshot keys: the first signs, all verify; none when snapshots are unsigned."""
+        if self.hmac_key:
+            return (self.hmac_key.encode(),)
+        if self.hmac_key_file:
+            lines = Path(self.hmac_key_file).read_text(encoding="utf-8").splitlines()
+            return tuple(line.strip().encode() for line in lines if line.strip())
+        return ()
 
 
 @dataclass(frozen=True)
@@ -289,6 +329,8 @@ class ModelsConfig:
     """How long (event time) a prediction waits for its label before it is counted expired."""
     max_waiting_predictions: int = 100_000
     """Predictions waiting for labels, per input partition; the oldest go first beyond it."""
+    max_waiting_mb: int = 128
+    """... and at most about this many megabytes of them (features included), per partition."""
     max_models: int = 1_000
     """Models maintained per instance (and label sets of vigil_model_*); others are counted."""
     publish_every: int = 1_000
@@ -324,6 +366,7 @@ class ModelsConfig:
                      f"{where}.warm_start", path,
                      "give the path of a readable joblib file of a fitted estimator")
         positive = {"label_ttl_s": "seconds", "max_waiting_predictions": "predictions",
+                    "max_waiting_mb": "megabytes",
                     "max_models": "models", "block": "events", "span": "events",
                     "snapshot_every": "updates", "max_rollbacks": "rollbacks"}
         for name, unit in positive.items():
@@ -401,6 +444,9 @@ class RuntimeConfig:
     log_format: str = "text"
     shutdown_grace_s: float = 30.0
     """On SIGTERM: at most this long to finish the batch, snapshot and commit."""
+    max_clock_skew_s: float = 3_600.0
+    """An event stamped later than the wall clock plus this is dead-lettered
+    (``future_timestamp``), and restored event-time clocks are held to it."""
 
     def __post_init__(self) -> None:
         _require(self.poll_timeout_ms > 0, "runtime.poll_timeout_ms", self.poll_timeout_ms,
@@ -412,6 +458,8 @@ class RuntimeConfig:
         _require(self.log_format in ("text", "json"), "runtime.log_format", self.log_format,
                  'use "text" (human-readable) or "json" (one object per line)')
         _require(self.shutdown_grace_s > 0, "runtime.shutdown_grace_s", self.shutdown_grace_s,
+                 "use a positive number of seconds")
+        _require(self.max_clock_skew_s > 0, "runtime.max_clock_skew_s", self.max_clock_skew_s,
                  "use a positive number of seconds")
 
 
@@ -462,6 +510,7 @@ ENVIRONMENT: dict[str, str] = {
     "VIGIL_SASL_MECHANISM": "kafka.sasl_mechanism",
     "VIGIL_SASL_USERNAME": "kafka.sasl_username",
     "VIGIL_SASL_PASSWORD": "kafka.sasl_password",
+    "VIGIL_STATE_HMAC_KEY": "state.hmac_key",
 }
 """Environment variables and the ``section.key`` each one overrides."""
 
@@ -539,6 +588,39 @@ def _build(tree: Mapping[str, Mapping[str, Any]]) -> VigilConfig:
 
 
 def _coerce(dotted: str, value: Any, default: Any) -> Any:
+    """Turn strings from the environment into the default's type; reject wrong TOML types and
+    non-finite numbers (TOML's inf and nan, at any depth). A secret's value is never shown."""
+    try:
+        coerced = _coerce_type(dotted, value, default)
+    except ConfigError:
+        if dotted in SECRETS:
+            raise ConfigError(f"{dotted} must be a string (its value is not shown: it is a "
+                              "secret); quote it in TOML") from None
+        raise
+    where = _non_finite(coerced)
+    if where is not None:
+        raise ConfigError(f"{dotted}{where} is not a finite number; give a finite value "
+                          "(inf and nan are refused everywhere)")
+    return coerced
+
+
+def _non_finite(value: Any) -> str | None:
+    """The path (``""``, ``".h"``, ``"[2]"``) of the first NaN or infinity in ``value``."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else ""
+    items: Any = ()
+    if isinstance(value, Mapping):
+        items = ((f".{key}", item) for key, item in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"[{index}]", item) for index, item in enumerate(value))
+    for where, item in items:
+        inner = _non_finite(item)
+        if inner is not None:
+            return f"{where}{inner}"
+    return None
+
+
+def _coerce_type(dotted: str, value: Any, default: Any) -> Any:
     """Turn strings from the environment into the default's type; reject wrong TOML types."""
     expected = type(default)
     if isinstance(default, list):
@@ -582,7 +664,7 @@ ROUTE_VALUES: dict[str, tuple[str, ...]] = {
 KAFKA_CLIENTS = ("kafka-python", "confluent-kafka")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-SECRETS = frozenset({"kafka.ssl_password", "kafka.sasl_password"})
+SECRETS = frozenset({"kafka.ssl_password", "kafka.sasl_password", "state.hmac_key"})
 """Settings never printed or logged."""
 
 

@@ -22,10 +22,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from kafka import TopicPartition
+from kafka import errors as kafka_errors
 from kafka.errors import CommitFailedError, KafkaError
 
 from stream.config import VigilConfig
 from stream.errors import BrokerError, ConfigError
+from stream.kafka_io import IDLE_MARGIN_MS, METADATA_MAX_AGE_MS, RECONNECT_BACKOFF_MAX_MS
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +64,23 @@ def _confluent() -> Any:
     return confluent_kafka
 
 
+CONNECTION_SETUP_TIMEOUT_MS = 10_000
+"""Longest a new connection may take to be usable (librdkafka's default is 30 s)."""
+
+
 def librdkafka_settings(config: VigilConfig) -> dict[str, Any]:
-    """The librdkafka form of ``stream.kafka_io.client_settings``: address, identity, security."""
+    """The librdkafka form of ``stream.kafka_io.client_settings``: address, identity,
+    timeouts (the same choices, see :mod:`stream.kafka_io`) and security."""
     kafka = config.kafka
     settings: dict[str, Any] = {
         "bootstrap.servers": ",".join(s.strip() for s in kafka.bootstrap_servers.split(",")),
         "client.id": kafka.client_id,
         "socket.timeout.ms": kafka.request_timeout_ms,
+        "socket.keepalive.enable": True,
+        "socket.connection.setup.timeout.ms": CONNECTION_SETUP_TIMEOUT_MS,
+        "connections.max.idle.ms": kafka.request_timeout_ms + IDLE_MARGIN_MS,
+        "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
+        "metadata.max.age.ms": METADATA_MAX_AGE_MS,
         "security.protocol": kafka.security_protocol,
         "logger": logging.getLogger(f"{__name__}.librdkafka"),
     }
@@ -379,10 +391,13 @@ class DeliveryFuture:
         return self.value
 
     def report(self, error: Any, message: Any) -> None:
-        """librdkafka's delivery callback."""
+        """librdkafka's delivery callback; a broker's error code becomes kafka-python's class
+        of it (so a message refused for its size is told from a timeout)."""
         self.is_done = True
         if error is not None:
-            self.exception = KafkaError(error.str())
+            code = error.code()
+            kind = kafka_errors.for_code(code) if code > 0 else KafkaError
+            self.exception = kind(error.str())
         else:
             self.value = message
 

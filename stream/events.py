@@ -18,7 +18,12 @@ Rules common to both: numbers are JSON numbers (not booleans, not strings) and f
 unknown fields are ignored, so producers can add fields before Vigil reads them. The
 timestamp is epoch seconds, or epoch milliseconds when its magnitude exceeds 1e11 (1e11 s
 is the year 5138, 1e11 ms is 1973), or an ISO-8601 string (naive means UTC); it must fall
-after 1970-01-01 and before 2200-01-01. A bad event raises :class:`~stream.errors.EventError`
+after 1970-01-01 and before 2200-01-01, and no later than :attr:`EventLimits.latest_timestamp`
+(``vigil run`` sets it to the wall clock plus ``runtime.max_clock_skew_s``: one event from the
+far future must not move a partition's event-time clock past every series' TTL). An event
+carries at most :attr:`EventLimits.max_names` metrics or features, and every name and id at
+most :attr:`EventLimits.max_name_length` characters, so one event cannot make thousands of
+series or outputs too large to publish. A bad event raises :class:`~stream.errors.EventError`
 whose ``reason`` is one of :data:`REASONS`; a required field that is null counts as missing,
 and a name holding a lone surrogate (``"\\ud800"``, which cannot become UTF-8) as invalid_utf8.
 """
@@ -44,10 +49,13 @@ NOT_FINITE: Final = "not_finite"
 BAD_TIMESTAMP: Final = "bad_timestamp"
 UNKNOWN_KIND: Final = "unknown_kind"
 EMPTY: Final = "empty"
+FUTURE_TIMESTAMP: Final = "future_timestamp"
+TOO_MANY_NAMES: Final = "too_many_names"
+NAME_TOO_LONG: Final = "name_too_long"
 
 REASONS: Final = frozenset({
     INVALID_UTF8, INVALID_JSON, NOT_AN_OBJECT, MISSING_FIELD, WRONG_TYPE, NOT_FINITE,
-    BAD_TIMESTAMP, UNKNOWN_KIND, EMPTY,
+    BAD_TIMESTAMP, UNKNOWN_KIND, EMPTY, FUTURE_TIMESTAMP, TOO_MANY_NAMES, NAME_TOO_LONG,
 })
 """Every ``EventError.reason`` this module raises: a fixed set, so a safe metric label."""
 
@@ -66,6 +74,22 @@ LATEST_TIMESTAMP: Final = 7_258_118_400.0
 """2200-01-01T00:00:00Z in epoch seconds: anything later is a unit mistake, not the future."""
 
 EventKind = Literal["prediction", "telemetry", "label"]
+
+
+@dataclass(frozen=True, slots=True)
+class EventLimits:
+    """Bounds an event must keep (``state.max_names_per_event``, ``state.max_name_length``,
+    and the wall clock plus ``runtime.max_clock_skew_s`` in ``vigil run``)."""
+
+    max_names: int = 1_000
+    """Metrics of a telemetry event, or features of a prediction."""
+    max_name_length: int = 256
+    """Characters of a source, model, metric or feature name, prediction id or version."""
+    latest_timestamp: float = LATEST_TIMESTAMP
+    """Latest event time accepted, in epoch seconds."""
+
+
+DEFAULT_LIMITS: Final = EventLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +130,8 @@ class LabelEvent:
 Event = PredictionEvent | TelemetryEvent | LabelEvent
 
 
-def decode_event(raw: bytes, kind: EventKind | None = None) -> Event:
+def decode_event(raw: bytes, kind: EventKind | None = None,
+                 limits: EventLimits = DEFAULT_LIMITS) -> Event:
     """Decode and validate one UTF-8 JSON event: returns an Event or raises EventError, only.
 
     ``kind`` None infers it: an object with ``"model"`` is a prediction, else one with
@@ -140,29 +165,33 @@ model_version=None, prediction_id=None, label=None)
     timestamp = obj.get("timestamp")
     if type(timestamp) is not float or not 0.0 < timestamp < LATEST_TIMESTAMP:
         timestamp = parse_timestamp(timestamp)  # the inline test lets through only plain seconds
+    if timestamp > limits.latest_timestamp:
+        raise EventError(FUTURE_TIMESTAMP, f"field 'timestamp' is {timestamp:.3f}, later than "
+                                           f"the clock allows ({limits.latest_timestamp:.3f})")
+    longest = limits.max_name_length
     event: Event
     if kind == "telemetry":
         source = obj.get("source")
-        if type(source) is not str or not source:
-            raise _name_error("source", source)
-        metrics = _numbers(obj.get("metrics"), "metrics", required=True)
+        if type(source) is not str or not source or len(source) > longest:
+            raise _name_error("source", source, longest)
+        metrics = _numbers(obj.get("metrics"), "metrics", limits, required=True)
         if not metrics:
             raise EventError(EMPTY, "field 'metrics' must hold at least one metric, got {}")
         event = TelemetryEvent(source, timestamp, metrics)
     elif kind == "prediction":
         model = obj.get("model")
-        if type(model) is not str or not model:
-            raise _name_error("model", model)
-        features = _numbers(obj.get("features"), "features", required=False)
+        if type(model) is not str or not model or len(model) > longest:
+            raise _name_error("model", model, longest)
+        features = _numbers(obj.get("features"), "features", limits, required=False)
         prediction = obj.get("prediction")
         if type(prediction) is not float or not -LARGEST <= prediction <= LARGEST:
             prediction = _number(prediction, "prediction")
         model_version = obj.get("model_version")
-        if model_version is not None and type(model_version) is not str:
-            raise _type_error("model_version", "a string or null", model_version)
+        if model_version is not None:
+            _optional_name("model_version", model_version, longest)
         prediction_id = obj.get("prediction_id")
-        if prediction_id is not None and type(prediction_id) is not str:
-            raise _type_error("prediction_id", "a string or null", prediction_id)
+        if prediction_id is not None:
+            _optional_name("prediction_id", prediction_id, longest)
         label = obj.get("label")
         if label is not None:
             label = _number(label, "label")
@@ -170,11 +199,11 @@ model_version=None, prediction_id=None, label=None)
                                 prediction_id, label)
     elif kind == "label":
         prediction_id = obj.get("prediction_id")
-        if type(prediction_id) is not str or not prediction_id:
-            raise _name_error("prediction_id", prediction_id)
+        if type(prediction_id) is not str or not prediction_id or len(prediction_id) > longest:
+            raise _name_error("prediction_id", prediction_id, longest)
         model = obj.get("model")
-        if model is not None and (type(model) is not str or not model):
-            raise _name_error("model", model)
+        if model is not None and (type(model) is not str or not model or len(model) > longest):
+            raise _name_error("model", model, longest)
         event = LabelEvent(prediction_id, _number(obj.get("label"), "label"), timestamp, model)
     else:
         raise ValueError(f"kind must be 'prediction', 'telemetry', 'label' or None, got {kind!r}")
@@ -291,15 +320,23 @@ def _depth(text: str) -> int:
     return deepest
 
 
-def _numbers(values: object, field: str, *, required: bool) -> dict[str, float]:
-    """Check a JSON object of finite numbers, converting integers to floats in place."""
+def _numbers(values: object, field: str, limits: EventLimits, *,
+             required: bool) -> dict[str, float]:
+    """Check a JSON object of finite numbers within the limits, converting integers to floats
+    in place."""
     if type(values) is not dict:
         if values is None and not required:
             return {}
         if values is None:
             raise EventError(MISSING_FIELD, f"field {field!r} is missing or null")
         raise _type_error(field, "an object of numbers", values)
+    if len(values) > limits.max_names:
+        raise EventError(TOO_MANY_NAMES, f"field {field!r} holds {len(values)} names, more "
+                                         f"than the {limits.max_names} allowed")
+    longest = limits.max_name_length
     for name, value in values.items():
+        if len(name) > longest:
+            raise _too_long(_subfield(field, name), longest)
         if type(value) is float:
             if not -LARGEST <= value <= LARGEST:
                 raise _not_finite(_subfield(field, name), value)
@@ -358,12 +395,26 @@ def _require_encodable(event: Event) -> None:
                                            "which has no UTF-8 encoding") from exc
 
 
-def _name_error(field: str, value: object) -> EventError:
+def _name_error(field: str, value: object, longest: int) -> EventError:
     if value is None:
         return EventError(MISSING_FIELD, f"field {field!r} is missing or null")
     if type(value) is not str:
         return _type_error(field, "a non-empty string", value)
+    if len(value) > longest:
+        return _too_long(field, longest)
     return EventError(EMPTY, f"field {field!r} must be a non-empty string, got ''")
+
+
+def _optional_name(field: str, value: object, longest: int) -> None:
+    """Check a string-or-null field (null already handled by the caller)."""
+    if type(value) is not str:
+        raise _type_error(field, "a string or null", value)
+    if len(value) > longest:
+        raise _too_long(field, longest)
+
+
+def _too_long(field: str, longest: int) -> EventError:
+    return EventError(NAME_TOO_LONG, f"field {field!r} is longer than {longest} characters")
 
 
 def _type_error(field: str, expected: str, value: object) -> EventError:

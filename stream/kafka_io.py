@@ -29,13 +29,48 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+RECONNECT_BACKOFF_MAX_MS = 5_000
+"""Longest wait between attempts to reach a broker (kafka-python's default is 30 s, so a
+client could sleep half a minute after the network is back)."""
+
+METADATA_MAX_AGE_MS = 60_000
+"""Cluster metadata is refreshed at least this often (errors refresh it at once anyway)."""
+
+IDLE_MARGIN_MS = 10_000
+"""A connection that neither sent nor received for ``request_timeout_ms`` plus this is closed
+and opened afresh when next needed: a request that waits for an answer on a connection the
+network silently dropped (a JoinGroup, which kafka-python lets wait ``max_poll_interval_ms``
++ 5 s) is given up after this long, not after minutes."""
+
+KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_PROBES = 15, 5, 3
+"""TCP keepalive: an idle connection whose peer is gone is found out in 30 s."""
+
+
+def socket_options(request_timeout_ms: int) -> list[tuple[int, int, int]]:
+    """TCP options of every broker connection: no Nagle delay, keepalive probes, and (Linux)
+    data left unacknowledged longer than a request may take aborts the connection."""
+    options = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
+               (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (("TCP_KEEPIDLE", KEEPALIVE_IDLE_S),
+                        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL_S),
+                        ("TCP_KEEPCNT", KEEPALIVE_PROBES),
+                        ("TCP_USER_TIMEOUT", request_timeout_ms)):
+        if hasattr(socket, name):  # Linux has them all; elsewhere the system's defaults
+            options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    return options
+
+
 def client_settings(config: VigilConfig) -> dict[str, Any]:
-    """Settings shared by every client Vigil makes, security included."""
+    """Settings shared by every client Vigil makes: address, timeouts and security."""
     kafka = config.kafka
     settings: dict[str, Any] = {
         "bootstrap_servers": [s.strip() for s in kafka.bootstrap_servers.split(",")],
         "client_id": kafka.client_id,
         "request_timeout_ms": kafka.request_timeout_ms,
+        "connections_max_idle_ms": kafka.request_timeout_ms + IDLE_MARGIN_MS,
+        "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
+        "metadata_max_age_ms": METADATA_MAX_AGE_MS,
+        "socket_options": socket_options(kafka.request_timeout_ms),
         "security_protocol": kafka.security_protocol,
     }
     if kafka.security_protocol in ("SSL", "SASL_SSL"):

@@ -2,6 +2,8 @@
 
 The endpoint answers ``/metrics`` (exposition format), ``/healthz`` (200 while the consume
 loop is alive) and ``/readyz`` (200 once the loop has joined the group and is consuming).
+It serves at most ``max_connections`` connections at once (more are closed at once) and
+drops one that sends nothing for ``timeout_s``, so idle connections cannot pile up threads.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -83,6 +85,11 @@ class VigilMetrics:
             "vigil_last_checkpoint_timestamp_seconds",
             "Unix time of the last state snapshot acknowledged by the broker.",
             registry=self.registry,
+        )
+        self.snapshots_rejected = Counter(
+            "vigil_snapshots_rejected", "Snapshots found on the state topic but not restored "
+            "(unreadable, unsigned, beyond a limit, or unusable); an older one or warm-up is "
+            "used instead.", registry=self.registry,
         )
         self.rebalances = Counter(
             "vigil_rebalances", "Consumer-group rebalances this instance took part in.",
@@ -287,15 +294,43 @@ class Liveness:
         return self._last_beat is not None and self._clock() - self._last_beat < self.timeout_s
 
 
+class _BoundedHTTPServer(ThreadingHTTPServer):
+    """A thread per connection, at most ``max_connections`` of them: beyond, it closes at once."""
+
+    daemon_threads = True
+    request_queue_size = 64  # connections the kernel holds until accepted (socketserver: 5)
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 max_connections: int) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 class MetricsServer:
     """A small threaded HTTP server for /metrics, /healthz and /readyz."""
 
     def __init__(
-        self, registry: CollectorRegistry, liveness: Liveness, host: str, port: int
+        self, registry: CollectorRegistry, liveness: Liveness, host: str, port: int, *,
+        timeout_s: float = 5.0, max_connections: int = 16,
     ) -> None:
-        handler = _handler_class(registry, liveness)
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
+        handler = _handler_class(registry, liveness, timeout_s)
+        self._server = _BoundedHTTPServer((host, port), handler, max_connections)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="vigil-metrics", daemon=True
         )
@@ -317,9 +352,13 @@ class MetricsServer:
 
 
 def _handler_class(
-    registry: CollectorRegistry, liveness: Liveness
+    registry: CollectorRegistry, liveness: Liveness, timeout_s: float
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = timeout_s
+        """Seconds a connection may stay silent (socket timeout): a slow or idle client is
+        dropped instead of holding its thread."""
+
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             path = self.path.split("?", 1)[0]
             if path == "/metrics":

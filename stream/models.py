@@ -12,6 +12,7 @@ runtime turns the :class:`ModelSignal` values into alerts and model-update messa
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -23,6 +24,7 @@ from stream.alerts import iso_utc
 from stream.config import ModelsConfig
 from stream.errors import ConfigError, StateError
 from stream.events import LabelEvent, PredictionEvent
+from stream.state import checked_count, checked_number
 from updaters import (
     GuardedLearner,
     LabelJoinBuffer,
@@ -32,6 +34,8 @@ from updaters import (
     restore_learner,
 )
 from updaters.labels import Joined
+
+log = logging.getLogger(__name__)
 
 PartitionId = tuple[str, int]
 
@@ -80,13 +84,21 @@ class _Maintained:
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any],
-                   restore: Callable[[Mapping[str, Any]], Learner]) -> _Maintained:
+                   restore: Callable[[Mapping[str, Any]], Learner],
+                   latest: float = math.inf) -> _Maintained:
+        """The saved model's state, checked (it is data read from Kafka); its event times are
+        held to ``latest``. ValueError when a field has the wrong type or range."""
+        if not isinstance(state, Mapping):
+            raise ValueError("a model's state must be an object")
+        loss = state.get("maintained_loss")
+        if loss is not None:
+            loss = checked_number(loss, "maintained_loss")
         return cls(GuardedLearner.from_state(state["guard"], restore),
                    PerformanceMonitor.from_state(state["performance"]),
-                   int(state["version"]), int(state["published_updates"]),
-                   _float_or(state.get("published_at"), -math.inf),
-                   _float_or(state.get("last_alert"), -math.inf),
-                   state.get("maintained_loss"))
+                   checked_count(state.get("version"), "version"),
+                   checked_count(state.get("published_updates"), "published_updates"),
+                   min(_time_or(state.get("published_at"), "published_at"), latest),
+                   min(_time_or(state.get("last_alert"), "last_alert"), latest), loss)
 
 
 class _PartitionModels:
@@ -118,6 +130,27 @@ class ModelMaintainer:
         for spec in [config.spec_for(""), *config.overrides.values()]:
             if spec.get("warm_start"):
                 self._template(config.spec_for("") | dict(spec))
+        self._check_settings()
+
+    def _check_settings(self) -> None:
+        """Build a label buffer and every configured model now, so that settings ``run`` would
+        fail on at its first labelled event fail at start (and in ``check-config``)."""
+        config = self.config
+        where = "models"
+        try:
+            self._buffer()
+            for pattern in ["", *config.overrides]:
+                where = f'models.overrides."{pattern}"' if pattern else "models"
+                spec = config.spec_for("") | dict(config.overrides.get(pattern, {}))
+                self._maintained(spec, {"feature": 0.0}, 0.0)  # a stand-in for real ones
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: these settings cannot build a model: {exc}") from exc
+
+    def _buffer(self) -> LabelJoinBuffer:
+        """An empty label buffer with the configured limits."""
+        config = self.config
+        return LabelJoinBuffer(config.max_waiting_predictions, config.label_ttl_s,
+                               max_bytes=config.max_waiting_mb * 2**20, size_of=_payload_bytes)
 
     # --- events -------------------------------------------------------------------------
 
@@ -145,12 +178,18 @@ class ModelMaintainer:
     def end_batch(self) -> None:
         """Expire predictions whose label did not come within the TTL (at each partition's
         event-time watermark), and add what the buffers counted to ``counts``."""
-        for part in self._partitions.values():
+        for partition, part in self._partitions.items():
             if not part.dirty:
                 continue
             buffer = part.buffer
             if part.watermark != -math.inf:
-                buffer.expire(part.watermark)
+                try:
+                    buffer.expire(part.watermark)
+                except Exception:  # noqa: BLE001 - must not stop the stream; start afresh
+                    log.exception("the label buffer of %s/%d failed to expire; its waiting "
+                                  "predictions are dropped", *partition)
+                    part.buffer = buffer = self._buffer()
+                    part.counted = buffer.counters()
             totals = buffer.counters()
             for name, total in totals.items():
                 if total != part.counted.get(name, 0):
@@ -160,8 +199,7 @@ class ModelMaintainer:
     def _part(self, partition: PartitionId, timestamp: float) -> _PartitionModels:
         part = self._partitions.get(partition)
         if part is None:
-            part = self._partitions[partition] = _PartitionModels(LabelJoinBuffer(
-                self.config.max_waiting_predictions, self.config.label_ttl_s))
+            part = self._partitions[partition] = _PartitionModels(self._buffer())
         part.dirty = True
         if timestamp > part.watermark:
             part.watermark = timestamp
@@ -219,7 +257,13 @@ class ModelMaintainer:
         if sum(len(p.models) for p in self._partitions.values()) >= self.config.max_models:
             self.counts["untracked"] += 1
             return None
-        spec = self.config.spec_for(model)
+        maintained = part.models[model] = self._maintained(self.config.spec_for(model),
+                                                           features, timestamp)
+        return maintained
+
+    def _maintained(self, spec: Mapping[str, Any], features: Mapping[str, float],
+                    timestamp: float) -> _Maintained:
+        """A fresh maintained model of ``spec``: its guarded learner and loss monitor."""
         learner = self._learner(spec, features)
         config = self.config
         guarded = GuardedLearner(learner, loss=spec["loss"] or None,
@@ -229,9 +273,7 @@ class ModelMaintainer:
                                  max_rollbacks=config.max_rollbacks)
         performance = PerformanceMonitor(guarded.loss, block=config.block, chart=config.chart,
                                          chart_params=config.chart_params, span=config.span)
-        maintained = part.models[model] = _Maintained(guarded, performance,
-                                                      published_at=timestamp)
-        return maintained
+        return _Maintained(guarded, performance, published_at=timestamp)
 
     def _learner(self, spec: Mapping[str, Any], features: Mapping[str, float]) -> Learner:
         if spec.get("warm_start"):
@@ -331,19 +373,37 @@ class ModelMaintainer:
                 "watermark": _finite_or_none(part.watermark),
                 "models": {name: m.state_dict() for name, m in part.models.items()}}
 
-    def import_partition(self, partition: PartitionId, body: Mapping[str, Any] | None) -> None:
-        """Replace the partition's state with an exported one (None: start empty)."""
+    def import_partition(self, partition: PartitionId, body: Mapping[str, Any] | None, *,
+                         latest: float = math.inf) -> None:
+        """Replace the partition's state with an exported one (None: start empty).
+
+        The state is data read from Kafka: StateError when anything in it has the wrong type
+        or range. Limits come from the configuration, learner types too, and event times are
+        held to ``latest`` (the wall clock plus the allowed skew).
+        """
         self.drop_partition(partition)
         if body is None:
             return
+        config = self.config
         try:
-            part = _PartitionModels(LabelJoinBuffer.from_state(body["buffer"]))
-            part.watermark = _float_or(body.get("watermark"), -math.inf)
-            part.models = {str(name): _Maintained.from_state(state, self._restorer(str(name)))
-                           for name, state in body["models"].items()}
+            if not isinstance(body, Mapping) or not isinstance(body.get("models"), Mapping):
+                raise StateError("the model state must be an object with an object of models")
+            models = body["models"]
+            if len(models) > config.max_models:
+                raise StateError(f"{len(models)} models, more than models.max_models")
+            part = _PartitionModels(LabelJoinBuffer.from_state(
+                body["buffer"], max_entries=config.max_waiting_predictions,
+                ttl_seconds=config.label_ttl_s, max_bytes=config.max_waiting_mb * 2**20,
+                size_of=_payload_bytes, check_payload=_check_payload, check_label=_check_label,
+                latest=latest))
+            part.watermark = min(_time_or(body.get("watermark"), "watermark"), latest)
+            for name, state in models.items():
+                if not isinstance(name, str) or not 0 < len(name) <= 4_096:
+                    raise StateError("a model's name must be a string of 1-4096 characters")
+                part.models[name] = _Maintained.from_state(state, self._restorer(name), latest)
             part.counted = part.buffer.counters()
         except Exception as exc:  # any learner's from_state may fail on a corrupt body
-            raise StateError(f"unreadable model state for {partition}: {exc!r}") from exc
+            raise StateError(f"unreadable model state for {partition}: {exc!r}"[:500]) from exc
         self._partitions[partition] = part
 
     def drop_partition(self, partition: PartitionId) -> list[str]:
@@ -356,5 +416,27 @@ def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _float_or(value: Any, default: float) -> float:
-    return default if value is None else float(value)
+def _time_or(value: Any, name: str) -> float:
+    """A saved event time: a finite number, or None for "never" (minus infinity)."""
+    return -math.inf if value is None else checked_number(value, name)
+
+
+def _payload_bytes(payload: list[Any]) -> int:
+    """Approximate bytes a waiting prediction's payload (model, features, ...) holds."""
+    return 160 + len(payload[0]) + sum(90 + len(name) for name in payload[1])
+
+
+def _check_payload(payload: Any) -> None:
+    """ValueError unless a saved payload is [model, {feature: number}, prediction, flagged]."""
+    if not (isinstance(payload, list) and len(payload) == 4 and isinstance(payload[0], str)
+            and isinstance(payload[1], dict) and isinstance(payload[3], bool)):
+        raise ValueError("a waiting prediction must be [model, features, prediction, flagged]")
+    checked_number(payload[2], "prediction")
+    for name, value in payload[1].items():
+        if not isinstance(name, str):
+            raise ValueError("feature names must be strings")
+        checked_number(value, f"feature {name[:60]!r}")
+
+
+def _check_label(label: Any) -> None:
+    checked_number(label, "label")

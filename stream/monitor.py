@@ -3,7 +3,9 @@
 Every (event type, key, metric) gets its own detector. State is kept per input partition so
 that it can be checkpointed with that partition's offset and follow the partition to another
 instance on a rebalance. Memory is bounded: at most ``max_series`` series (the least recently
-seen is evicted), and a series idle for ``series_ttl_s`` of event time restarts from warm-up.
+seen is evicted), at most ``max_series_per_key`` of one key (beyond it that key's own least
+recently seen go, so one key cannot evict the others), and a series idle for ``series_ttl_s``
+of event time restarts from warm-up.
 The monitor is I/O-free, so the live runtime and the offline replay share it exactly.
 
 Two ways in, with the same results: :meth:`Monitor.observe` scores an event's points one by
@@ -15,6 +17,7 @@ scores a whole batch with numpy and returns only the observations that matter.
 from __future__ import annotations
 
 import fnmatch
+import heapq
 import math
 import re
 from collections import OrderedDict
@@ -22,10 +25,18 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from detectors import Detector, GroupPool, PointResult, build_detector, restore_detector
+from detectors import (
+    ColdStart,
+    Detector,
+    GroupPool,
+    PointResult,
+    build_detector,
+    restore_detector,
+)
 from detectors.bank import BankSeries, SeriesBank
 from stream.errors import StateError
 from stream.events import Event, PredictionEvent, TelemetryEvent, event_series
+from stream.state import checked_number
 from updaters.residual import ResidualDetector
 
 SeriesId = tuple[str, str, str]
@@ -100,6 +111,7 @@ class Monitor:
         residual: Mapping[str, Mapping[str, Any]] | None = None,
         groups: Mapping[str, str] | None = None,
         max_series: int = 1_000_000,
+        max_series_per_key: int | None = None,
         series_ttl_s: float = 0.0,
     ) -> None:
         self.detector_name = detector_name
@@ -119,11 +131,15 @@ class Monitor:
         build_detector(detector_name, self.params)  # fail now, not on the first event
         self._specs: dict[SeriesId, tuple[str, dict[str, Any]]] = {}
         self.max_series = max_series
+        self.max_series_per_key = min(max_series_per_key or max_series, max_series)
         self.series_ttl_s = series_ttl_s
         self._partitions: dict[PartitionId, _Partition] = {}
         self._recency: OrderedDict[Series, None] = OrderedDict()
         """Every series, least recently seen first (keyed by the object: no key tuples)."""
+        self._by_key: dict[tuple[str, str], dict[Series, None]] = {}
+        """The series of each (event type, key), for its share of ``max_series``."""
         self._banks: dict[tuple[str, int], SeriesBank | None] = {}
+        self._templates: dict[tuple[str, int], Detector] = {}
         self._feature_names: dict[str, str] = {}
         self.evicted = 0
         """Series dropped because ``max_series`` was reached (cumulative)."""
@@ -379,13 +395,13 @@ class Monitor:
             series.last_seen < part.watermark - self.series_ttl_s
         ):
             self.expired += 1
-            del self._recency[series]  # the restart below is the most recently seen
-            _release(series)
+            self._untrack(series)  # the restart below is the most recently seen
             series = None
         if series is None:
+            self._make_room(series_id)
             series = self._new_series(part, partition, series_id, timestamp, banked=banked)
             part.series[series_id] = series
-            self._recency[series] = None
+            self._track(series)
             if len(self._recency) > self.max_series:
                 self._evict_one()
         else:
@@ -410,6 +426,15 @@ class Monitor:
             detector = part.pool.seed(detector, group, metric, member=key)
         return Series(detector, timestamp, group=group, series_id=series_id,
                       partition=partition)
+
+    def _template(self, spec: tuple[str, dict[str, Any]]) -> Detector:
+        """A fresh detector of the configured (name, params), built once: what a restored
+        one must look like."""
+        memo_key = (spec[0], id(spec[1]))
+        template = self._templates.get(memo_key)
+        if template is None:
+            template = self._templates[memo_key] = _build(spec)
+        return template
 
     def _bank_for(self, spec: tuple[str, dict[str, Any]]) -> SeriesBank | None:
         """The bank of series with this (detector name, params), or None if it has none."""
@@ -465,12 +490,45 @@ class Monitor:
         return match.group("group") if match else None
 
     def _evict_one(self) -> None:
-        series, _ = self._recency.popitem(last=False)
+        self._evict(next(iter(self._recency)))
+
+    def _evict(self, series: Series) -> None:
+        """Forget a series to make room (counted in ``evicted``)."""
         if series.partition is None or series.series_id is None:
             raise StateError("a tracked series lost its partition or id")
         del self._partitions[series.partition].series[series.series_id]
-        _release(series)
+        self._untrack(series)
         self.evicted += 1
+
+    def _make_room(self, series_id: SeriesId) -> None:
+        """Before a new series of a key at its share: evict that key's least recently seen
+        series (a sixteenth of the share at once, so the scan is paid rarely)."""
+        members = self._by_key.get((series_id[0], series_id[1]))
+        share = self.max_series_per_key
+        if members is None or len(members) < share:
+            return
+        count = max(len(members) - share + 1, share // 16)
+        for series in heapq.nsmallest(count, members, key=_last_seen):
+            self._evict(series)
+
+    def _track(self, series: Series) -> None:
+        """Count a new series: most recently seen, and against its key's share."""
+        self._recency[series] = None
+        if series.series_id is not None:
+            event_type, key, _ = series.series_id
+            self._by_key.setdefault((event_type, key), {})[series] = None
+
+    def _untrack(self, series: Series) -> None:
+        """Stop counting a series and free its bank slot."""
+        self._recency.pop(series, None)
+        if series.series_id is not None:
+            event_type, key, _ = series.series_id
+            members = self._by_key.get((event_type, key))
+            if members is not None:
+                members.pop(series, None)
+                if not members:
+                    del self._by_key[(event_type, key)]
+        _release(series)
 
     def expire_idle(self) -> int:
         """Drop series idle past the TTL relative to their partition's watermark; return count.
@@ -484,9 +542,7 @@ class Monitor:
             horizon = part.watermark - self.series_ttl_s
             stale = [sid for sid, s in part.series.items() if s.last_seen < horizon]
             for series_id in stale:
-                series = part.series.pop(series_id)
-                del self._recency[series]
-                _release(series)
+                self._untrack(part.series.pop(series_id))
             dropped += len(stale)
         self.expired += dropped
         return dropped
@@ -519,39 +575,76 @@ class Monitor:
             "pool": part.pool.state_dict() if part.pool is not None else None,
         }
 
-    def import_partition(self, partition: PartitionId, body: Mapping[str, Any]) -> int:
+    def import_partition(self, partition: PartitionId, body: Mapping[str, Any], *,
+                         latest: float = math.inf) -> int:
         """Replace the partition's series with those of an exported body; return their count.
 
-        Raises StateError when the body cannot be read; a series saved under another detector
-        configuration than it now gets is left out (it starts from warm-up under the new one).
+        The body is data read from Kafka: StateError when anything in it has the wrong type or
+        range. Its event times are held to ``latest`` (the wall clock plus the allowed skew),
+        so a forged watermark cannot expire every series. A series saved under another
+        detector configuration than it now gets is left out (it starts from warm-up under the
+        new one); a detector of another type than configured is refused.
         """
         self.drop_partition(partition)
         part = self._partitions[partition] = _Partition()
         try:
+            if not isinstance(body, Mapping) or not isinstance(body.get("series"), list):
+                raise StateError("the body must be an object with a list of series")
+            items = body["series"]
+            if len(items) > self.max_series:  # the oldest would be evicted at once anyway
+                self.evicted += len(items) - self.max_series
+                items = items[len(items) - self.max_series:]
             watermark = body["watermark"]
-            part.watermark = float("-inf") if watermark is None else float(watermark)
+            part.watermark = -math.inf if watermark is None else min(
+                checked_number(watermark, "watermark"), latest)
             if body.get("pool") is not None:
                 part.pool = GroupPool.from_state(body["pool"])
-            for item in body["series"]:
-                series_id = (str(item["event_type"]), str(item["key"]), str(item["metric"]))
-                name, params = self.spec_for(series_id)
-                if item.get("detector") != name or item.get("params") != params:
-                    continue
-                detector = _restore(item.get("kind", name), item["state"])
-                series = Series(detector, float(item["last_seen"]), item.get("episode"),
-                                self._group_of(series_id[0], series_id[1]),
-                                item.get("last_alert"), series_id, partition)
-                bank = self._bank_for((name, params)) if series.group is None else None
-                if bank is not None:
-                    series.detector = bank.adopt(detector, owner=series)
-                part.series[series_id] = series
-                self._recency[series] = None
+            for item in items:
+                self._import_series(part, partition, item, latest)
         except Exception as exc:  # any detector's from_state may fail on a corrupt body
             self.drop_partition(partition)
-            raise StateError(f"unreadable series state for {partition}: {exc!r}") from exc
+            raise StateError(f"unreadable series state for {partition}: {exc!r}"[:500]) from exc
         while len(self._recency) > self.max_series:
             self._evict_one()
         return len(part.series)
+
+    def _import_series(self, part: _Partition, partition: PartitionId, item: Any,
+                       latest: float) -> None:
+        """Restore one exported series into ``part`` (skipped when its configuration changed)."""
+        if not isinstance(item, Mapping):
+            raise StateError("a series must be an object")
+        event_type, key, metric = item.get("event_type"), item.get("key"), item.get("metric")
+        if event_type not in ("prediction", "telemetry"):
+            raise StateError(f"event_type must be prediction or telemetry, got {event_type!r}")
+        if not (isinstance(key, str) and isinstance(metric, str) and _name(key)
+                and _name(metric)):
+            raise StateError("a series' key and metric must be names of 1-4096 characters")
+        series_id: SeriesId = (str(event_type), key, metric)
+        name, params = self.spec_for(series_id)
+        if item.get("detector") != name or item.get("params") != params:
+            return
+        group = self._group_of(series_id[0], key)
+        kind = item.get("kind", name)
+        if kind != name and not (kind == "coldstart" and group is not None):
+            raise StateError(f"the series {series_id} holds a {kind!r} detector, the "
+                             f"configuration a {name!r} one")
+        detector = _restore(kind, item["state"])
+        if not _configured_like(detector, self._template((name, params))):
+            raise StateError(f"the series {series_id} holds a detector with other settings "
+                             "than the configuration gives")
+        episode, last_alert = item.get("episode"), item.get("last_alert")
+        if episode is not None and not (isinstance(episode, str) and len(episode) <= 64):
+            raise StateError(f"episode must be null or an id, got {episode!r}"[:200])
+        last_seen = min(checked_number(item.get("last_seen"), "last_seen"), latest)
+        if last_alert is not None:
+            last_alert = min(checked_number(last_alert, "last_alert"), latest)
+        series = Series(detector, last_seen, episode, group, last_alert, series_id, partition)
+        bank = self._bank_for((name, params)) if series.group is None else None
+        if bank is not None:
+            series.detector = bank.adopt(detector, owner=series)
+        self._make_room(series_id)
+        part.series[series_id] = series
+        self._track(series)
 
     def drop_partition(self, partition: PartitionId) -> None:
         """Forget every series of the partition (it moved to another instance)."""
@@ -559,8 +652,7 @@ class Monitor:
         if part is None:
             return
         for series in part.series.values():
-            self._recency.pop(series, None)
-            _release(series)
+            self._untrack(series)
 
 
 def _no_queue(item: Any) -> None:
@@ -570,6 +662,10 @@ def _no_queue(item: Any) -> None:
 
 def _first(item: tuple[int, Observation]) -> int:
     return item[0]
+
+
+def _last_seen(series: Series) -> float:
+    return series.last_seen
 
 
 def _release(series: Series) -> None:
@@ -591,12 +687,32 @@ def _worth(result: PointResult, series: Series, hot: set[Series],
     return shown
 
 
+def _name(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 4_096
+
+
 def _build(spec: tuple[str, dict[str, Any]]) -> Detector:
     """A new detector for a series' (name, params): a registered one, or a residual one."""
     name, params = spec
     if name == ResidualDetector.name:
         return cast(Detector, ResidualDetector(**params))
     return build_detector(name, params)
+
+
+def _configured_like(restored: Detector, template: Detector) -> bool:
+    """True when a detector restored from a snapshot has the type and settings of a fresh one
+    built from the configuration (a snapshot chooses neither: its ``repr`` shows them)."""
+    if isinstance(restored, ColdStart):  # a group's cold start around the configured detector
+        return _configured_like(restored.inner, template)
+    if isinstance(restored, ResidualDetector):
+        settings = ("target", "inputs", "learner_params", "chart", "chart_params", "warmup",
+                    "learn_anomalies")
+        if not isinstance(template, ResidualDetector) or any(
+                getattr(restored, name) != getattr(template, name) for name in settings):
+            return False
+        chart = restore_detector(restored.chart, restored.state_dict()["detector"])
+        return repr(chart) == repr(build_detector(template.chart, template.chart_params))
+    return type(restored) is type(template) and repr(restored) == repr(template)
 
 
 def _restore(kind: str, state: Mapping[str, Any]) -> Detector:

@@ -1,15 +1,16 @@
 """Offline replay: run the same per-series detectors over a CSV or JSONL file, no Kafka.
 
 CSV input has a header with ``timestamp`` and ``value`` (and optionally ``key``); JSONL input
-holds one prediction or telemetry event per line. The output CSV has one row per point and
-series, in input order: ``timestamp,key,metric,value,score,anomaly,centre,lower,upper``.
-A :class:`SeriesCapture` passed to :func:`replay` also keeps one series' points, for a chart.
+holds one prediction or telemetry event per line; either may start with a UTF-8 byte order
+mark. Values obey the same bounds in both (finite, within ±1e150). The output CSV has one row
+per point and series, in input order: ``timestamp,key,metric,value,score,anomaly,centre,lower,
+upper``. A :class:`SeriesCapture` passed to :func:`replay` also keeps one series' points, for
+a chart.
 """
 
 from __future__ import annotations
 
 import csv
-import math
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -23,8 +24,9 @@ from detectors.plot import (
     require_matplotlib,
 )
 from stream.errors import EventError, VigilError
-from stream.events import decode_event, parse_timestamp
+from stream.events import LARGEST, decode_event, parse_timestamp
 from stream.monitor import Monitor, Observation
+from stream.text import printable
 
 OUTPUT_HEADER = ("timestamp", "key", "metric", "value", "score", "anomaly", "centre", "lower",
                  "upper")
@@ -47,6 +49,11 @@ class ReplaySummary:
         """One human-readable summary line."""
         return (f"replayed {self.rows} rows: {self.points} points in {self.series} series, "
                 f"{self.anomalies} anomalies, {self.skipped} malformed rows skipped")
+
+    @property
+    def valid(self) -> int:
+        """Rows that were replayed (not skipped)."""
+        return self.rows - self.skipped
 
 
 class SeriesCapture:
@@ -107,20 +114,30 @@ def replay(
     capture: SeriesCapture | None = None,
 ) -> ReplaySummary:
     """Replay ``input_path`` through a fresh :class:`Monitor` and write per-point rows;
-    ``capture``, when given, also keeps the points of its series."""
+    ``capture``, when given, also keeps the points of its series. VigilError (one line) when
+    the input cannot be read."""
     path = Path(input_path)
     monitor = Monitor(detector, params)
     summary = ReplaySummary()
     writer = csv.writer(output, lineterminator="\n")
     writer.writerow(OUTPUT_HEADER)
-    with path.open(encoding="utf-8", errors="surrogateescape", newline="") as handle:
+    try:
+        handle = path.open(encoding="utf-8-sig", errors="surrogateescape", newline="")
+    except FileNotFoundError:
+        raise VigilError(f"input file {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise VigilError(f"input {str(path)!r} is a directory; give a CSV or JSONL file") \
+            from None
+    except OSError as exc:
+        raise VigilError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+    with handle:
         points = _jsonl_points(handle, monitor) if _is_jsonl(path, handle) else _csv_points(
             handle, monitor)
         for line_number, item in points:
             summary.rows += 1
             if isinstance(item, MalformedRow):
                 summary.skipped += 1
-                print(f"{path}:{line_number}: skipped: {item}", file=errors)
+                print(printable(f"{path}:{line_number}: skipped: {item}"), file=errors)
                 continue
             timestamp, observations = item
             for obs in observations:
@@ -152,13 +169,22 @@ def _csv_points(handle: IO[str], monitor: Monitor) -> Iterator[Replayed]:
         header = [name.strip().lower() for name in next(reader)]
     except StopIteration:
         return
+    except csv.Error as exc:
+        raise VigilError(f"the CSV header is unreadable: {exc}") from None
     for column in ("timestamp", "value"):
         if column not in header:
             raise VigilError(f"CSV header {header} lacks a {column!r} column; "
                              "expected timestamp,value[,key]")
     t_col, v_col = header.index("timestamp"), header.index("value")
     k_col = header.index("key") if "key" in header else None
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # e.g. a field beyond the csv module's 128 KiB limit
+            yield reader.line_num, MalformedRow(str(exc))
+            continue
         line = reader.line_num
         if not row or all(not cell.strip() for cell in row):
             continue
@@ -193,17 +219,22 @@ def _csv_timestamp(text: str) -> float:
     try:
         return parse_timestamp(_number_or_text(text.strip()))
     except EventError as exc:
-        raise MalformedRow(f"timestamp {text!r}: {exc.detail}") from None
+        raise MalformedRow(f"timestamp {_short(text)}: {exc.detail}") from None
 
 
 def _csv_value(text: str) -> float:
+    """A value within the bounds JSONL events have (finite, within ±1e150)."""
     try:
         value = float(text)
     except ValueError:
-        raise MalformedRow(f"value {text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise MalformedRow(f"value {text!r} is not finite")
+        raise MalformedRow(f"value {_short(text)} is not a number") from None
+    if not -LARGEST <= value <= LARGEST:  # also NaN, which fails every comparison
+        raise MalformedRow(f"value {_short(text)} is not a finite number within ±1e150")
     return value
+
+
+def _short(text: str) -> str:
+    return repr(text) if len(text) <= 60 else f"{text[:60]!r}..."
 
 
 def _number_or_text(text: str) -> float | str:

@@ -17,6 +17,7 @@ snapshot: alerts are at-least-once, and a re-delivered alert carries the same ``
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -25,21 +26,37 @@ import time
 import zlib
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from kafka import TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import (
+    CorruptRecordError,
+    InvalidRecordError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+)
 
 from detectors import PointResult
 from stream.alerts import Alert, SourceRef, build_alert
 from stream.config import VigilConfig
 from stream.errors import BrokerError, EventError, StateError
-from stream.events import Event, EventKind, LabelEvent, PredictionEvent, decode_event
+from stream.events import (
+    LATEST_TIMESTAMP,
+    Event,
+    EventKind,
+    EventLimits,
+    LabelEvent,
+    PredictionEvent,
+    decode_event,
+)
 from stream.kafka_io import commit_offsets
 from stream.metrics import Liveness, SeriesGauges, VigilMetrics
 from stream.models import ModelMaintainer, ModelSignal
 from stream.monitor import Monitor, Observation, PartitionId
-from stream.state import Snapshot, StateMessage
+from stream.state import LARGEST_NUMBER, Rejected, Snapshot, StateMessage
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +80,21 @@ class StateStorePort(Protocol):
     """Where snapshots go and come from (the Kafka state topic, or a fake in unit tests)."""
 
     def write(self, messages: Sequence[StateMessage]) -> None: ...
-    def read(self, partitions: Collection[PartitionId]) -> dict[PartitionId, list[Snapshot]]: ...
+    def read(self, partitions: Collection[PartitionId],
+             ) -> dict[PartitionId, list[Snapshot | Rejected]]: ...
     def encode(self, snapshot: Snapshot) -> list[StateMessage]: ...
 
 
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
-    """A message to produce: topic, key, value and headers."""
+    """A message to produce: topic, key, value and headers, and the input record it comes
+    from (topic, partition, offset), if any."""
 
     topic: str
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
+    source: tuple[str, int, int] | None = None
 
 
 @dataclass
@@ -109,6 +129,7 @@ class BatchProcessor:
                                residual=config.detector.residual,
                                groups=config.detector.groups,
                                max_series=config.state.max_series,
+                               max_series_per_key=config.state.max_series_per_key,
                                series_ttl_s=config.state.series_ttl_s)
         self._kinds: dict[str, EventKind] = {
             config.topics.predictions: "prediction",
@@ -119,6 +140,8 @@ class BatchProcessor:
             self.models = ModelMaintainer(config.models)
             self._kinds[config.topics.labels] = "label"
         self._clock = clock
+        self._limits = EventLimits(config.state.max_names_per_event,
+                                   config.state.max_name_length)
         self._gauges = gauges
         self.per_event = per_event
         """Score one event at a time (``Monitor.observe``) instead of the whole batch together:
@@ -134,13 +157,14 @@ class BatchProcessor:
         topics = self.config.topics
         gauges = self._gauges
         models = self.models
+        limits = dataclasses.replace(self._limits, latest_timestamp=self.latest_event_time())
         decoded: list[tuple[InputRecord, Event | EventError]] = []
         for record in records:
             batch.records += 1
             batch.next_offsets[(record.topic, record.partition)] = record.offset + 1
             try:
                 decoded.append((record, decode_event(record.value or b"",
-                                                     self._kinds.get(record.topic))))
+                                                     self._kinds.get(record.topic), limits)))
             except EventError as exc:
                 decoded.append((record, exc))
         outcomes = iter(self._observe_events(
@@ -153,7 +177,9 @@ class BatchProcessor:
             if isinstance(event, LabelEvent):
                 if models is not None:
                     companion = (topics.predictions, record.partition)
-                    self._model_output(models.on_label(event, companion), record, batch)
+                    if not self._maintain(partial(models.on_label, event, companion),
+                                          record, batch):
+                        continue
                 batch.valid_by_topic[record.topic] = batch.valid_by_topic.get(record.topic, 0) + 1
                 continue
             observations = next(outcomes)
@@ -164,7 +190,6 @@ class BatchProcessor:
                     "detector_error", f"a detector failed on this event: {observations!r}"),
                     batch)
                 continue
-            batch.valid_by_topic[record.topic] = batch.valid_by_topic.get(record.topic, 0) + 1
             for observation in observations:
                 result = observation.result
                 if result.anomaly or result.resolved or result.rebaselined:
@@ -176,11 +201,34 @@ class BatchProcessor:
             if models is not None and isinstance(event, PredictionEvent):
                 flagged = any(o.result.anomaly or o.series.episode is not None
                               for o in observations)
-                self._model_output(models.on_prediction(event, (record.topic, record.partition),
-                                                        flagged), record, batch)
+                partition = (record.topic, record.partition)
+                if not self._maintain(partial(models.on_prediction, event, partition,
+                                              flagged), record, batch):
+                    continue
+            batch.valid_by_topic[record.topic] = batch.valid_by_topic.get(record.topic, 0) + 1
         if models is not None:
             models.end_batch()
         return batch
+
+    def latest_event_time(self) -> float:
+        """The latest event time accepted now: the wall clock plus ``runtime.max_clock_skew_s``
+        (so one event from the far future cannot push a partition's clock past every TTL)."""
+        return min(self._clock() + self.config.runtime.max_clock_skew_s, LATEST_TIMESTAMP)
+
+    def _maintain(self, step: Callable[[], list[ModelSignal]], record: InputRecord,
+                  batch: BatchResult) -> bool:
+        """Run one event's model maintenance and queue what it signals; on any failure the
+        event is dead-lettered (``model_error``), like a detector's, and False returned."""
+        try:
+            signals = step()
+        except Exception as exc:  # noqa: BLE001 - one event must not stop the stream
+            log.error("model maintenance failed on %s/%d/%d", record.topic, record.partition,
+                      record.offset, exc_info=exc)
+            self._dead_letter(record, EventError(
+                "model_error", f"model maintenance failed on this event: {exc!r}"), batch)
+            return False
+        self._model_output(signals, record, batch)
+        return True
 
     def _observe_events(self, events: list[tuple[Event, PartitionId]],
                         ) -> list[list[Observation] | Exception]:
@@ -206,7 +254,10 @@ class BatchProcessor:
         topic = self.config.alerts.topic_for(alert.kind, alert.severity,
                                              self.config.topics.alerts)
         batch.alerts.append(alert)
-        batch.messages.append(OutgoingMessage(topic, alert.message_key, alert.to_json()))
+        source = alert.source
+        batch.messages.append(OutgoingMessage(topic, alert.message_key, alert.to_json(),
+                                              source=(source.topic, source.partition,
+                                                      source.offset)))
 
     def _model_output(self, signals: list[ModelSignal], record: InputRecord,
                       batch: BatchResult) -> None:
@@ -217,7 +268,8 @@ class BatchProcessor:
                 batch.messages.append(OutgoingMessage(
                     self.config.topics.model_updates, signal.model.encode(),
                     json.dumps(signal.message, separators=(",", ":"),
-                               allow_nan=False).encode()))
+                               allow_nan=False).encode(),
+                    source=(record.topic, record.partition, record.offset)))
                 continue
             chart = signal.chart or PointResult(1.0, True, math.nan, math.nan, math.nan,
                                                 math.nan, 0)
@@ -274,25 +326,78 @@ MAX_UNSETTLED = 10_000
 DEAD_LETTER_MAX_BYTES = 1_000_000
 """A dead letter's value is cut to this size: with its headers, under Kafka's default 1 MiB."""
 
+DEAD_LETTER_MAX_KEY_BYTES = 1_024
+"""A dead letter's key is cut to this size (a key of megabytes would not fit either)."""
+
+REFUSED_ERRORS = (MessageSizeTooLargeError, RecordListTooLargeError, InvalidRecordError,
+                  CorruptRecordError)
+"""Errors that refuse a message for what it is: sending it again can never work, so it goes
+to the dead-letter topic instead of being retried for ever."""
+
 
 def dead_letter(topic: str, record: InputRecord, error: EventError) -> OutgoingMessage:
     """The original bytes and key, with the reason and the source position in headers.
 
-    A value too large for the dead-letter topic is cut to ``DEAD_LETTER_MAX_BYTES`` and says
-    so (``vigil.original.size``); the whole message stays at its source position.
+    A value or key too large for the dead-letter topic is cut (to ``DEAD_LETTER_MAX_BYTES``,
+    ``DEAD_LETTER_MAX_KEY_BYTES``) and says so (``vigil.original.size``,
+    ``vigil.original.key_size``); the whole message stays at its source position.
     """
-    headers: tuple[tuple[str, bytes], ...] = (
+    source = (record.topic, record.partition, record.offset)
+    return _capped(OutgoingMessage(topic, record.key, record.value, (
         ("vigil.error.reason", error.reason.encode()),
         ("vigil.error.detail", error.detail.encode("utf-8", "replace")[:1024]),
-        ("vigil.source.topic", record.topic.encode()),
-        ("vigil.source.partition", str(record.partition).encode()),
-        ("vigil.source.offset", str(record.offset).encode()),
-    )
-    value = record.value
+        *_source_headers(source)), source))
+
+
+def refused_output(topic: str, message: OutgoingMessage, error: Exception) -> OutgoingMessage:
+    """A message the broker refused for what it is, as a dead letter (``output_refused``):
+    the topic it was for and the error in headers; a refused dead letter loses key and value."""
+    headers = (("vigil.error.reason", b"output_refused"),
+               ("vigil.error.detail", str(error).encode("utf-8", "replace")[:1024]),
+               ("vigil.output.topic", message.topic.encode()),
+               *_source_headers(message.source))
+    if message.topic == topic:  # already a dead letter: what is left is where it came from
+        sizes = tuple((name, str(len(part)).encode()) for name, part in (
+            ("vigil.original.size", message.value), ("vigil.original.key_size", message.key))
+            if part is not None)
+        return OutgoingMessage(topic, None, None, headers + sizes, message.source)
+    return _capped(OutgoingMessage(topic, message.key, message.value, headers, message.source))
+
+
+def _brief(error: BaseException) -> str:
+    """An exception in one line of at most 300 characters, for a log line."""
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+def _source_headers(source: tuple[str, int, int] | None) -> tuple[tuple[str, bytes], ...]:
+    if source is None:
+        return ()
+    return (("vigil.source.topic", source[0].encode()),
+            ("vigil.source.partition", str(source[1]).encode()),
+            ("vigil.source.offset", str(source[2]).encode()))
+
+
+def _capped(message: OutgoingMessage) -> OutgoingMessage:
+    """``message`` with its value and key cut to the dead-letter limits, saying so."""
+    key, value, headers = message.key, message.value, message.headers
+    if key is not None and len(key) > DEAD_LETTER_MAX_KEY_BYTES:
+        headers += (("vigil.original.key_size", str(len(key)).encode()),)
+        key = key[:DEAD_LETTER_MAX_KEY_BYTES]
     if value is not None and len(value) > DEAD_LETTER_MAX_BYTES:
         headers += (("vigil.original.size", str(len(value)).encode()),)
         value = value[:DEAD_LETTER_MAX_BYTES]
-    return OutgoingMessage(topic, record.key, value, headers)
+    return OutgoingMessage(message.topic, key, value, headers, message.source)
+
+
+class _NotSent:
+    """The future of a send the producer refused at once (e.g. beyond its request size)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.exception = error
+
+    def failed(self) -> bool:
+        return True
 
 
 class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -340,6 +445,7 @@ class Runner:
             self._labels = config.topics.labels
             self._inputs += (self._labels,)
         self._next_topic_check = 0.0
+        self._inputs_seen = False
         self._positions: dict[PartitionId, int] = {}
         """Next offset to consume per owned partition, where known."""
         self._checkpointed: dict[PartitionId, int] = {}
@@ -560,49 +666,81 @@ class Runner:
             self.consumer.pause(*[TopicPartition(t, p) for t, p in fresh])
 
     def _retry_restores(self) -> None:
-        """Restore snapshots of newly assigned partitions; pause those not restored yet."""
+        """Restore snapshots of newly assigned partitions; pause those not restored yet.
+
+        A snapshot is data anyone with write access to the state topic could have written:
+        any failure to read or apply one means "skip this snapshot" (counted in
+        ``vigil_snapshots_rejected_total`` and logged), never a stopped loop.
+        """
         if not self._unrestored:
             return
         pending = sorted(self._unrestored)
         snapshotted = [p for p in pending if p[0] != self._labels]
+        found: dict[PartitionId, list[Snapshot | Rejected]] = {}
         try:
             found = self.store.read(snapshotted)
-        except (BrokerError, StateError) as exc:
+        except BrokerError as exc:
             log.warning("state not readable yet (%s); %d partitions wait", exc, len(pending))
             return
-        monitor = self.processor.monitor
-        models = self.processor.models
+        except Exception:  # noqa: BLE001 - foreign data the reader did not expect
+            log.exception("the state topic could not be read for %d partitions; they start "
+                          "from warm-up", len(snapshotted))
+            self.metrics.snapshots_rejected.inc(len(snapshotted))
+        latest = self.processor.latest_event_time()
         for partition in snapshotted:
-            snapshots = found.get(partition, [])
-            restored = False
-            for snapshot in snapshots:
-                try:
-                    count = monitor.import_partition(partition, snapshot.body)
-                    if models is not None:
-                        models.import_partition(partition, snapshot.body.get("models"))
-                        self._restore_labels(partition, snapshot.body.get("labels_offset"))
-                except StateError as exc:
-                    log.warning("snapshot %d of %s/%d unusable (%s); trying an older one",
-                                snapshot.sequence, *partition, exc)
+            candidates = found.get(partition, [])
+            for candidate in candidates:
+                if isinstance(candidate, Rejected):
+                    self.metrics.snapshots_rejected.inc()
                     continue
-                self._sequences[partition] = max(s.sequence for s in snapshots)
-                self._checkpointed[partition] = snapshot.offset
-                self._positions[partition] = snapshot.offset
-                self._seek(partition, snapshot.offset)
+                try:
+                    count = self._restore(partition, candidate, latest)
+                except Exception as exc:  # noqa: BLE001 - a bad snapshot, whatever it holds
+                    self.metrics.snapshots_rejected.inc()
+                    log.warning("snapshot %d of %s/%d unusable (%s); trying an older one",
+                                candidate.sequence, *partition, _brief(exc))
+                    continue
                 log.info("restored %d series of %s/%d at offset %d", count, *partition,
-                         snapshot.offset)
-                restored = True
+                         candidate.offset)
                 break
-            if not restored:
-                monitor.drop_partition(partition)
-                if models is not None:
-                    models.drop_partition(partition)
-                if snapshots:
-                    self._sequences[partition] = max(s.sequence for s in snapshots)
+            else:
+                self._forget(partition)
                 log.info("no usable snapshot for %s/%d: its series start from warm-up",
                          *partition)
+            if candidates:
+                self._sequences[partition] = max(c.sequence for c in candidates)
         self.consumer.resume(*[TopicPartition(t, p) for t, p in pending])
         self._unrestored.clear()
+
+    def _restore(self, partition: PartitionId, snapshot: Snapshot, latest: float) -> int:
+        """Apply one snapshot to a partition and seek to its offsets; the number of series.
+        Raises (and leaves the partition empty) when anything in it is unusable."""
+        monitor = self.processor.monitor
+        models = self.processor.models
+        try:
+            count = monitor.import_partition(partition, snapshot.body, latest=latest)
+            labels_offset = None
+            if models is not None:
+                models.import_partition(partition, snapshot.body.get("models"), latest=latest)
+                labels_offset = snapshot.body.get("labels_offset")
+                if labels_offset is not None and (
+                        isinstance(labels_offset, bool) or not isinstance(labels_offset, int)
+                        or not 0 <= labels_offset < LARGEST_NUMBER):
+                    raise StateError(f"labels_offset must be an offset, got {labels_offset!r}")
+        except BaseException:
+            self._forget(partition)
+            raise
+        self._checkpointed[partition] = snapshot.offset
+        self._positions[partition] = snapshot.offset
+        self._seek(partition, snapshot.offset)
+        self._restore_labels(partition, labels_offset)
+        return count
+
+    def _forget(self, partition: PartitionId) -> None:
+        """Drop whatever state the partition holds here."""
+        self.processor.monitor.drop_partition(partition)
+        if self.processor.models is not None:
+            self.processor.models.drop_partition(partition)
 
     def _restore_labels(self, partition: PartitionId, offset: int | None) -> None:
         """Resume the labels partition feeding ``partition`` where its snapshot left it (when
@@ -639,35 +777,62 @@ class Runner:
 
     def _send(self, message: OutgoingMessage) -> Any:
         """Hand one message to the producer; its future says whether the broker took it."""
-        return self.producer.send(message.topic, key=message.key, value=message.value,
-                                  headers=list(message.headers))
+        try:
+            return self.producer.send(message.topic, key=message.key, value=message.value,
+                                      headers=list(message.headers))
+        except KafkaError as exc:  # refused before sending, e.g. beyond max_request_size
+            return _NotSent(exc)
 
     def _settle(self, *, attempts: int | None = None) -> bool:
         """Wait for every message handed to the producer, re-sending failures until all are
-        acknowledged (``attempts``: give up after that many rounds); True when all are."""
+        acknowledged (``attempts``: give up after that many rounds); True when all are.
+
+        A message refused for what it is (:data:`REFUSED_ERRORS`) is not sent again: it goes
+        to the dead-letter topic instead (``output_refused``).
+        """
         pending = self._unsettled
         self._unsettled = []
         backoff_s = self.retry_backoff_s
         rounds = 0
         while pending:
             self.producer.flush()
-            failed = [m for m, future in pending if future.failed()]
+            failed = [(m, f.exception) for m, f in pending if f.failed()]
             if not failed:
                 return True
-            error = next(f.exception for _, f in pending if f.failed())
-            self.metrics.produce_errors.inc()
-            rounds += 1
-            if attempts is not None and rounds >= attempts:
-                log.warning("%d of %d messages were not acknowledged (%s)", len(failed),
-                            len(pending), error)
-                self._unsettled = [(m, f) for m, f in pending if f.failed()]
-                return False
-            log.warning("%d of %d messages were not acknowledged (%s); retrying in %.1f s",
-                        len(failed), len(pending), error, backoff_s)
-            self._wait_or_give_up(backoff_s, f"{len(failed)} messages")
-            backoff_s = min(max(backoff_s, 0.01) * 2, 8.0)
-            pending = [(m, self._send(m)) for m in failed]
+            retried = [m for m, error in failed if not isinstance(error, REFUSED_ERRORS)]
+            resent = [letter for m, error in failed if isinstance(error, REFUSED_ERRORS)
+                      if (letter := self._refused(m, error)) is not None]
+            if retried:
+                error = next(e for _, e in failed if not isinstance(e, REFUSED_ERRORS))
+                self.metrics.produce_errors.inc()
+                rounds += 1
+                if attempts is not None and rounds >= attempts:
+                    log.warning("%d of %d messages were not acknowledged (%s)", len(retried),
+                                len(pending), error)
+                    self._unsettled = [(m, f) for m, f in pending if f.failed()
+                                       and not isinstance(f.exception, REFUSED_ERRORS)]
+                    self._unsettled += [(m, self._send(m)) for m in resent]
+                    return False
+                log.warning("%d of %d messages were not acknowledged (%s); retrying in %.1f s",
+                            len(retried), len(pending), error, backoff_s)
+                self._wait_or_give_up(backoff_s, f"{len(retried)} messages")
+                backoff_s = min(max(backoff_s, 0.01) * 2, 8.0)
+            pending = [(m, self._send(m)) for m in resent + retried]
         return True
+
+    def _refused(self, message: OutgoingMessage, error: Exception) -> OutgoingMessage | None:
+        """What to send instead of a message the broker refused for what it is: its dead
+        letter; None when even that was refused bare (then it is logged and dropped)."""
+        where = "" if message.source is None else "from {}/{}/{} ".format(*message.source)
+        dead_letters = self.config.topics.dead_letter
+        if message.topic == dead_letters and message.value is None and message.key is None:
+            log.error("a dead letter %swas refused even without its key and value (%s); "
+                      "dropped", where, error)
+            return None
+        log.error("a message %sfor %s was refused (%s); it goes to %s", where, message.topic,
+                  error, dead_letters)
+        self.metrics.events_invalid.labels(reason="output_refused").inc()
+        return refused_output(dead_letters, message, error)
 
     def _wait_or_give_up(self, seconds: float, what: str) -> None:
         """Wait before a retry; once stopping and past the grace period, give up."""
@@ -744,6 +909,13 @@ class Runner:
                 self.metrics.consumer_lag.set_partition(*partition, max(highwater - position, 0))
 
     def _warn_about_missing_inputs(self) -> None:
+        """Every 30 s, until every input topic has been seen once, warn about missing ones.
+
+        Listing topics is a metadata request the loop waits for, so it stops once all exist:
+        on a connection the network dropped it would hold the loop for a request timeout.
+        """
+        if self._inputs_seen:
+            return
         now = time.monotonic()
         if now < self._next_topic_check:
             return
@@ -753,6 +925,7 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 - a metadata hiccup must not stop the loop
             log.warning("could not list topics: %s", exc)
             return
-        for topic in self._inputs:
-            if topic not in existing:
-                log.warning("input topic %r does not exist yet; waiting for it", topic)
+        missing = [topic for topic in self._inputs if topic not in existing]
+        for topic in missing:
+            log.warning("input topic %r does not exist yet; waiting for it", topic)
+        self._inputs_seen = not missing

@@ -21,7 +21,7 @@ from stream.kafka_io import (
 )
 from stream.metrics import Liveness, MetricsServer, VigilMetrics
 from stream.runtime import Runner
-from stream.state import KafkaStateStore
+from stream.state import KafkaStateStore, SnapshotPolicy
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,8 @@ def run_service(
             lambda: make_consumer(config, client="kafka-python", group_id=None,
                                   auto_offset_reset="earliest"),
             state_partitions=topic_partitions(consumer, config.state.topic),
+            policy=SnapshotPolicy(config.state.max_snapshot_mb * 2**20,
+                                  config.state.hmac_keys()),
         )
         try:
             Runner(config, consumer, producer, metrics, store, liveness).run(stop)

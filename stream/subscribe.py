@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from stream.alerts import ALERT_KINDS
 from stream.errors import BrokerError
+from stream.text import printable, printable_json
 
 if TYPE_CHECKING:
     from stream.config import VigilConfig
@@ -108,7 +109,7 @@ def format_alert_line(alert: Mapping[str, Any]) -> str:
     episode = alert.get("episode_id")
     if isinstance(episode, str) and episode:
         parts.append(f"episode={episode[:8]}")
-    return " ".join(parts)
+    return printable(" ".join(parts))  # names come from whoever produced the events
 
 
 def _number(value: Any, spec: str = ".4g") -> str:
@@ -126,6 +127,8 @@ class AlertRecord(Protocol):
     def partition(self) -> int: ...
     @property
     def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
     @property
     def value(self) -> bytes | None: ...
 
@@ -154,7 +157,7 @@ class ReadSummary:
 def read_alerts(
     consumer: AlertConsumer,
     topics: Sequence[str],
-    show: Callable[[dict[str, Any]], None],
+    show: Callable[[dict[str, Any], AlertRecord], None],
     *,
     alert_filter: AlertFilter | None = None,
     follow: bool = False,
@@ -164,7 +167,8 @@ def read_alerts(
     topic_wait_s: float = 5.0,
     warn: Callable[[str], None] = lambda message: None,
 ) -> ReadSummary:
-    """Read alerts from every partition of ``topics`` and ``show`` those that pass the filter.
+    """Read alerts from every partition of ``topics`` and ``show`` each that passes the filter,
+    with the record it came in.
 
     Without ``follow``: from the beginning up to each partition's end as first seen, then
     return (a :class:`BrokerError` when the broker gives nothing for ``idle_timeout_s``, or a
@@ -207,7 +211,7 @@ def read_alerts(
                     summary.unreadable += 1
                 elif alert_filter.matches(alert):
                     summary.shown += 1
-                    show(alert)
+                    show(alert, record)
         if follow:
             continue
         if len(ends) == len(partitions) and all(
@@ -322,11 +326,15 @@ def topic_reader(config: VigilConfig) -> Any:
 
 def print_alerts(config: VigilConfig, topics: Sequence[str], alert_filter: AlertFilter, *,
                  follow: bool, from_beginning: bool, as_json: bool,
-                 out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Print alerts from ``topics`` on ``out`` (notes on ``err``); the command's exit code."""
-    def show(alert: dict[str, Any]) -> None:
-        line = json.dumps(alert, separators=(",", ":"), ensure_ascii=False) if as_json \
-            else format_alert_line(alert)
+                 out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Print alerts from ``topics`` on ``out`` (notes on ``err``; default stdout, stderr);
+    the command's exit code."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+
+    def show(alert: dict[str, Any], record: AlertRecord) -> None:
+        line = printable_json(json.dumps(alert, separators=(",", ":"), ensure_ascii=False)) \
+            if as_json else format_alert_line(alert)
         print(line, file=out, flush=True)
 
     def warn(message: str) -> None:

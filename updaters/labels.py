@@ -1,7 +1,8 @@
 """Delayed labels: join each label to the prediction it belongs to, in bounded memory.
 
 Predictions wait in arrival order, keyed by ``prediction_id``, until their label arrives,
-their time-to-live runs out (``expire``) or the buffer is full (the oldest is evicted). A
+their time-to-live runs out (``expire``) or the buffer is full — by count, or by the
+approximate bytes their payloads hold (``max_bytes``) — and the oldest is evicted. A
 label that arrives before its prediction waits in a smaller map of pending labels under the
 same TTL, and joins the prediction when it comes. ``expire(now)`` enforces the TTL: call it
 once per poll with the current event time; until then an entry can still join. Entries
@@ -16,12 +17,14 @@ a later label for the same id) and ``duplicates`` (predictions re-sent with an i
 waiting: the later one replaces the earlier).
 
 Payloads and labels are stored as given; ``state_dict`` needs them JSON-serialisable.
+``from_state`` takes its limits from the caller (the configuration), never from the state,
+and checks every entry it reads.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +72,46 @@ def _check_id(prediction_id: PredictionId) -> PredictionId:
     return prediction_id
 
 
+def approximate_size(value: Any) -> int:
+    """Bytes a JSON-like value roughly holds in memory (strings, numbers, lists, dicts).
+
+    >>> approximate_size({"amount": 42.5}) > approximate_size({})
+    True
+    """
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += 50 + len(item)
+        elif isinstance(item, dict):
+            total += 64 + 40 * len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            total += 56 + 8 * len(item)
+            stack.extend(item)
+        else:
+            total += 32
+    return total
+
+
+def _count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return value
+
+
+def _entry(entry: Any, latest: float) -> tuple[PredictionId, float, Any]:
+    """(id, timestamp, payload) of a saved entry, its timestamp held to ``latest``."""
+    if not isinstance(entry, list) or len(entry) != 3:
+        raise ValueError("a saved entry must be [prediction_id, timestamp, payload]")
+    pid = _check_id(entry[0])
+    if isinstance(pid, str) and len(pid) > 4_096:
+        raise ValueError("a saved prediction_id is longer than 4096 characters")
+    return pid, min(_check_time(entry[1]), latest), entry[2]
+
+
 class LabelJoinBuffer:
     """Predictions waiting for their labels, bounded by count and by time.
 
@@ -92,6 +135,9 @@ class LabelJoinBuffer:
         max_entries: int = 100_000,
         ttl_seconds: float = 3600.0,
         max_pending_labels: int | None = None,
+        *,
+        max_bytes: int | None = None,
+        size_of: Callable[[Any], int] = approximate_size,
     ) -> None:
         if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
             raise ValueError(f"max_entries must be an integer >= 1, got {max_entries!r}")
@@ -109,10 +155,17 @@ class LabelJoinBuffer:
         ttl = _check_time(ttl_seconds)
         if ttl <= 0.0:
             raise ValueError(f"ttl_seconds must be > 0, got {ttl_seconds!r}")
+        if max_bytes is not None and (isinstance(max_bytes, bool)
+                                      or not isinstance(max_bytes, int) or max_bytes < 1):
+            raise ValueError(f"max_bytes must be None or an integer >= 1, got {max_bytes!r}")
         self.max_entries = max_entries
         self.ttl_seconds = ttl
         self.max_pending_labels = max_pending_labels
-        self._predictions: dict[PredictionId, tuple[float, Any]] = {}
+        self.max_bytes = max_bytes
+        self._size_of = size_of
+        self._predictions: dict[PredictionId, tuple[float, Any, int]] = {}
+        """Waiting predictions: (timestamp, payload, approximate bytes), oldest first."""
+        self._bytes = 0
         self._labels: dict[PredictionId, tuple[float, Any]] = {}
         self.joined = 0
         self.expired = 0
@@ -129,6 +182,11 @@ class LabelJoinBuffer:
         """Labels waiting for their prediction."""
         return len(self._labels)
 
+    @property
+    def waiting_bytes(self) -> int:
+        """Approximate bytes the waiting predictions hold."""
+        return self._bytes
+
     def add_prediction(
         self, prediction_id: PredictionId, payload: Any, timestamp: float
     ) -> Joined | None:
@@ -139,14 +197,27 @@ class LabelJoinBuffer:
         if early is not None:
             self.joined += 1
             return Joined(pid, payload, early[1], ts, early[0])
-        predictions = self._predictions
-        if predictions.pop(pid, None) is not None:
-            self.duplicates += 1  # re-inserted below: it waits from its new arrival
-        elif len(predictions) >= self.max_entries:
-            del predictions[next(iter(predictions))]
-            self.evicted += 1
-        predictions[pid] = (ts, payload)
+        self._wait(pid, ts, payload)
         return None
+
+    def _wait(self, pid: PredictionId, ts: float, payload: Any) -> None:
+        """Queue a prediction last, evicting the oldest while beyond either bound."""
+        predictions = self._predictions
+        size = self._size_of(payload) + (50 + len(pid) if isinstance(pid, str) else 32)
+        earlier = predictions.pop(pid, None)
+        if earlier is not None:
+            self._bytes -= earlier[2]
+            self.duplicates += 1  # re-inserted below: it waits from its new arrival
+        limit = self.max_bytes
+        if limit is not None and size > limit:
+            self.evicted += 1  # larger than the whole budget: it cannot wait at all
+            return
+        while predictions and (len(predictions) >= self.max_entries
+                               or (limit is not None and self._bytes + size > limit)):
+            self._bytes -= predictions.pop(next(iter(predictions)))[2]
+            self.evicted += 1
+        predictions[pid] = (ts, payload, size)
+        self._bytes += size
 
     def add_label(self, prediction_id: PredictionId, label: Any, timestamp: float) -> Joined | None:
         """The join of ``label`` with its prediction, or None (the label waits for it)."""
@@ -154,6 +225,7 @@ class LabelJoinBuffer:
         ts = _check_time(timestamp)
         waiting = self._predictions.pop(pid, None)
         if waiting is not None:
+            self._bytes -= waiting[2]
             self.joined += 1
             return Joined(pid, waiting[1], label, waiting[0], ts)
         labels = self._labels
@@ -182,12 +254,12 @@ class LabelJoinBuffer:
         cutoff = _check_time(now) - self.ttl_seconds
         gone: list[Expired] = []
         predictions = self._predictions
-        for pid, (ts, payload) in predictions.items():
+        for pid, (ts, payload, _) in predictions.items():
             if ts >= cutoff:
                 break
             gone.append(Expired(pid, payload, ts))
         for entry in gone:
-            del predictions[entry.prediction_id]
+            self._bytes -= predictions.pop(entry.prediction_id)[2]
         self.expired += len(gone)
         labels = self._labels
         stale = []
@@ -210,25 +282,60 @@ class LabelJoinBuffer:
             "max_entries": self.max_entries,
             "ttl_seconds": self.ttl_seconds,
             "max_pending_labels": self.max_pending_labels,
-            "predictions": [[pid, ts, payload] for pid, (ts, payload) in self._predictions.items()],
+            "predictions": [[pid, ts, payload]
+                            for pid, (ts, payload, _) in self._predictions.items()],
             "labels": [[pid, ts, label] for pid, (ts, label) in self._labels.items()],
             "counters": self.counters(),
         }
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> LabelJoinBuffer:
-        """Rebuild a buffer that continues exactly as the one that saved ``state``."""
-        buffer = cls(
-            max_entries=state["max_entries"],
-            ttl_seconds=state["ttl_seconds"],
-            max_pending_labels=state["max_pending_labels"],
-        )
-        for pid, ts, payload in state["predictions"]:
-            buffer._predictions[_check_id(pid)] = (_check_time(ts), payload)
-        for pid, ts, label in state["labels"]:
-            buffer._labels[_check_id(pid)] = (_check_time(ts), label)
+    def from_state(
+        cls,
+        state: Mapping[str, Any],
+        *,
+        max_entries: int,
+        ttl_seconds: float,
+        max_pending_labels: int | None = None,
+        max_bytes: int | None = None,
+        size_of: Callable[[Any], int] = approximate_size,
+        check_payload: Callable[[Any], object] = lambda payload: None,
+        check_label: Callable[[Any], object] = lambda label: None,
+        latest: float = math.inf,
+    ) -> LabelJoinBuffer:
+        """A buffer with the caller's limits holding the entries of a saved ``state``.
+
+        The state is data (read from Kafka): the limits it records are ignored, every entry is
+        checked (``check_payload``, ``check_label`` raise ValueError on a bad one), timestamps
+        are held to ``latest``, and beyond the limits the oldest entries go (counted
+        ``evicted``, or ``unmatched`` for labels). ValueError when the state is malformed.
+        """
+        buffer = cls(max_entries, ttl_seconds, max_pending_labels, max_bytes=max_bytes,
+                     size_of=size_of)
+        if not isinstance(state, Mapping):
+            raise ValueError("a label buffer's state must be an object")
+        predictions, labels, counters = (state.get(name) for name in
+                                         ("predictions", "labels", "counters"))
+        if not (isinstance(predictions, list) and isinstance(labels, list)
+                and isinstance(counters, Mapping)):
+            raise ValueError("a label buffer's state needs lists of predictions and labels and "
+                             "an object of counters")
         for name in _COUNTERS:
-            setattr(buffer, name, int(state["counters"][name]))
+            setattr(buffer, name, _count(counters.get(name), f"counters.{name}"))
+        for entry in predictions:
+            pid, ts, payload = _entry(entry, latest)
+            check_payload(payload)
+            buffer._wait(pid, ts, payload)
+        for entry in labels:
+            pid, ts, label = _entry(entry, latest)
+            check_label(label)
+            if buffer.max_pending_labels == 0:
+                buffer.unmatched += 1
+                continue
+            buffer._labels.pop(pid, None)
+            if len(buffer._labels) >= buffer.max_pending_labels:
+                del buffer._labels[next(iter(buffer._labels))]
+                buffer.unmatched += 1
+            buffer._labels[pid] = (ts, label)
         return buffer
 
     def __repr__(self) -> str:

@@ -30,8 +30,9 @@ from hypothesis import strategies as st
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from stream.broker import EmbeddedBroker, free_port
+from stream.config import RuntimeConfig
 from stream.errors import EventError
-from stream.events import REASONS, EventKind, decode_event
+from stream.events import REASONS, EventKind, EventLimits, decode_event
 from tests.integration.support import Topics, VigilProcess, wait_for, write_config
 
 pytestmark = pytest.mark.integration
@@ -93,9 +94,11 @@ HOSTILE_VALUES: list[float | int] = [
 square would overflow any variance."""
 
 WARM_KEYS = [f"warm-{i}" for i in range(8)]
-WARM_START = 7_258_000_000
-"""Warm series live in the last hour before 2200, later than (almost) every other timestamp
-here, so the partitions' event-time clocks do not expire them: they learn and alert."""
+WARM_START = (int(time.time()) // 3600 - 1) * 3600
+"""Warm series live in the hour before the last full hour: later than (almost) every other
+valid timestamp here (those after the wall clock plus runtime.max_clock_skew_s are refused as
+future_timestamp), so the partitions' event-time clocks do not expire them: they learn and
+alert."""
 
 
 def build_message(pick: int) -> Message:
@@ -281,9 +284,10 @@ class Ledger:
         Not inside a Hypothesis example: Hypothesis raises the recursion limit there, and
         json's verdict on deep nesting depends on that limit and on the stack depth.
         """
+        limits = EventLimits(latest_timestamp=time.time() + RuntimeConfig().max_clock_skew_s)
         for kind, raw in self.outbox:
             try:
-                decode_event(raw or b"", kind)
+                decode_event(raw or b"", kind, limits)
                 self.valid += 1
             except EventError as exc:
                 self.invalid[exc.reason] += 1

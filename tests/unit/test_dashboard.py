@@ -33,6 +33,7 @@ CATALOGUE: dict[str, str] = {
     "vigil_alerts_suppressed": "counter",
     "vigil_produce_errors": "counter",
     "vigil_rebalances": "counter",
+    "vigil_snapshots_rejected": "counter",
     "vigil_series_evicted": "counter",
     "vigil_series_expired": "counter",
     "vigil_series_gauges_dropped": "counter",

@@ -127,3 +127,9 @@ def test_derived_widths_are_computed_once_per_setting() -> None:
         CusumChart(arl0=1000.0)
     after = cusum_h_for_arl.cache_info()
     assert (after.misses, after.hits) == (before.misses, before.hits + 50)
+
+
+def test_an_arl_that_would_take_hours_is_refused_at_once() -> None:
+    """lambda_ = 1e-6 with arl0 used to keep check-config and replay busy for hours."""
+    with pytest.raises(ValueError, match="7712470 steps"):
+        ewma_L_for_arl(1000.0, 1e-6, "exact")

@@ -69,7 +69,7 @@ def _records(count: int, seed: int) -> list[Record]:
 def _run(config: Any, records: list[Record], *, per_event: bool, seed: int) -> dict[str, Any]:
     gauges = SeriesGauges(VigilMetrics(), config.metrics.series_allowlist,
                           config.metrics.max_series_gauges)
-    processor = BatchProcessor(config, clock=lambda: 0.0, gauges=gauges, per_event=per_event)
+    processor = BatchProcessor(config, clock=lambda: 2e9, gauges=gauges, per_event=per_event)
     rng = random.Random(seed)
     messages, start = [], 0
     while start < len(records):

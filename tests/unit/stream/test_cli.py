@@ -80,3 +80,61 @@ def test_secrets_are_redacted_from_every_log_line(capsys: pytest.CaptureFixture[
         configure_logging("WARNING", "text")
     err = capsys.readouterr().err
     assert "s3cr3t-pass" not in err and "<redacted>" in err
+
+
+@pytest.mark.parametrize(("toml", "key"), [
+    ("[models]\nenabled = true\nlabel_ttl_s = inf\n", "models.label_ttl_s"),
+    ("[models]\nenabled = true\nchart_params = { h = -1 }\n", "models"),
+    ("[models]\nenabled = true\nchart_params = { h = nan }\n", "models.chart_params.h"),
+    ("[models]\nenabled = true\nlearner = \"river\"\nmax_step = 0.5\n"
+     "params = { model = \"linear_model.LinearRegression\" }\n", "models"),
+    ("[state]\ncheckpoint_interval_s = inf\n", "state.checkpoint_interval_s"),
+    ("[detector]\nname = \"ewma\"\nparams = { lambda_ = 1e-6, arl0 = 1000 }\n", "detector"),
+    ("[detector]\nparams = { k = -inf }\n", "detector.params.k"),
+])
+def test_check_config_refuses_what_run_would_fail_on(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], toml: str, key: str) -> None:
+    """Each of these passed check-config, then crashed `vigil run` (or hung both)."""
+    path = tmp_path / "vigil.toml"
+    path.write_text(toml)
+    assert main(["check-config", "-c", str(path)]) == 2
+    assert f"configuration error: {key}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("toml", ["[kafka]\nsasl_password = 123456789\n",
+                                  "[state]\nhmac_key = 123456789123456789\n",
+                                  "[kafka]\nssl_password = [123456789]\n"])
+def test_a_secret_of_the_wrong_type_is_not_echoed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], toml: str) -> None:
+    path = tmp_path / "vigil.toml"
+    path.write_text(toml)
+    assert main(["check-config", "-c", str(path)]) == 2
+    assert "123456789" not in capsys.readouterr().err
+
+
+def test_check_config_redacts_the_state_key(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "vigil.toml"
+    path.write_text('[state]\nhmac_key = "a-state-key-of-32-characters-xyz"\n')
+    assert main(["check-config", "-c", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert 'hmac_key = "<redacted>"' in out and "32-characters" not in out
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_control_characters_in_a_logged_name_are_escaped(
+        capsys: pytest.CaptureFixture[str], log_format: str) -> None:
+    """A key with a newline forged log lines; an escape sequence drove the terminal."""
+    import logging
+
+    from stream.cli import configure_logging
+
+    configure_logging("INFO", log_format)
+    try:
+        logging.getLogger("stream.runtime").info(
+            "alert anomaly %s/%s", "web-1\n2026-01-01 ERROR forged\x1b[2J\u202e", "cpu")
+    finally:
+        configure_logging("WARNING", "text")
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "\x1b" not in line and "\u202e" not in line
+    assert "forged" in line and "\\x1b[2J" in line

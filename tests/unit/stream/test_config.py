@@ -102,3 +102,18 @@ def test_a_bad_override_names_its_glob(tmp_path: Path) -> None:
     path.write_text('[detector.overrides]\n"telemetry/*" = { name = "shewhart", k = 4.0 }\n')
     with pytest.raises(ConfigError, match='detector.overrides."telemetry/\\*"'):
         load_config(path, environ={})
+
+
+def test_state_keys_come_from_the_setting_or_a_file(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("new-key-0123456789abcdef\n\nold-key-0123456789abcdef\n")
+    config = load_config(overrides={"state.hmac_key_file": str(keys)}, environ={})
+    assert config.state.hmac_keys() == (b"new-key-0123456789abcdef", b"old-key-0123456789abcdef")
+    env = load_config(environ={"VIGIL_STATE_HMAC_KEY": "k" * 32})
+    assert env.state.hmac_keys() == (b"k" * 32,) and "k" * 32 not in repr(env)
+    assert load_config(environ={}).state.hmac_keys() == ()
+    with pytest.raises(ConfigError, match="too short"):
+        load_config(environ={"VIGIL_STATE_HMAC_KEY": "short"})
+    with pytest.raises(ConfigError, match="not both"):
+        load_config(overrides={"state.hmac_key_file": str(keys), "state.hmac_key": "k" * 32},
+                    environ={})

@@ -14,7 +14,7 @@ from typing import Any
 import confluent_kafka as ck  # the dev extra installs it: these tests must run, not skip
 import pytest
 from kafka import TopicPartition
-from kafka.errors import CommitFailedError
+from kafka.errors import CommitFailedError, MessageSizeTooLargeError
 from kafka.structs import OffsetAndMetadata
 
 from stream.config import load_config
@@ -202,6 +202,8 @@ class FakeNativeProducer:
         if self.refuse:
             self.refuse -= 1
             raise BufferError("queue full")
+        if value is not None and len(value) > 1000:  # librdkafka refuses it at once
+            raise ck.KafkaException(ck.KafkaError(ck.KafkaError.MSG_SIZE_TOO_LARGE))
         self.pending.append((on_delivery, value))
 
     def poll(self, timeout: float) -> int:
@@ -231,6 +233,9 @@ def test_producer_futures_are_settled_by_flush() -> None:
     assert bad.failed() and bad.exception is not None
     with pytest.raises(Exception, match="timed out"):
         bad.get()
+    assert not isinstance(bad.exception, MessageSizeTooLargeError)
+    too_large = producer.send("t", value=b"y" * 2000)
+    assert isinstance(too_large.exception, MessageSizeTooLargeError)  # never worth a retry
     producer.close(timeout=1)
 
 

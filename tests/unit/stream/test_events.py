@@ -14,8 +14,10 @@ from hypothesis import strategies as st
 
 from stream.errors import BrokerError, ConfigError, EventError, StateError, VigilError
 from stream.events import (
+    DEFAULT_LIMITS,
     REASONS,
     EventKind,
+    EventLimits,
     PredictionEvent,
     TelemetryEvent,
     decode_event,
@@ -43,9 +45,10 @@ def prediction(**changes: Any) -> dict[str, Any]:
     return body
 
 
-def reject(raw: bytes, kind: EventKind | None = None) -> EventError:
+def reject(raw: bytes, kind: EventKind | None = None,
+           limits: EventLimits = DEFAULT_LIMITS) -> EventError:
     with pytest.raises(EventError) as caught:
-        decode_event(raw, kind)
+        decode_event(raw, kind, limits)
     assert caught.value.reason in REASONS
     return caught.value
 
@@ -273,9 +276,39 @@ def test_lone_surrogate_escapes_rejected(raw: bytes) -> None:
 
 
 def test_overlong_names_are_cut_in_the_detail() -> None:
-    error = reject(encode(telemetry(metrics={"x" * 10_000: "1"})))
+    error = reject(encode(telemetry(metrics={"x" * 10_000: "1"})), limits=EventLimits(
+        max_name_length=100_000))
     assert error.reason == "wrong_type"
     assert len(error.detail) < 200
+
+
+@pytest.mark.parametrize("body", [
+    telemetry(source="s" * 257), telemetry(metrics={"m" * 257: 1.0}),
+    prediction(model="m" * 257), prediction(features={"f" * 257: 1.0}),
+    prediction(prediction_id="p" * 257), prediction(model_version="v" * 257),
+])
+def test_a_name_longer_than_the_limit_is_refused(body: dict[str, Any]) -> None:
+    error = reject(encode(body))
+    assert error.reason == "name_too_long"
+    assert len(error.detail) < 200
+    assert decode_event(encode(body), limits=EventLimits(max_name_length=257))
+
+
+def test_one_event_cannot_carry_more_names_than_the_limit() -> None:
+    """One 721 KiB event used to make 50,001 series; now it is refused whole."""
+    many = {f"m{i}": 1.0 for i in range(50_000)}
+    assert reject(encode(telemetry(metrics=many))).reason == "too_many_names"
+    assert reject(encode(prediction(features=many))).reason == "too_many_names"
+    assert decode_event(encode(telemetry(metrics=dict(list(many.items())[:1000]))))
+
+
+def test_an_event_later_than_the_clock_allows_is_refused() -> None:
+    limits = EventLimits(latest_timestamp=T0 + 60)
+    assert decode_event(encode(telemetry(timestamp=T0 + 60)), limits=limits)
+    error = reject(encode(telemetry(timestamp=T0 + 61)), limits=limits)
+    assert error.reason == "future_timestamp"
+    assert reject(encode(telemetry(timestamp=7_258_118_401)), limits=limits).reason == \
+        "bad_timestamp"  # past 2200 stays a unit mistake
 
 
 # --- event_series and the error type --------------------------------------------------------

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -46,3 +49,22 @@ def test_each_instance_has_its_own_registry() -> None:
     assert first.registry.get_sample_value("vigil_anomalies_total", {"detector": "shewhart"}) == 1
     assert second.registry.get_sample_value(
         "vigil_anomalies_total", {"detector": "shewhart"}) is None
+
+
+def test_idle_connections_hold_neither_threads_nor_the_endpoint() -> None:
+    """300 idle connections used to hold 300 threads, for as long as their clients liked."""
+    server = MetricsServer(VigilMetrics().registry, Liveness(), "127.0.0.1", 0,
+                           timeout_s=0.5, max_connections=8).start()
+    before = threading.active_count()
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(60)]
+    try:
+        time.sleep(0.2)
+        assert threading.active_count() <= before + 8
+        for sock in idle:  # silent clients are dropped after the timeout: the server closes
+            sock.settimeout(5.0)
+            assert sock.recv(1) == b""
+        assert _get(server.port, "/metrics")[0] == 200
+    finally:
+        for sock in idle:
+            sock.close()
+        server.stop()

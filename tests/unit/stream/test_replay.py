@@ -74,3 +74,44 @@ def test_cli_replay_with_detector_params(tmp_path: Path, capsys) -> None:  # typ
     assert "replayed 6 rows" in capsys.readouterr().err
     assert main(["replay", str(source), "--param", "warmup=1"]) == 2
     assert main(["replay", str(tmp_path / "absent.csv")]) == 1
+
+
+def test_a_huge_field_is_one_malformed_row_not_a_traceback(tmp_path: Path) -> None:
+    rows = ["1767225600,1.0", "1767225601," + "9" * 200_000, "1767225602,2.0"]
+    errors = io.StringIO()
+    summary = replay(_csv(tmp_path / "in.csv", rows, header="timestamp,value"), io.StringIO(),
+                     detector="shewhart", errors=errors)
+    assert (summary.points, summary.skipped) == (2, 1)
+    assert "in.csv:3: skipped: field larger than field limit" in errors.getvalue()
+
+
+def test_csv_values_have_the_bounds_of_jsonl_events(tmp_path: Path) -> None:
+    """1e200 in a CSV gave infinite limits; a JSONL event with it was refused."""
+    rows = ["1767225600,1e200", "1767225601,-1e151", "1767225602,1e150"]
+    summary = replay(_csv(tmp_path / "in.csv", rows, header="timestamp,value"), io.StringIO(),
+                     detector="shewhart", errors=io.StringIO())
+    assert (summary.points, summary.skipped) == (1, 2)
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_bytes(b"\xef\xbb\xbftimestamp,value\n1767225600,1.0\n")
+    assert replay(path, io.StringIO(), detector="shewhart").points == 1
+    jsonl = tmp_path / "in.jsonl"
+    jsonl.write_bytes(b'\xef\xbb\xbf{"source": "s", "timestamp": 1767225600, '
+                      b'"metrics": {"m": 1}}\n')
+    assert replay(jsonl, io.StringIO(), detector="shewhart").points == 1
+
+
+def test_replay_errors_are_one_line_and_a_non_zero_exit(
+        tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    source = _csv(tmp_path / "in.csv", ["1767225600,1.0"], header="timestamp,value")
+    assert main(["replay", str(tmp_path)]) == 1  # a directory
+    assert main(["replay", str(source), "-o", str(tmp_path / "missing" / "out.csv")]) == 1
+    bad = _csv(tmp_path / "bad.csv", ["x,y", "1767225600,abc"], header="timestamp,value")
+    assert main(["replay", str(bad), "-o", str(tmp_path / "out.csv")]) == 1  # nothing valid
+    err = capsys.readouterr().err
+    assert "is a directory" in err and "cannot write" in err
+    assert "nothing valid was read" in err and "Traceback" not in err
+    for line in err.splitlines():
+        assert line.startswith(("vigil: ", str(bad), "replayed "))

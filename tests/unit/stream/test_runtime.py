@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from kafka.errors import MessageSizeTooLargeError
 
 import detectors.base
 from detectors import PointResult
@@ -86,6 +87,7 @@ class FakeProducer:
     failures: int = 0
     sent: list[tuple[str, bytes | None]] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
+    headers: list[dict[str, bytes]] = field(default_factory=list)
 
     def send(self, topic: str, key: bytes | None, value: bytes | None,
              headers: list[Any]) -> FakeFuture:
@@ -404,3 +406,138 @@ def test_a_revocation_with_unacknowledged_output_writes_no_snapshot() -> None:
     assert len(runner.run_once().alerts) == 1
     runner.on_revoked([("telemetry", 0)])  # the alert failed: the snapshot would skip it
     assert store.messages == [] and "commit" not in log
+
+
+# --- hostile inputs and a refusing broker ----------------------------------------------------
+
+
+def test_one_event_from_the_far_future_is_dead_lettered_and_blinds_nothing() -> None:
+    """An event stamped 2199 used to become the partition's clock: every series then idled past
+    its TTL on each point and nothing alerted again."""
+    far = {"source": "other", "timestamp": 7_258_000_000, "metrics": {"x": 1.0}}
+    records = steady_then(900.0)
+    records.insert(30, Record("telemetry", 0, 999, b"x", json.dumps(far).encode()))
+    processor = BatchProcessor(CONFIG, clock=lambda: 1767229999.0)
+    batch = processor.process(records)
+    assert batch.invalid_by_reason == {"future_timestamp": 1}
+    assert [a.source.offset for a in batch.alerts] == [60]
+    assert processor.monitor.expired == 0
+
+
+class FailingLabels:
+    """A model maintainer whose label path fails, as a bug (or bad restored state) might."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def on_label(self, event: Any, partition: Any) -> list[Any]:
+        raise KeyError("boom")
+
+
+def test_a_failure_on_the_label_path_dead_letters_that_event_only(tmp_path: Any) -> None:
+    path = tmp_path / "vigil.toml"
+    path.write_text("[models]\nenabled = true\n")
+    processor = BatchProcessor(load_config(path, environ={}))
+    processor.models = FailingLabels(processor.models)  # type: ignore[assignment]
+    label = b'{"prediction_id": "p1", "label": 1.0, "timestamp": 1767225600}'
+    batch = processor.process([Record("labels", 0, 0, b"m", label), telemetry(1, 1.0)])
+    assert batch.invalid_by_reason == {"model_error": 1}
+    assert batch.valid_by_topic == {"telemetry": 1}
+    (letter,) = batch.messages
+    assert letter.value == label and dict(letter.headers)["vigil.error.reason"] == b"model_error"
+
+
+def test_a_dead_letter_key_too_large_for_the_topic_is_cut_and_says_so() -> None:
+    """Dead letters used to copy the key whole: a 5 MB key could never be delivered."""
+    batch = BatchProcessor(CONFIG).process([Record("telemetry", 0, 7, b"k" * 5_000_000, b"{")])
+    (letter,) = batch.messages
+    assert letter.key == b"k" * 1024
+    assert dict(letter.headers)["vigil.original.key_size"] == b"5000000"
+
+
+@dataclass
+class RefusingProducer(FakeProducer):
+    """A producer whose broker refuses messages as a real one does: over ``local_limit`` bytes
+    at once in ``send`` (kafka-python's max_request_size), over ``limit`` or to
+    ``refused_topic`` in the future."""
+
+    limit: int = 10**9
+    local_limit: int = 10**9
+    refused_topic: str = ""
+
+    def send(self, topic: str, key: bytes | None, value: bytes | None,
+             headers: list[Any]) -> FakeFuture:
+        size = len(key or b"") + len(value or b"")
+        if size > self.local_limit:
+            raise MessageSizeTooLargeError(f"{size} bytes is larger than max_request_size")
+        if size > self.limit or topic == self.refused_topic:
+            return FakeFuture(MessageSizeTooLargeError("the broker refused it"))
+        self.sent.append((topic, value))
+        self.headers.append(dict(headers))
+        return FakeFuture(None)
+
+
+def _refused(runner: Runner) -> float | None:
+    return runner.metrics.registry.get_sample_value("vigil_events_invalid_total",
+                                                    {"reason": "output_refused"})
+
+
+def test_an_alert_the_broker_refuses_goes_to_the_dead_letters_not_round_for_ever() -> None:
+    """A message the broker refused for its size used to be retried for ever."""
+    log: list[str] = []
+    producer = RefusingProducer(log=log, refused_topic="alerts")
+    runner = _runner(FakeConsumer([steady_then(900.0)], log), producer, MemoryStore(log))
+    (alert,) = runner.run_once().alerts
+    assert runner.checkpoint() == [("telemetry", 0)]  # settled, snapshotted, committed
+    ((topic, value),) = producer.sent
+    assert topic == "vigil-dlq" and json.loads(value or b"")["alert_id"] == alert.alert_id
+    headers = producer.headers[0]
+    assert headers["vigil.error.reason"] == b"output_refused"
+    assert (headers["vigil.output.topic"], headers["vigil.source.offset"]) == (b"alerts", b"60")
+    assert _refused(runner) == 1 and "commit" in log
+
+
+def test_a_message_send_refuses_at_once_does_not_stop_the_loop() -> None:
+    """kafka-python raises in ``send`` for a message over max_request_size: that stopped vigil
+    run. A dead letter refused so goes again without its key and value."""
+    log: list[str] = []
+    producer = RefusingProducer(log=log, local_limit=50_000)
+    runner = _runner(FakeConsumer([[Record("telemetry", 0, 3, b"k", b"x" * 100_000)]], log),
+                     producer, MemoryStore(log))
+    runner.run_once()
+    assert runner.checkpoint() == [("telemetry", 0)]
+    assert producer.sent == [("vigil-dlq", None)]
+    assert producer.headers[0]["vigil.original.size"] == b"100000"
+    assert producer.headers[0]["vigil.source.offset"] == b"3"
+    assert _refused(runner) == 1
+
+
+def test_a_bare_dead_letter_refused_is_dropped_not_retried_for_ever() -> None:
+    log: list[str] = []
+    producer = RefusingProducer(log=log, refused_topic="vigil-dlq")
+    runner = _runner(FakeConsumer([[Record("telemetry", 0, 3, b"k", b"{")]], log), producer,
+                     MemoryStore(log))
+    runner.run_once()
+    assert runner.checkpoint() == [("telemetry", 0)]  # dropped (and logged), not stuck
+    assert producer.sent == [] and "commit" in log
+
+
+def test_one_key_cannot_evict_the_series_of_the_others(tmp_path: Any) -> None:
+    """About 20 events of 50,000 names used to evict every other series."""
+    path = tmp_path / "vigil.toml"
+    path.write_text("[state]\nmax_series = 1000\nmax_series_per_key = 200\n")
+    processor = BatchProcessor(load_config(path, environ={}))
+    processor.process([host_point(f"web-{h}", h, 100.0) for h in range(50)])
+    flood = [Record("telemetry", 0, 100 + i, b"x", json.dumps(
+        {"source": "flood", "timestamp": 1767225700 + i,
+         "metrics": {f"m{i}-{j}": 1.0 for j in range(900)}}).encode()) for i in range(20)]
+    processor.process(flood)
+    monitor = processor.monitor
+    part = monitor._partitions[("telemetry", 0)]  # noqa: SLF001
+    keys = [key for _, key, _ in part.series]
+    assert sum(key.startswith("web-") for key in keys) == 50  # every other series is still there
+    assert keys.count("flood") <= 200
+    assert monitor.evicted > 0 and monitor.series_count <= 1000

@@ -114,6 +114,7 @@ class FakeRecord:
     partition: int
     offset: int
     value: bytes | None
+    key: bytes | None = None
 
 
 @dataclass
@@ -122,6 +123,8 @@ class FakeConsumer:
     ListOffsets answer does); ``on_poll`` runs a step of the test before each poll."""
 
     logs: dict[str, dict[int, list[bytes]]]
+    keys: bytes | None = None
+    """The key of every record."""
     lying_end: bool = False
     answers: bool = True
     per_poll: int = 2
@@ -160,8 +163,8 @@ class FakeConsumer:
             start = self.positions[partition]
             values = log[start:start + self.per_poll]
             if values:
-                batch[partition] = [FakeRecord(partition.topic, partition.partition, start + i, v)
-                                    for i, v in enumerate(values)]
+                batch[partition] = [FakeRecord(partition.topic, partition.partition, start + i, v,
+                                               self.keys) for i, v in enumerate(values)]
                 self.positions[partition] = start + len(values)
         return batch
 
@@ -180,8 +183,8 @@ def _read(consumer: FakeConsumer, topics: list[str] | None = None,
           **options: Any) -> tuple[list[dict[str, Any]], list[str], Any]:
     shown: list[dict[str, Any]] = []
     warnings: list[str] = []
-    summary = read_alerts(consumer, topics or ["alerts"], shown.append, warn=warnings.append,
-                          **options)
+    summary = read_alerts(consumer, topics or ["alerts"], lambda alert, _: shown.append(alert),
+                          warn=warnings.append, **options)
     return shown, warnings, summary
 
 
@@ -296,3 +299,78 @@ def test_alerts_command_rejects_an_unknown_severity(capsys: pytest.CaptureFixtur
         main(["alerts", "--severity", "page"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'page'" in capsys.readouterr().err
+
+
+# --- text from Kafka is printed, not obeyed -------------------------------------------------
+
+
+def test_control_characters_in_an_alert_are_escaped_in_the_line() -> None:
+    """A key with a newline forged a second alert line; an escape sequence drove the terminal."""
+    line = format_alert_line(_alert("web-1\n2026-01-01T00:00:00Z CRITICAL fake\x1b[2J\u202e",
+                                    "cpu\x85"))
+    assert "\n" not in line and "\x1b" not in line and "\u202e" not in line
+    assert "\x85" not in line
+    assert "web-1\\n2026" in line and "\\x1b[2J" in line and "\\u202e" in line
+
+
+def test_json_output_escapes_them_too_and_stays_the_same_data(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    alert = _alert("evil\u202e\x85key")
+    consumer = FakeConsumer({"alerts": {0: _encoded(alert)}})
+    monkeypatch.setattr("stream.subscribe.topic_reader", lambda config: consumer)
+    consumer.close = lambda: None  # type: ignore[attr-defined]
+    assert main(["alerts", "--json"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert "\u202e" not in out and "\x85" not in out
+    assert json.loads(out) == alert
+
+
+# --- vigil export-model ----------------------------------------------------------------------
+
+
+def _update(version: Any, coef: float = 2.0, model: str = "fraud") -> dict[str, Any]:
+    return {"model": model, "version": version, "feature_names": ["a"], "coef": {"a": coef},
+            "intercept": 1.0, "n_updates": 10, "loss": 0.1,
+            "timestamp": "2026-01-01T00:00:00.000Z", "estimator": "SGDRegressor"}
+
+
+def _export(monkeypatch: pytest.MonkeyPatch, tmp_path: Any, updates: list[dict[str, Any]],
+            key: bytes = b"fraud") -> tuple[int, Any]:
+    consumer = FakeConsumer({"model-updates": {0: [json.dumps(u).encode() for u in updates]}},
+                            keys=key)
+    consumer.close = lambda: None  # type: ignore[attr-defined]
+    monkeypatch.setattr("stream.subscribe.topic_reader", lambda config: consumer)
+    out = tmp_path / "model.joblib"
+    code = main(["export-model", "--model", "fraud", "-o", str(out)])
+    if code != 0:
+        return code, None
+    import joblib
+
+    return code, joblib.load(out)
+
+
+@pytest.mark.parametrize("bad", [
+    _update("x"), _update(None), _update(True), _update(0), _update(2, coef=float("inf")),
+    {**_update(3), "coef": "x"}, {**_update(3), "intercept": None},
+])
+def test_export_model_skips_unusable_updates_for_the_usable_one(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any, capsys: pytest.CaptureFixture[str],
+        bad: dict[str, Any]) -> None:
+    """A version of "x" or null gave a traceback; infinite coefficients were exported."""
+    code, estimator = _export(monkeypatch, tmp_path, [_update(1, coef=5.0), bad])
+    assert code == 0 and estimator.coef_.tolist() == [5.0]
+    assert "unusable" in capsys.readouterr().err
+    assert _export(monkeypatch, tmp_path, [bad])[0] == 1
+
+
+def test_export_model_takes_the_newest_by_offset_not_the_largest_version(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """A message with version 10**30 used to beat every newer one."""
+    updates = [_update(1, coef=1.0), _update(10**30, coef=666.0), _update(2, coef=3.0)]
+    code, estimator = _export(monkeypatch, tmp_path, updates)
+    assert code == 0 and estimator.coef_.tolist() == [3.0]
+
+
+def test_export_model_ignores_updates_not_keyed_by_the_model(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    assert _export(monkeypatch, tmp_path, [_update(1)], key=b"other")[0] == 1

@@ -85,7 +85,8 @@ def test_state_round_trip_continues_exactly() -> None:
         buffer.add_prediction(f"p{i}", {"i": i}, float(i))
     buffer.add_label("early", "yes", 3.0)
     buffer.add_label("p5", 1.0, 6.0)
-    restored = LabelJoinBuffer.from_state(json.loads(json.dumps(buffer.state_dict())))
+    restored = LabelJoinBuffer.from_state(json.loads(json.dumps(buffer.state_dict())),
+                                          max_entries=4, ttl_seconds=30.0)
     assert restored.counters() == buffer.counters()
     for b in (buffer, restored):
         b.add_prediction("early", {"i": 99}, 7.0)
@@ -115,3 +116,66 @@ def test_bad_ids_and_times() -> None:
         buffer.add_prediction(1.5, None, 0.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="timestamp"):
         buffer.add_label("a", 1.0, float("nan"))
+
+
+def test_limits_come_from_the_caller_not_from_the_state() -> None:
+    """A saved state that claims huge limits cannot raise them; the newest entries stay."""
+    buffer = LabelJoinBuffer(max_entries=1_000, ttl_seconds=1e9)
+    for i in range(100):
+        buffer.add_prediction(f"p{i}", {"i": i}, float(i))
+    state = {**buffer.state_dict(), "max_entries": 10**12, "ttl_seconds": 1e300}
+    restored = LabelJoinBuffer.from_state(state, max_entries=10, ttl_seconds=60.0)
+    assert (restored.max_entries, restored.ttl_seconds, len(restored)) == (10, 60.0, 10)
+    assert restored.evicted == 90
+    assert restored.add_label("p99", 1.0, 100.0) is not None
+    assert restored.add_label("p0", 1.0, 100.0) is None
+
+
+@pytest.mark.parametrize("state", [
+    "not a state",
+    {"predictions": "x", "labels": [], "counters": {}},
+    {"predictions": [["p", 1.0]], "labels": [], "counters": {}},
+    {"predictions": [[1.5, 1.0, None]], "labels": [], "counters": {}},
+    {"predictions": [["p", float("inf"), None]], "labels": [], "counters": {}},
+    {"predictions": [], "labels": [], "counters": {"joined": "x"}},
+    {"predictions": [], "labels": [], "counters": {"joined": -1}},
+])
+def test_a_malformed_state_is_refused(state: object) -> None:
+    counters = dict.fromkeys(("joined", "expired", "evicted", "unmatched", "duplicates"), 0)
+    if isinstance(state, dict):
+        state = {**state, "counters": {**counters, **state["counters"]}}
+    with pytest.raises(ValueError):
+        LabelJoinBuffer.from_state(state, max_entries=10, ttl_seconds=60.0)  # type: ignore[arg-type]
+
+
+def test_payloads_are_checked_and_times_held_to_the_latest() -> None:
+    buffer = LabelJoinBuffer()
+    buffer.add_prediction("p", "a string payload", 7e9)
+
+    def must_be_a_list(payload: object) -> None:
+        if not isinstance(payload, list):
+            raise ValueError("payload must be a list")
+
+    with pytest.raises(ValueError, match="list"):
+        LabelJoinBuffer.from_state(buffer.state_dict(), max_entries=10, ttl_seconds=60.0,
+                                   check_payload=must_be_a_list)
+    restored = LabelJoinBuffer.from_state(buffer.state_dict(), max_entries=10,
+                                          ttl_seconds=60.0, latest=1000.0)
+    assert [e.prediction_id for e in restored.expire(1061.0)] == ["p"]
+
+
+def test_the_byte_budget_evicts_the_oldest() -> None:
+    """20,000 features in one waiting prediction held 2.2 MiB; a budget bounds the buffer."""
+    buffer = LabelJoinBuffer(max_entries=1_000, ttl_seconds=1e9, max_bytes=200_000)
+    wide = {f"feature_{i}": float(i) for i in range(1_000)}
+    for i in range(10):
+        buffer.add_prediction(f"p{i}", wide, float(i))
+    assert buffer.waiting_bytes <= 200_000 and len(buffer) < 10 and buffer.evicted > 0
+    assert buffer.add_label("p9", 1.0, 10.0) is not None
+    evicted = buffer.evicted
+    huge = {f"feature_{i}": float(i) for i in range(20_000)}
+    assert buffer.add_prediction("huge", huge, 11.0) is None
+    assert buffer.evicted == evicted + 1  # beyond the whole budget: never held
+    assert buffer.add_label("huge", 1.0, 12.0) is None  # nothing to join: the label waits
+    buffer.expire(1e12)
+    assert len(buffer) == 0 and buffer.waiting_bytes == 0
