@@ -9,11 +9,15 @@ added; the intercept is not penalised; the gradient of the loss is clipped at ±
 
 Learning rates (``t`` starts at 1.0 and counts updates, like scikit-learn's ``t_``):
 
-- ``"constant"``: ``eta0``.
+- ``"constant"`` (the default): ``eta0``. A maintained model learns for months from a world
+  that changes; a rate that decays with the updates would leave it unable to follow.
 - ``"invscaling"``: ``eta0 / t ** power_t``.
 - ``"optimal"``: ``1 / (alpha · (t0 + t − 1))`` with scikit-learn's ``t0`` (needs alpha > 0).
 - ``"adagrad"``: ``eta0 / (sqrt(G) + 1e-8)`` per parameter, ``G`` the sum of its squared loss
   gradients; the penalty is then applied as decoupled weight decay at rate ``eta0``.
+
+The last three decay for ever, which suits one pass over a fixed data set; ``restart_schedule``
+puts a decaying rate back at its start (the guard calls it on a confirmed concept change).
 
 The L1 part of the elastic net (``l1_ratio > 0``) is scikit-learn's truncated gradient with
 a cumulative penalty (Tsuruoka, Tsujii and Ananiadou, 2009): after each step a weight is
@@ -125,7 +129,7 @@ class _LinearSGD:
         *,
         alpha: float = 1e-4,
         l1_ratio: float = 0.0,
-        learning_rate: str = "invscaling",
+        learning_rate: str = "constant",
         eta0: float = 0.01,
         power_t: float = 0.25,
         clip_norm: float | None = None,
@@ -219,6 +223,17 @@ class _LinearSGD:
         self._max_step = _check_optional_positive("max_step", value, "largest parameter change")
         if hasattr(self, "_c"):  # set again after construction: pick the matching update
             self._select_step()
+
+    def restart_schedule(self) -> None:
+        """Put a decaying learning rate back at its start (``t`` = 1, AdaGrad's sums to 0),
+        so that the model learns fast again after a concept change; ``constant`` is left as
+        it is."""
+        if self._lr == _INVSCALING or self._lr == _OPTIMAL:
+            self.t = 1.0
+        elif self._lr == _ADAGRAD:
+            self._accum_b = 0.0
+            self._accum = [0.0] * len(self._accum)
+            self._aaccum = np.zeros(len(self._accum))
 
     def _select_step(self) -> None:
         general = (

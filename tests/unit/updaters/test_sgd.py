@@ -78,7 +78,8 @@ def test_elastic_net_matches_one_epoch_of_fit(backend: str, penalty: str, l1_rat
     )
     est.fit(X, y)
     model = LinearRegressor(
-        names, standardize=False, alpha=0.02, l1_ratio=l1_ratio, eta0=0.02, backend=backend
+        names, standardize=False, alpha=0.02, l1_ratio=l1_ratio, learning_rate="invscaling",
+        eta0=0.02, backend=backend,
     )
     for x, target in zip(rows(X, names), y, strict=True):
         model.learn_one(x, float(target))
