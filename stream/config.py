@@ -305,7 +305,14 @@ class ModelsConfig:
     max_step: float = 0.0
     """Largest parameter change of one update (0: no cap)."""
     snapshot_every: int = 1_000
+    """Learned events per quiet span: a snapshot followed by one becomes the reference."""
     max_rollbacks: int = 20
+    accept_after: int = 1_000
+    """Labelled events for which data the guard holds back (features or labels far out of
+    range, a stuck label) must persist before it is accepted as the new normal."""
+    influence: float = 10.0
+    """A regression label is learned at most this many median absolute residuals away from
+    the prediction (0: no bound)."""
     alert_cooldown_s: float = 3_600.0
     """Event time between two performance alerts of one model."""
 
@@ -325,11 +332,13 @@ class ModelsConfig:
                      "give the path of a readable joblib file of a fitted estimator")
         positive = {"label_ttl_s": "seconds", "max_waiting_predictions": "predictions",
                     "max_models": "models", "block": "events", "span": "events",
-                    "snapshot_every": "updates", "max_rollbacks": "rollbacks"}
+                    "snapshot_every": "updates", "max_rollbacks": "rollbacks",
+                    "accept_after": "events"}
         for name, unit in positive.items():
             _require(getattr(self, name) > 0, f"models.{name}", getattr(self, name),
                      f"use a positive number of {unit}")
-        for name in ("publish_every", "publish_interval_s", "max_step", "alert_cooldown_s"):
+        for name in ("publish_every", "publish_interval_s", "max_step", "alert_cooldown_s",
+                     "influence"):
             _require(getattr(self, name) >= 0, f"models.{name}", getattr(self, name),
                      "use 0 (off) or a positive number")
         _require(self.chart in detector_names(), "models.chart", self.chart,

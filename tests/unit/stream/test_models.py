@@ -113,8 +113,7 @@ def test_a_concept_change_raises_one_performance_alert_with_both_losses(tmp_path
             losses.append((maintained.performance.served_loss,  # type: ignore[arg-type]
                            maintained.maintained_loss))
     kinds = [a.kind for a in alerts]
-    assert kinds[:2] == ["performance", "rollback"], kinds
-    assert kinds.count("rollback") == 1  # one alert for a run of rollbacks, not one per block
+    assert set(kinds) == {"performance"}, kinds  # a concept change is learned, not rolled back
     # the maintained model's prequential loss is back within 10% of its level before the
     # change (last 2,000 events of each part), the frozen served model's is far above it
     pre = [m for _, m in losses[4:12]]
