@@ -314,6 +314,10 @@ class DataScreen:
         self.run = self.pairs = self.repeats = self.pressure = 0
         return True
 
+    def features(self) -> list[str]:
+        """The names of the features screened."""
+        return list(self._spreads)
+
     def state_dict(self) -> dict[str, Any]:
         """Settings, quartiles, label run and pressure; JSON-serialisable."""
         return {
@@ -707,20 +711,29 @@ class GuardedLearner:
         chart = LossChart.from_state(r.value("chart"))
         screen = DataScreen.from_state(r.value("screen"))
         excess = ExcessLoss.from_state(r.value("excess"))
+        max_step = r.optional_number("max_step", above=0.0)
+        if max_step != getattr(learner, "max_step", None):
+            raise r.fail(f"max_step {max_step!r} is not the learner's")
         try:
             guarded = cls(learner, loss=r.text("loss", tuple(LOSSES)),
-                          max_step=r.optional_number("max_step", above=0.0),
                           block=chart.block, chart=chart.chart, chart_params=chart.params,
                           snapshot_every=r.integer("snapshot_every", minimum=1),
                           max_rollbacks=r.integer("max_rollbacks", minimum=1),
                           influence=r.number("influence", minimum=0.0))
         except ValueError as exc:
             raise r.fail(str(exc)) from exc
-        if (learner.kind == "regressor") != screen.regression or excess.block != chart.block:
+        names = getattr(learner, "feature_names", None)
+        if (learner.kind == "regressor") != screen.regression or excess.block != chart.block \
+                or screen.fixed != (names is not None) \
+                or (names is not None and list(screen.features()) != list(names[:MAX_SCREENED])):
             raise r.fail("its screen or test does not belong to this learner and chart")
+        guarded.max_step = max_step
         guarded.chart, guarded.screen, guarded.excess = chart, screen, excess
         guarded._good = learner_from("good")
         guarded._candidate = None if r.value("candidate") is None else learner_from("candidate")
+        for snapshot in (guarded._good, guarded._candidate):
+            if snapshot is not None and _shape(snapshot) != _shape(learner):
+                raise r.fail("a snapshot of another model (kind, features or classes)")
         guarded._since = r.integer("since", maximum=guarded.snapshot_every - 1)
         guarded._consecutive = r.integer("consecutive", maximum=guarded.max_rollbacks)
         guarded.scale = r.number("scale", minimum=0.0)
@@ -735,6 +748,12 @@ class GuardedLearner:
         guarded.held = counters.integer("held")
         guarded.bounded = counters.integer("bounded")
         return guarded
+
+
+def _shape(learner: Learner) -> tuple[Any, ...]:
+    """What a snapshot must share with the learner it may replace."""
+    return (learner.kind, getattr(learner, "feature_names", None),
+            getattr(learner, "classes", None))
 
 
 def _updates(learner: Learner) -> int:
