@@ -67,6 +67,7 @@ MAX_SCREENED = 1_000
 """Features screened, at most (a learner without ``feature_names`` screens what it sees)."""
 SCALE_STEP = 0.2
 """Step of the running median of absolute residuals, in log space (10× in ~12 events)."""
+_SCALE_UP, _SCALE_DOWN = math.exp(SCALE_STEP), math.exp(-SCALE_STEP)
 QUARTILE_STEP = 0.01
 INNER_FENCE = 3.0
 """The screen's quartiles move by steps of QUARTILE_STEP spreads; values within INNER_FENCE
@@ -130,72 +131,93 @@ class QuartileRange:
     """Where accepted values lie, and which values lie far outside: gross errors.
 
     The spread ``w`` is the larger of the interquartile range and a quarter of the range;
-    a value more than ``widths`` × ``w`` beyond the quartiles is far out. The quartiles are
-    exact over the first ``MIN_COUNT`` values, then each value moves them a step of
-    ``QUARTILE_STEP`` × ``w`` (a stochastic approximation); the range widens only with values
-    within ``INNER_FENCE`` × ``w`` of the quartiles. So a minority of wild values cannot
-    widen the spread — were it the range of all accepted values, every wild value let in
-    would let wilder ones in, until the screen stood open — while values on few levels (a
-    flag, a rate that moves in steps: quartiles that coincide) are judged by their range.
+    a value more than ``widths`` × ``w`` beyond the quartiles is far out (none before
+    ``MIN_COUNT`` values, nor while ``w`` is 0). The quartiles are exact over the first
+    ``MIN_COUNT`` values, then each value moves them a step of ``QUARTILE_STEP`` × ``w`` (a
+    stochastic approximation); the range widens only with values within ``INNER_FENCE`` ×
+    ``w`` of the quartiles. So a minority of wild values cannot widen the spread — were it
+    the range of all accepted values, every wild value let in would let wilder ones in, until
+    the screen stood open — while values on few levels (a flag, a rate that moves in steps:
+    quartiles that coincide) are judged by their range.
 
-    >>> spread = QuartileRange()
+    >>> spread = QuartileRange(100.0)
     >>> for i in range(100):
     ...     spread.add(float(i % 10))
-    >>> spread.outside(400.0, 100.0), spread.outside(-400.0, 100.0), spread.outside(1e6, 100.0)
+    >>> spread.outside(400.0), spread.outside(-400.0), spread.outside(1e6)
     (False, False, True)
     """
 
-    __slots__ = ("count", "q1", "q3", "low", "high", "first")
+    __slots__ = ("widths", "count", "q1", "q3", "low", "high", "first", "fence_low",
+                 "fence_high")
 
-    def __init__(self) -> None:
+    def __init__(self, widths: float) -> None:
+        self.widths = widths
         self.count = 0
         self.q1 = self.q3 = self.low = self.high = 0.0
         self.first: list[float] = []
         """The values before the quartiles are estimated."""
+        self.fence_low, self.fence_high = -math.inf, math.inf
+        """Values outside are far out (derived from the rest, kept for speed)."""
 
     def spread(self) -> float:
         """The larger of the interquartile range and a quarter of the range."""
         return max(self.q3 - self.q1, (self.high - self.low) / 4.0)
 
-    def outside(self, value: float, widths: float) -> bool:
-        """``value`` is more than ``widths`` spreads beyond the quartiles (never before
-        ``MIN_COUNT`` values, nor while the spread is 0)."""
-        if self.count < MIN_COUNT:
-            return False
-        slack = widths * self.spread()
-        return slack > 0.0 and not self.q1 - slack <= value <= self.q3 + slack
+    def outside(self, value: float) -> bool:
+        """``value`` is far out."""
+        return not self.fence_low <= value <= self.fence_high
 
     def add(self, value: float) -> None:
         """Learn one accepted value."""
         count = self.count = self.count + 1
-        spread = self.spread()
-        if count == 1:
-            self.low = self.high = value
-        elif count <= MIN_COUNT or spread <= 0.0 or (
-                self.q1 - INNER_FENCE * spread <= value <= self.q3 + INNER_FENCE * spread):
-            if value < self.low:
-                self.low = value
-            elif value > self.high:
-                self.high = value
+        q1, q3, low, high = self.q1, self.q3, self.low, self.high
         if count <= MIN_COUNT:
-            self.first.append(value)
-            if count == MIN_COUNT:
-                ordered = sorted(self.first)
-                self.q1, self.q3 = _quantile(ordered, 0.25), _quantile(ordered, 0.75)
-                self.first = []
-            return
-        step = QUARTILE_STEP * spread
-        self.q1 += step * (0.25 - (value < self.q1))
-        self.q3 += step * (0.75 - (value < self.q3))
-        if self.q1 > self.q3:
-            self.q1 = self.q3 = (self.q1 + self.q3) / 2.0
+            if count == 1 or value < low:
+                self.low = value
+            if count == 1 or value > high:
+                self.high = value
+            if count < MIN_COUNT:
+                self.first.append(value)
+                return
+            ordered = sorted([*self.first, value])
+            q1, q3 = self.q1, self.q3 = _quantile(ordered, 0.25), _quantile(ordered, 0.75)
+            self.first = []
+        else:
+            spread = q3 - q1
+            quarter = (high - low) * 0.25
+            if quarter > spread:
+                spread = quarter
+            reach = INNER_FENCE * spread
+            if spread <= 0.0 or q1 - reach <= value <= q3 + reach:
+                if value < low:
+                    self.low = value
+                elif value > high:
+                    self.high = value
+            step = QUARTILE_STEP * spread  # towards the quartiles: 1/4 and 3/4 of the mass
+            q1 += -0.75 * step if value < q1 else 0.25 * step
+            q3 += -0.25 * step if value < q3 else 0.75 * step
+            if q1 > q3:
+                q1 = q3 = (q1 + q3) / 2.0
+            self.q1, self.q3 = q1, q3
+        spread = q3 - q1
+        quarter = (self.high - self.low) * 0.25
+        slack = self.widths * (quarter if quarter > spread else spread)
+        if slack > 0.0:
+            self.fence_low, self.fence_high = q1 - slack, q3 + slack
+
+    def _fence(self) -> None:
+        slack = self.widths * self.spread()
+        if self.count < MIN_COUNT or slack <= 0.0:
+            self.fence_low, self.fence_high = -math.inf, math.inf
+        else:
+            self.fence_low, self.fence_high = self.q1 - slack, self.q3 + slack
 
     def state(self) -> list[Any]:
         """[count, q1, q3, low, high, first values]; JSON-serialisable."""
         return [self.count, self.q1, self.q3, self.low, self.high, list(self.first)]
 
     @classmethod
-    def from_list(cls, values: object, where: str) -> QuartileRange:
+    def from_list(cls, values: object, widths: float, where: str) -> QuartileRange:
         """Rebuild from :meth:`state`; ValueError unless it is consistent."""
         if not isinstance(values, list) or len(values) != 6 or not isinstance(values[5], list):
             raise ValueError(f"bad {where}: expected [count, q1, q3, low, high, first values]")
@@ -203,13 +225,14 @@ class QuartileRange:
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise ValueError(f"bad {where}: the count must be an integer >= 0, got {count!r}")
         q1, q3, low, high = (check_number(v, where) for v in values[1:5])
-        spread = cls()
+        spread = cls(widths)
         spread.count, spread.q1, spread.q3, spread.low, spread.high = count, q1, q3, low, high
         spread.first = [check_number(v, where) for v in first]
         expected = count if count < MIN_COUNT else 0
         if len(first) != expected or not (q1 <= q3 and low <= high) or (
                 count == 0 and (q1, q3, low, high) != (0.0, 0.0, 0.0, 0.0)):
             raise ValueError(f"bad {where}: inconsistent quartiles, range or first values")
+        spread._fence()
         return spread
 
 
@@ -252,8 +275,9 @@ class DataScreen:
         self.log_alpha = math.log(self.run_alpha)
         self._spreads: dict[str, QuartileRange] = {}
         if feature_names is not None:
-            self._spreads = {name: QuartileRange() for name in feature_names[:MAX_SCREENED]}
-        self._label = QuartileRange()
+            self._spreads = {name: QuartileRange(self.iqrs)
+                             for name in feature_names[:MAX_SCREENED]}
+        self._label = QuartileRange(self.iqrs)
         self.last_label: float | None = None
         self.run = 0
         """Labels in a row equal to the one before them (0: the last label differed)."""
@@ -269,12 +293,12 @@ class DataScreen:
         else:
             self.run = 0
         self.last_label = label
-        spreads, iqrs = self._spreads, self.iqrs
+        spreads = self._spreads
         for name, value in x.items():
             spread = spreads.get(name)
-            if spread is not None and spread.outside(value, iqrs):
+            if spread is not None and not spread.fence_low <= value <= spread.fence_high:
                 return "feature"
-        if self.regression and self._label.outside(label, iqrs):
+        if self.regression and self._label.outside(label):
             return "label"
         if self.run and self.pairs >= MIN_COUNT and self._run_log_probability() < self.log_alpha:
             return "stuck_label"
@@ -294,7 +318,7 @@ class DataScreen:
             if spread is None:
                 if self.fixed or len(spreads) >= MAX_SCREENED:
                     continue
-                spread = spreads[name] = QuartileRange()
+                spread = spreads[name] = QuartileRange(self.iqrs)
             spread.add(value)
         if self.regression:
             self._label.add(label)
@@ -309,8 +333,8 @@ class DataScreen:
         self.pressure += 1
         if self.pressure < self.accept_after:
             return False
-        self._spreads = {name: QuartileRange() for name in self._spreads}
-        self._label = QuartileRange()
+        self._spreads = {name: QuartileRange(self.iqrs) for name in self._spreads}
+        self._label = QuartileRange(self.iqrs)
         self.run = self.pairs = self.repeats = self.pressure = 0
         return True
 
@@ -346,9 +370,11 @@ class DataScreen:
                          accept_after=r.integer("accept_after", minimum=1))
         except ValueError as exc:
             raise r.fail(str(exc)) from exc
-        screen._spreads = {name: QuartileRange.from_list(values, f"screen state: {name}")
+        screen._spreads = {name: QuartileRange.from_list(values, screen.iqrs,
+                                                         f"screen state: {name}")
                            for name, values in features.state.items()}
-        screen._label = QuartileRange.from_list(r.value("label"), "screen state: label")
+        screen._label = QuartileRange.from_list(r.value("label"), screen.iqrs,
+                                                "screen state: label")
         screen.last_label = r.optional_number("last_label")
         screen.pairs = r.integer("pairs")
         screen.repeats = r.integer("repeats", maximum=screen.pairs)
@@ -604,7 +630,7 @@ class GuardedLearner:
         if scale <= 0.0:
             self.scale = size
         else:
-            self.scale = scale * math.exp(SCALE_STEP if size > scale else -SCALE_STEP)
+            self.scale = scale * (_SCALE_UP if size > scale else _SCALE_DOWN)
         self._scaled += 1
         bound = self.influence * scale
         if self._scaled <= MIN_COUNT or bound <= 0.0 or size <= bound:
