@@ -343,6 +343,10 @@ class ModelsConfig:
                      "use 0 (off) or a positive number")
         _require(self.chart in detector_names(), "models.chart", self.chart,
                  f"choose one of: {', '.join(detector_names())}")
+        try:
+            build_detector(self.chart, self.chart_params)
+        except ValueError as exc:
+            raise ConfigError(f"models.chart_params: {exc}") from exc
 
     def spec_for(self, model: str) -> dict[str, Any]:
         """{learner, params, warm_start, loss} for ``model``: its first override, or defaults."""
