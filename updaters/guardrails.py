@@ -50,13 +50,19 @@ import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from detectors import PointResult
 from detectors.shewhart import check_positive
 from updaters.base import Label, Learner
 from updaters.performance import LOSSES, LossChart, check_block, loss_function
 from updaters.statecheck import StateReader, check_number, restored_exactly
+
+FloatArray = NDArray[np.float64]
 
 EVENT_KINDS = ("rollback", "change", "rebaseline")
 HOLD_REASONS = ("feature", "label", "stuck_label")
@@ -65,6 +71,9 @@ MIN_COUNT = 30
 """Accepted events a statistic of the screen (or the residual scale) needs before it is used."""
 MAX_SCREENED = 1_000
 """Features screened, at most (a learner without ``feature_names`` screens what it sees)."""
+BANK_MIN_FEATURES = 100
+"""From this many named features on, the screen keeps them in numpy arrays (a
+:class:`QuartileBank`): the loop over features costs more beyond ~80 of them."""
 SCALE_STEP = 0.2
 """Step of the running median of absolute residuals, in log space (10× in ~12 events)."""
 _SCALE_UP, _SCALE_DOWN = math.exp(SCALE_STEP), math.exp(-SCALE_STEP)
@@ -244,6 +253,124 @@ def _quantile(ordered: Sequence[float], q: float) -> float:
     return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
 
 
+class QuartileBank:
+    """The :class:`QuartileRange` of many named features in numpy arrays: the same numbers,
+    the same decisions, for learners with ``BANK_MIN_FEATURES`` features or more."""
+
+    def __init__(self, names: Sequence[str], widths: float) -> None:
+        self.names = list(names)
+        d = len(self.names)
+        self.widths = widths
+        self.count = np.zeros(d, dtype=np.int64)
+        self.q1, self.q3, self.low, self.high = (np.zeros(d) for _ in range(4))
+        self.first = np.zeros((MIN_COUNT, d))
+        self.fence_low, self.fence_high = np.full(d, -math.inf), np.full(d, math.inf)
+        self._steady = False
+        """Every feature is past its first values."""
+        self._get = itemgetter(*self.names)
+
+    def values(self, x: Mapping[str, float]) -> FloatArray:
+        """The features of ``x`` in order, NaN for a missing one."""
+        try:
+            return np.fromiter(self._get(x), np.float64, len(self.names))
+        except KeyError:
+            return np.array([x.get(name, math.nan) for name in self.names])
+
+    def outside(self, values: FloatArray) -> bool:
+        """Some present value is far out (NaN, missing, never is)."""
+        return bool(((values < self.fence_low) | (values > self.fence_high)).any())
+
+    def add(self, values: FloatArray) -> None:
+        """Learn the present values, as :meth:`QuartileRange.add` each."""
+        present = ~np.isnan(values)
+        if self._steady and present.all():  # the common case, in place
+            self.count += 1
+            self._learn(values)
+            return
+        count = self.count + present
+        early = np.flatnonzero(present & (count <= MIN_COUNT))
+        if early.size:  # the first values: kept, and the range widened by each
+            v, c = values[early], count[early]
+            self.first[c - 1, early] = v
+            low, high = self.low[early], self.high[early]
+            self.low[early] = np.where((c == 1) | (v < low), v, low)
+            self.high[early] = np.where((c == 1) | (v > high), v, high)
+            for j in early[c == MIN_COUNT].tolist():  # then the exact quartiles
+                ordered = sorted(self.first[:, j].tolist())
+                q1, q3 = self.q1[j], self.q3[j] = (_quantile(ordered, 0.25),
+                                                   _quantile(ordered, 0.75))
+                slack = self.widths * max(q3 - q1, (self.high[j] - self.low[j]) * 0.25)
+                if slack > 0.0:
+                    self.fence_low[j], self.fence_high[j] = q1 - slack, q3 + slack
+        late = present & (count > MIN_COUNT)
+        self.count = count
+        self._steady = bool((count >= MIN_COUNT).all())
+        if late.any():
+            self._learn(values, late)
+
+    def _learn(self, v: FloatArray, late: NDArray[np.bool_] | None = None) -> None:
+        """The step of :meth:`QuartileRange.add` after the first values, for the features in
+        ``late`` (all when None)."""
+        q1, q3, low, high = self.q1, self.q3, self.low, self.high
+        spread = q3 - q1
+        np.maximum(spread, (high - low) * 0.25, out=spread)
+        reach = INNER_FENCE * spread
+        widen = ((q1 - reach <= v) & (v <= q3 + reach)) | (spread <= 0.0)
+        if late is not None:
+            widen &= late
+        np.minimum(low, v, out=low, where=widen)
+        np.maximum(high, v, out=high, where=widen)
+        step = QUARTILE_STEP * spread
+        move1 = np.where(v < q1, -0.75 * step, 0.25 * step)
+        move3 = np.where(v < q3, -0.25 * step, 0.75 * step)
+        if late is not None:
+            move1[~late] = 0.0
+            move3[~late] = 0.0
+        q1 += move1
+        q3 += move3
+        crossed = q1 > q3
+        if crossed.any():
+            middle = (q1 + q3) / 2.0
+            q1[crossed] = middle[crossed]
+            q3[crossed] = middle[crossed]
+        slack = q3 - q1
+        np.maximum(slack, (high - low) * 0.25, out=slack)
+        slack *= self.widths
+        fenced = slack > 0.0
+        if late is not None:
+            fenced &= late
+        np.subtract(q1, slack, out=self.fence_low, where=fenced)
+        np.add(q3, slack, out=self.fence_high, where=fenced)
+
+    def range(self, j: int) -> QuartileRange:
+        """Feature ``j``'s statistics as a :class:`QuartileRange` (a copy)."""
+        count = int(self.count[j])
+        spread = QuartileRange.from_list(
+            [count, float(self.q1[j]), float(self.q3[j]), float(self.low[j]),
+             float(self.high[j]), self.first[:count, j].tolist() if count < MIN_COUNT else []],
+            self.widths, f"screen state: {self.names[j]}")
+        return spread
+
+    def _put(self, j: int, spread: QuartileRange) -> None:
+        self.count[j] = spread.count
+        self.q1[j], self.q3[j], self.low[j], self.high[j] = (spread.q1, spread.q3, spread.low,
+                                                             spread.high)
+        self.first[:len(spread.first), j] = spread.first
+        self.fence_low[j], self.fence_high[j] = spread.fence_low, spread.fence_high
+
+    def state(self) -> dict[str, list[Any]]:
+        """Per feature, what :meth:`QuartileRange.state` gives."""
+        return {name: self.range(j).state() for j, name in enumerate(self.names)}
+
+    @classmethod
+    def from_ranges(cls, ranges: Mapping[str, QuartileRange], widths: float) -> QuartileBank:
+        bank = cls(list(ranges), widths)
+        for j, spread in enumerate(ranges.values()):
+            bank._put(j, spread)
+        bank._steady = bool((bank.count >= MIN_COUNT).all())
+        return bank
+
+
 class DataScreen:
     """Holds back events unlike the data accepted so far; restarts when they persist.
 
@@ -274,9 +401,16 @@ class DataScreen:
         self.accept_after = _check_count("accept_after", accept_after)
         self.log_alpha = math.log(self.run_alpha)
         self._spreads: dict[str, QuartileRange] = {}
+        self._bank: QuartileBank | None = None
+        """The features' statistics when there are many (then ``_spreads`` is empty)."""
         if feature_names is not None:
-            self._spreads = {name: QuartileRange(self.iqrs)
-                             for name in feature_names[:MAX_SCREENED]}
+            names = list(feature_names[:MAX_SCREENED])
+            if len(names) >= BANK_MIN_FEATURES:
+                self._bank = QuartileBank(names, self.iqrs)
+            else:
+                self._spreads = {name: QuartileRange(self.iqrs) for name in names}
+        self._values: FloatArray | None = None
+        """The bank's view of the event last checked, for :meth:`accept`."""
         self._label = QuartileRange(self.iqrs)
         self.last_label: float | None = None
         self.run = 0
@@ -293,11 +427,17 @@ class DataScreen:
         else:
             self.run = 0
         self.last_label = label
-        spreads = self._spreads
-        for name, value in x.items():
-            spread = spreads.get(name)
-            if spread is not None and not spread.fence_low <= value <= spread.fence_high:
+        bank = self._bank
+        if bank is not None:
+            self._values = bank.values(x)
+            if bank.outside(self._values):
                 return "feature"
+        else:
+            spreads = self._spreads
+            for name, value in x.items():
+                spread = spreads.get(name)
+                if spread is not None and not spread.fence_low <= value <= spread.fence_high:
+                    return "feature"
         if self.regression and self._label.outside(label):
             return "label"
         if self.run and self.pairs >= MIN_COUNT and self._run_log_probability() < self.log_alpha:
@@ -312,8 +452,11 @@ class DataScreen:
 
     def accept(self, x: Mapping[str, float], label: float) -> None:
         """Learn the quartiles and repeat rate from an event that passed :meth:`check`."""
+        if self._bank is not None:
+            self._bank.add(self._bank.values(x) if self._values is None else self._values)
+            self._values = None
         spreads = self._spreads
-        for name, value in x.items():
+        for name, value in x.items() if self._bank is None else ():
             spread = spreads.get(name)
             if spread is None:
                 if self.fixed or len(spreads) >= MAX_SCREENED:
@@ -334,13 +477,15 @@ class DataScreen:
         if self.pressure < self.accept_after:
             return False
         self._spreads = {name: QuartileRange(self.iqrs) for name in self._spreads}
+        if self._bank is not None:
+            self._bank = QuartileBank(self._bank.names, self.iqrs)
         self._label = QuartileRange(self.iqrs)
         self.run = self.pairs = self.repeats = self.pressure = 0
         return True
 
     def features(self) -> list[str]:
         """The names of the features screened."""
-        return list(self._spreads)
+        return list(self._spreads) if self._bank is None else list(self._bank.names)
 
     def state_dict(self) -> dict[str, Any]:
         """Settings, quartiles, label run and pressure; JSON-serialisable."""
@@ -348,7 +493,8 @@ class DataScreen:
             "iqrs": self.iqrs, "run_alpha": self.run_alpha,
             "accept_after": self.accept_after, "fixed": self.fixed,
             "regression": self.regression,
-            "features": {name: spread.state() for name, spread in self._spreads.items()},
+            "features": ({name: spread.state() for name, spread in self._spreads.items()}
+                         if self._bank is None else self._bank.state()),
             "label": self._label.state(), "last_label": self.last_label, "run": self.run,
             "pairs": self.pairs, "repeats": self.repeats, "pressure": self.pressure,
         }
@@ -370,9 +516,12 @@ class DataScreen:
                          accept_after=r.integer("accept_after", minimum=1))
         except ValueError as exc:
             raise r.fail(str(exc)) from exc
-        screen._spreads = {name: QuartileRange.from_list(values, screen.iqrs,
-                                                         f"screen state: {name}")
-                           for name, values in features.state.items()}
+        spreads = {name: QuartileRange.from_list(values, screen.iqrs, f"screen state: {name}")
+                   for name, values in features.state.items()}
+        if screen._bank is None:
+            screen._spreads = spreads
+        else:
+            screen._bank = QuartileBank.from_ranges(spreads, screen.iqrs)
         screen._label = QuartileRange.from_list(r.value("label"), screen.iqrs,
                                                 "screen state: label")
         screen.last_label = r.optional_number("last_label")

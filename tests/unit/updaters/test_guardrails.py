@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from updaters import GuardedLearner, RiverLearner, restore_learner
-from updaters.guardrails import GuardEvent
+from updaters import GuardedLearner, RiverLearner, guardrails, restore_learner
+from updaters.guardrails import DataScreen, GuardEvent
 from updaters.sgd import LinearRegressor, LogisticRegressor
 from updaters.sklearn_io import from_sklearn
 
@@ -264,3 +264,42 @@ def test_a_state_of_another_learner_type_is_refused() -> None:
     guard.update({"a": 1.0}, 1, 0.0)
     with pytest.raises(ValueError, match="state"):
         GuardedLearner.from_state(json.loads(json.dumps(guard.state_dict())), restore_regressor)
+
+
+def _wide_stream(n: int, d: int) -> tuple[list[str], list[dict[str, float]], np.ndarray]:
+    """Features of many scales, a rare flag, one on few levels, wild values, gaps."""
+    rng = np.random.default_rng(1)
+    names = [f"f{j}" for j in range(d)]
+    X = rng.normal(size=(n, d)) * rng.uniform(0.1, 100, d) + rng.normal(size=d) * 10
+    X[:, 3] = rng.random(n) < 0.05
+    X[:, 4] = np.round(X[:, 4] / 50) * 50
+    X[n // 2:n // 2 + 20, 7] *= 1000
+    rows = [dict(zip(names, map(float, row), strict=True)) for row in X]
+    for i in range(0, n, 97):
+        del rows[i]["f9"]
+    return names, rows, rng.normal(size=n)
+
+
+def test_a_wide_screen_in_numpy_decides_and_saves_as_the_per_feature_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    names, rows, labels = _wide_stream(3000, 120)
+    wide = DataScreen(names, regression=True)
+    with monkeypatch.context() as patch:
+        patch.setattr(guardrails, "BANK_MIN_FEATURES", 10**9)
+        narrow = DataScreen(names, regression=True)
+    assert wide._bank is not None and narrow._bank is None  # noqa: SLF001
+    decisions: dict[str, list[str | None]] = {"wide": [], "narrow": []}
+    for i, (x, label) in enumerate(zip(rows, labels, strict=True)):
+        if i == 1500:  # and the wide one continues exactly after a restore
+            wide = DataScreen.from_state(json.loads(json.dumps(wide.state_dict())))
+        for name, screen in (("wide", wide), ("narrow", narrow)):
+            reason = screen.check(x, float(label))
+            decisions[name].append(reason)
+            if reason is None:
+                screen.accept(x, float(label))
+            else:
+                screen.hold()
+    assert wide._bank is not None  # noqa: SLF001 - restored as numpy too
+    assert decisions["wide"] == decisions["narrow"]
+    assert decisions["wide"].count("feature") >= 15  # the wild values
+    assert json.dumps(wide.state_dict()) == json.dumps(narrow.state_dict())
