@@ -321,8 +321,8 @@ def test_regression_reaches_the_batch_solution_in_one_pass() -> None:
 
 @pytest.mark.parametrize(
     ("params", "passes"),
-    [({"learning_rate": "adagrad", "eta0": 0.1}, 1), ({}, 3)],
-    ids=["adagrad-one-pass", "defaults-three-passes"],
+    [({"learning_rate": "adagrad", "eta0": 0.1}, 1), ({}, 1)],
+    ids=["adagrad-one-pass", "defaults-one-pass"],
 )
 def test_classification_reaches_the_batch_solution(params: dict[str, Any], passes: int) -> None:
     """Log loss on a held-out set within 5% of (standardised) LogisticRegression's."""
