@@ -3,7 +3,9 @@
 Each figure is µs per event for ``predict_one`` + ``learn_one`` on a fresh model over a
 stream of events with named features (dicts), the best of many short interleaved runs;
 scikit-learn's figure is ``SGDRegressor.partial_fit`` on one pre-built (1, d) array row —
-no dict conversion and no prediction, which favours it. Ratios are taken within this run.
+no dict conversion and no prediction, which favours it; ``guarded`` is one
+``GuardedLearner.update``, the whole per-label cost of a maintained model in `vigil run`.
+Ratios are taken within this run.
 
 Run: ``.venv/bin/python bench/updaters.py`` (under a minute; ``--quick`` for a smoke run).
 """
@@ -28,6 +30,7 @@ import numpy as np  # noqa: E402
 from river import linear_model, optim, preprocessing  # noqa: E402
 from sklearn.linear_model import SGDRegressor  # noqa: E402
 
+from updaters.guardrails import GuardedLearner  # noqa: E402
 from updaters.sgd import LinearRegressor  # noqa: E402
 
 DIMENSIONS = (8, 64, 512)
@@ -59,6 +62,19 @@ def vigil(
         for x, y in zip(events[:n], ys[:n], strict=True):
             predict(x)
             learn(x, y)
+        return n
+
+    return run
+
+
+def guarded(events: list[dict[str, float]], ys: list[float], n: int) -> Callable[[], int]:
+    """The standardised learner behind the guard, as `vigil run` maintains a model."""
+    def run() -> int:
+        guard = GuardedLearner(LinearRegressor(list(events[0]), learning_rate="constant",
+                                               eta0=0.01))
+        update = guard.update
+        for i, (x, y) in enumerate(zip(events[:n], ys[:n], strict=True)):
+            update(x, y, float(i), finite=True)
         return n
 
     return run
@@ -111,6 +127,7 @@ def main() -> None:
         runs = {
             "vigil": vigil(events, ys, fast_n, standardize=False),
             "vigil_std": vigil(events, ys, fast_n, standardize=True),
+            "guarded": guarded(events, ys, fast_n),
             "river": river(events, ys, slow_n, scaled=False),
             "river_std": river(events, ys, slow_n, scaled=True),
             "partial_fit": sklearn(X, ys, sk_n),
@@ -125,7 +142,7 @@ def main() -> None:
     header = (
         f"{'features':>8} | {'vigil':>7} | {'river':>7} | {'vigil/river':>11} | "
         f"{'vigil std':>9} | {'river std':>9} | {'std ratio':>9} | {'partial_fit':>11} | "
-        f"{'pf/vigil':>8} | {'pf/vigil std':>12}"
+        f"{'pf/vigil':>8} | {'pf/vigil std':>12} | {'guarded':>8} | {'guarded/std':>11}"
     )
     print("µs per event: predict_one + learn_one (partial_fit: one sample, no predict)")
     print(header)
@@ -136,11 +153,14 @@ def main() -> None:
             f"{b['vigil'] / b['river']:>11.2f} | {b['vigil_std']:>9.2f} | "
             f"{b['river_std']:>9.2f} | {b['vigil_std'] / b['river_std']:>9.2f} | "
             f"{b['partial_fit']:>11.1f} | {b['partial_fit'] / b['vigil']:>7.0f}× | "
-            f"{b['partial_fit'] / b['vigil_std']:>11.0f}×"
+            f"{b['partial_fit'] / b['vigil_std']:>11.0f}× | {b['guarded']:>8.2f} | "
+            f"{b['guarded'] / b['vigil_std']:>11.2f}"
         )
     print(
         "vigil: LinearRegressor(standardize=False); vigil std: standardize=True; river: "
-        "LinearRegression; river std: StandardScaler() | LinearRegression."
+        "LinearRegression; river std: StandardScaler() | LinearRegression; guarded: "
+        "GuardedLearner(vigil std).update, as `vigil run` maintains a model (a reference "
+        "prediction, the screen, the tests, snapshots)."
     )
 
 

@@ -347,7 +347,14 @@ class ModelsConfig:
     max_step: float = 0.0
     """Largest parameter change of one update (0: no cap)."""
     snapshot_every: int = 1_000
+    """Learned events per quiet span: a snapshot followed by one becomes the reference."""
     max_rollbacks: int = 20
+    accept_after: int = 1_000
+    """Labelled events for which data the guard holds back (features or labels far out of
+    range, a stuck label) must persist before it is accepted as the new normal."""
+    influence: float = 10.0
+    """A regression label is learned at most this many median absolute residuals away from
+    the prediction (0: no bound)."""
     alert_cooldown_s: float = 3_600.0
     """Event time between two performance alerts of one model."""
 
@@ -368,15 +375,21 @@ class ModelsConfig:
         positive = {"label_ttl_s": "seconds", "max_waiting_predictions": "predictions",
                     "max_waiting_mb": "megabytes",
                     "max_models": "models", "block": "events", "span": "events",
-                    "snapshot_every": "updates", "max_rollbacks": "rollbacks"}
+                    "snapshot_every": "updates", "max_rollbacks": "rollbacks",
+                    "accept_after": "events"}
         for name, unit in positive.items():
             _require(getattr(self, name) > 0, f"models.{name}", getattr(self, name),
                      f"use a positive number of {unit}")
-        for name in ("publish_every", "publish_interval_s", "max_step", "alert_cooldown_s"):
+        for name in ("publish_every", "publish_interval_s", "max_step", "alert_cooldown_s",
+                     "influence"):
             _require(getattr(self, name) >= 0, f"models.{name}", getattr(self, name),
                      "use 0 (off) or a positive number")
         _require(self.chart in detector_names(), "models.chart", self.chart,
                  f"choose one of: {', '.join(detector_names())}")
+        try:
+            build_detector(self.chart, self.chart_params)
+        except ValueError as exc:
+            raise ConfigError(f"models.chart_params: {exc}") from exc
 
     def spec_for(self, model: str) -> dict[str, Any]:
         """{learner, params, warm_start, loss} for ``model``: its first override, or defaults."""

@@ -47,10 +47,11 @@ DEFAULT_ESTIMATORS = {"regressor": "SGDRegressor", "classifier": "SGDClassifier"
 class ModelSignal:
     """Something a labelled event caused that the outside world should hear about.
 
-    ``kind``: ``performance`` (the served model's loss rose out of control), ``rollback``
-    (the maintained model was restored to its last good snapshot), ``rebaselined`` (its
-    loss rise lasted: accepted as a concept change) or ``update`` (``message`` is a
-    model-update to publish).
+    ``kind``: ``performance`` (the served model's loss rose out of control, or the guard
+    judged a rise of the maintained model's a concept change), ``rollback`` (the maintained
+    model fell behind its last good snapshot and was restored to it: poison),
+    ``rebaselined`` (data the guard held back persisted, or rollbacks did: accepted as the
+    new normal) or ``update`` (``message`` is a model-update to publish).
     """
 
     kind: str
@@ -231,21 +232,28 @@ class ModelMaintainer:
             rolling + maintained.performance.weight * (result.loss - rolling))
         self.losses[model] = (perf.served_loss, maintained.maintained_loss)
         losses = {"served_loss": perf.served_loss, "maintained_loss": maintained.maintained_loss}
-        if perf.alarm and timestamp - maintained.last_alert >= self.config.alert_cooldown_s:
+        event = result.event
+        change = event is not None and event.kind == "change"
+        if (perf.alarm or change) and \
+                timestamp - maintained.last_alert >= self.config.alert_cooldown_s:
+            # the served model's loss rose, or the guard judged a rise of the maintained
+            # model's a concept change: either way the world moved away from the served model
             maintained.last_alert = timestamp
-            chart = perf.served_chart
-            value = maintained.performance.served.last_value
+            if perf.alarm:
+                value, chart = maintained.performance.served.last_value, perf.served_chart
+            else:
+                value, chart = event.loss, result.chart  # type: ignore[union-attr]
             signals.append(ModelSignal("performance", model, timestamp,
                                        math.nan if value is None else float(value), chart,
                                        losses))
-        if result.event is not None and (result.event.kind != "rollback"
-                                         or guarded.consecutive_rollbacks == 1):
-            event = result.event  # the first rollback of a run, or the rebaseline ending it
+        if event is not None and not change and (event.kind != "rollback"
+                                                 or guarded.consecutive_rollbacks == 1):
+            # the first rollback of a run, or a re-baselining
             kind = "rollback" if event.kind == "rollback" else "rebaselined"
             signals.append(ModelSignal(kind, model, timestamp, event.loss, result.chart, {
                 **losses, "baseline": event.baseline, "n_updates": float(event.n_updates),
                 "restored_n_updates": float(event.restored_n_updates),
-                "rollbacks": float(event.rollbacks)}))
+                "rollbacks": float(event.rollbacks), "held": float(guarded.held)}))
         update = self._maybe_publish(model, maintained, timestamp)
         if update is not None:
             signals.append(update)
@@ -270,7 +278,8 @@ class ModelMaintainer:
                                  max_step=config.max_step or None, block=config.block,
                                  chart=config.chart, chart_params=config.chart_params,
                                  snapshot_every=config.snapshot_every,
-                                 max_rollbacks=config.max_rollbacks)
+                                 max_rollbacks=config.max_rollbacks,
+                                 accept_after=config.accept_after, influence=config.influence)
         performance = PerformanceMonitor(guarded.loss, block=config.block, chart=config.chart,
                                          chart_params=config.chart_params, span=config.span)
         return _Maintained(guarded, performance, published_at=timestamp)
@@ -362,6 +371,13 @@ class ModelMaintainer:
         """Names of the models maintained in the partition."""
         part = self._partitions.get(partition)
         return [] if part is None else list(part.models)
+
+    def guard_of(self, partition: PartitionId, model: str) -> GuardedLearner | None:
+        """The guarded maintained learner of ``model`` in the partition (None before its
+        first labelled event there)."""
+        part = self._partitions.get(partition)
+        maintained = None if part is None else part.models.get(model)
+        return None if maintained is None else maintained.guarded
 
     def export_partition(self, partition: PartitionId) -> dict[str, Any] | None:
         """The partition's buffer and models as JSON-serialisable state, and mark it clean."""

@@ -28,6 +28,7 @@ from typing import Any
 
 from detectors import PointResult, build_detector, restore_detector
 from detectors.shewhart import check_positive
+from updaters.statecheck import StateReader, restored_exactly
 
 _EPS = 1e-15
 
@@ -123,13 +124,23 @@ class LossChart:
         }
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> LossChart:
-        """Rebuild a chart that continues exactly as the one that saved ``state``."""
-        chart = cls(state["chart"], state["params"], state["block"])
-        chart._sum = float(state["sum"])
-        chart._count = int(state["count"])
-        chart.last_value = state.get("last_value")
-        chart._detector = restore_detector(state["chart"], state["detector"])
+    def from_state(cls, state: object) -> LossChart:
+        """Rebuild a chart that continues exactly as the one that saved ``state``; anything
+        else raises ``ValueError``."""
+        r = StateReader(state, "loss chart")
+        r.keys("chart", "params", "block", "sum", "count", "last_value", "detector")
+        name = r.text("chart")
+        params = r.mapping("params").state
+        try:
+            chart = cls(name, params, r.integer("block", minimum=1))
+        except Exception as exc:  # noqa: BLE001 - a detector may refuse params in any way
+            raise r.fail(f"its chart cannot be built: {exc}") from exc
+        chart._sum = r.number("sum", minimum=0.0)
+        chart._count = r.integer("count", maximum=chart.block - 1)
+        chart.last_value = r.optional_number("last_value", minimum=0.0)
+        chart._detector = restored_exactly(lambda saved: restore_detector(name, saved),
+                                           r.value("detector"), f"loss chart {name}",
+                                           lambda detector: detector.state_dict())
         return chart
 
 
@@ -234,19 +245,17 @@ class PerformanceMonitor:
         }
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> PerformanceMonitor:
-        """Rebuild a monitor that continues exactly as the one that saved ``state``."""
-        served = state["served"]
-        monitor = cls(
-            state["loss"],
-            block=served["block"],
-            chart=served["chart"],
-            chart_params=served["params"],
-            span=state["span"],
-        )
-        monitor.served = LossChart.from_state(served)
-        monitor.maintained = LossChart.from_state(state["maintained"])
-        monitor.served_loss = state["served_loss"]
-        monitor.maintained_loss = state["maintained_loss"]
-        monitor.n = int(state["n"])
+    def from_state(cls, state: object) -> PerformanceMonitor:
+        """Rebuild a monitor that continues exactly as the one that saved ``state``; anything
+        else raises ``ValueError``."""
+        r = StateReader(state, "performance monitor")
+        r.keys("loss", "span", "served_loss", "maintained_loss", "n", "served", "maintained")
+        served = LossChart.from_state(r.value("served"))
+        monitor = cls(r.text("loss", tuple(LOSSES)), block=served.block, chart=served.chart,
+                      chart_params=served.params, span=r.number("span", above=0.0))
+        monitor.served = served
+        monitor.maintained = LossChart.from_state(r.value("maintained"))
+        monitor.served_loss = r.optional_number("served_loss", minimum=0.0)
+        monitor.maintained_loss = r.optional_number("maintained_loss", minimum=0.0)
+        monitor.n = r.integer("n")
         return monitor

@@ -9,11 +9,15 @@ added; the intercept is not penalised; the gradient of the loss is clipped at ±
 
 Learning rates (``t`` starts at 1.0 and counts updates, like scikit-learn's ``t_``):
 
-- ``"constant"``: ``eta0``.
+- ``"constant"`` (the default): ``eta0``. A maintained model learns for months from a world
+  that changes; a rate that decays with the updates would leave it unable to follow.
 - ``"invscaling"``: ``eta0 / t ** power_t``.
 - ``"optimal"``: ``1 / (alpha · (t0 + t − 1))`` with scikit-learn's ``t0`` (needs alpha > 0).
 - ``"adagrad"``: ``eta0 / (sqrt(G) + 1e-8)`` per parameter, ``G`` the sum of its squared loss
   gradients; the penalty is then applied as decoupled weight decay at rate ``eta0``.
+
+The last three decay for ever, which suits one pass over a fixed data set; ``restart_schedule``
+puts a decaying rate back at its start (the guard calls it on a confirmed concept change).
 
 The L1 part of the elastic net (``l1_ratio > 0``) is scikit-learn's truncated gradient with
 a cumulative penalty (Tsuruoka, Tsujii and Ananiadou, 2009): after each step a weight is
@@ -70,6 +74,7 @@ from updaters.base import (
     check_regression_label,
     register_learner,
 )
+from updaters.statecheck import StateReader, check_number
 
 LEARNING_RATES = ("constant", "invscaling", "optimal", "adagrad")
 REGRESSION_LOSSES = ("squared", "huber")
@@ -115,6 +120,8 @@ class _LinearSGD:
     name: str
     kind: ClassVar[str]
     default_estimator: ClassVar[str]
+    estimators: ClassVar[tuple[str, ...]]
+    """The scikit-learn classes the model exports as (``updaters.sklearn_io``)."""
 
     def __init__(
         self,
@@ -122,7 +129,7 @@ class _LinearSGD:
         *,
         alpha: float = 1e-4,
         l1_ratio: float = 0.0,
-        learning_rate: str = "invscaling",
+        learning_rate: str = "constant",
         eta0: float = 0.01,
         power_t: float = 0.25,
         clip_norm: float | None = None,
@@ -216,6 +223,17 @@ class _LinearSGD:
         self._max_step = _check_optional_positive("max_step", value, "largest parameter change")
         if hasattr(self, "_c"):  # set again after construction: pick the matching update
             self._select_step()
+
+    def restart_schedule(self) -> None:
+        """Put a decaying learning rate back at its start (``t`` = 1, AdaGrad's sums to 0),
+        so that the model learns fast again after a concept change; ``constant`` is left as
+        it is."""
+        if self._lr == _INVSCALING or self._lr == _OPTIMAL:
+            self.t = 1.0
+        elif self._lr == _ADAGRAD:
+            self._accum_b = 0.0
+            self._accum = [0.0] * len(self._accum)
+            self._aaccum = np.zeros(len(self._accum))
 
     def _select_step(self) -> None:
         general = (
@@ -569,18 +587,7 @@ class _LinearSGD:
         return None
 
     def _params(self) -> dict[str, Any]:
-        return {
-            "alpha": self.alpha,
-            "l1_ratio": self.l1_ratio,
-            "learning_rate": self.learning_rate,
-            "eta0": self.eta0,
-            "power_t": self.power_t,
-            "clip_norm": self.clip_norm,
-            "max_step": self.max_step,
-            "standardize": self.standardize,
-            "fit_intercept": self.fit_intercept,
-            "backend": self.backend,
-        }
+        return {name: getattr(self, name) for name in self._param_names()}
 
     def state_dict(self) -> dict[str, Any]:
         """Parameters, coefficients and running statistics; JSON-serialisable."""
@@ -603,39 +610,52 @@ class _LinearSGD:
         }
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> Self:
-        """Rebuild a learner whose future predictions and updates equal the saved one's."""
-        learner = cls(
-            state["feature_names"],
-            **state["params"],
-            coef=state["coef"],
-            intercept=state["intercept"] if state["params"]["fit_intercept"] else 0.0,
-            t=state["t"],
-            export_as=state.get("export_as"),
-        )
-        d = len(learner.feature_names)
-        keys = ("mean", "m2", "accum", "l1_applied")
-        vectors = {key: [float(v) for v in state[key]] for key in keys}
-        if any(len(v) != d for v in vectors.values()):
-            raise ValueError(f"bad learner state: statistics do not have {d} values")
-        if min(vectors["m2"], default=0.0) < 0.0 or min(vectors["accum"], default=0.0) < 0.0:
-            raise ValueError("bad learner state: negative sums of squares")
-        learner.n_updates = int(state["n_updates"])
-        learner._count = int(state["count"])
-        learner._b = float(state["intercept"])
-        learner._accum_b = float(state["accum_intercept"])
-        learner._l1_total = float(state["l1_total"])
-        learner._l1_applied = vectors["l1_applied"]
-        learner._al1_applied = np.array(vectors["l1_applied"], dtype=np.float64)
-        learner._mean, learner._m2, learner._accum = (
-            vectors["mean"],
-            vectors["m2"],
-            vectors["accum"],
-        )
-        learner._amean = np.array(vectors["mean"], dtype=np.float64)
-        learner._am2 = np.array(vectors["m2"], dtype=np.float64)
-        learner._aaccum = np.array(vectors["accum"], dtype=np.float64)
+    def from_state(cls, state: object) -> Self:
+        """Rebuild a learner whose future predictions and updates equal the saved one's.
+
+        A state that is not exactly one this class writes raises ``ValueError``.
+        """
+        r = StateReader(state, cls.__name__)
+        r.keys("feature_names", "params", "coef", "intercept", "t", "n_updates", "count",
+               "mean", "m2", "accum", "accum_intercept", "l1_applied", "l1_total", "export_as")
+        names = r.value("feature_names")
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise r.fail("feature_names must be a list of strings")
+        params = r.mapping("params")
+        params.keys(*cls._param_names())
+        settings = {name: params.value(name) for name in cls._param_names()}
+        for name, value in settings.items():  # the constructor checks values, not containers
+            if isinstance(value, Mapping | tuple) or (isinstance(value, list)
+                                                      and name != "classes"):
+                raise params.fail(f"{name} must be a single value, got {value!r}")
+        if not isinstance(settings.get("classes", []), list):
+            raise params.fail("classes must be a list")
+        try:
+            learner = cls(names, **settings, coef=r.numbers("coef", len(names)),
+                          intercept=r.number("intercept"), t=r.number("t", minimum=1.0),
+                          export_as=_export_as(r, cls.estimators))
+        except (TypeError, ValueError) as exc:
+            raise r.fail(str(exc)) from exc
+        d = len(names)
+        if not learner.fit_intercept and learner.intercept != 0.0:
+            raise r.fail("an intercept without fit_intercept")
+        learner.n_updates = r.integer("n_updates")
+        learner._count = r.integer("count")
+        learner._accum_b = r.number("accum_intercept", minimum=0.0)
+        learner._l1_total = r.number("l1_total", minimum=0.0)
+        mean, m2 = r.numbers("mean", d), r.numbers("m2", d, minimum=0.0)
+        accum, l1_applied = r.numbers("accum", d, minimum=0.0), r.numbers("l1_applied", d)
+        learner._mean, learner._m2, learner._accum = mean, m2, accum
+        learner._l1_applied = l1_applied
+        learner._amean = np.array(mean, dtype=np.float64)
+        learner._am2 = np.array(m2, dtype=np.float64)
+        learner._aaccum = np.array(accum, dtype=np.float64)
+        learner._al1_applied = np.array(l1_applied, dtype=np.float64)
         return learner
+
+    @classmethod
+    def _param_names(cls) -> tuple[str, ...]:
+        return _PARAM_NAMES
 
     def __repr__(self) -> str:
         return (
@@ -643,6 +663,25 @@ class _LinearSGD:
             f"learning_rate={self.learning_rate!r}, eta0={self.eta0!r}, alpha={self.alpha!r}, "
             f"standardize={self.standardize!r}, n_updates={self.n_updates})"
         )
+
+
+_PARAM_NAMES = ("alpha", "l1_ratio", "learning_rate", "eta0", "power_t", "clip_norm", "max_step",
+                "standardize", "fit_intercept", "backend")
+"""Constructor parameters both learners save in their state."""
+
+
+def _export_as(reader: StateReader, estimators: Sequence[str]) -> dict[str, Any] | None:
+    """The saved ``export_as``: None or {estimator, params of plain values, feature_names_in}."""
+    if reader.value("export_as") is None:
+        return None
+    export = reader.mapping("export_as")
+    export.keys("estimator", "params", "feature_names_in")
+    export.text("estimator", estimators)
+    export.boolean("feature_names_in")
+    for key, value in export.mapping("params").state.items():
+        if value is not None and not isinstance(value, bool | int | str):
+            check_number(value, f"export_as params: {key}")
+    return dict(export.state)
 
 
 def _one_feature(name: str, x: Mapping[str, float]) -> tuple[float]:
@@ -677,6 +716,7 @@ class LinearRegressor(_LinearSGD):
 
     kind: ClassVar[str] = "regressor"
     default_estimator: ClassVar[str] = "SGDRegressor"
+    estimators: ClassVar[tuple[str, ...]] = ("SGDRegressor", "LinearRegression")
 
     def __init__(
         self,
@@ -718,8 +758,9 @@ class LinearRegressor(_LinearSGD):
         self._step(xs, g)
         self.n_updates += 1
 
-    def _params(self) -> dict[str, Any]:
-        return {"loss": self.loss, "epsilon": self.epsilon, **super()._params()}
+    @classmethod
+    def _param_names(cls) -> tuple[str, ...]:
+        return ("loss", "epsilon", *_PARAM_NAMES)
 
 
 @register_learner("sgd_classifier")
@@ -743,6 +784,7 @@ class LogisticRegressor(_LinearSGD):
 
     kind: ClassVar[str] = "classifier"
     default_estimator: ClassVar[str] = "SGDClassifier"
+    estimators: ClassVar[tuple[str, ...]] = ("SGDClassifier", "LogisticRegression")
 
     def __init__(
         self,
@@ -795,5 +837,9 @@ class LogisticRegressor(_LinearSGD):
     def _classes(self) -> tuple[Label, Label] | None:
         return self.classes
 
+    @classmethod
+    def _param_names(cls) -> tuple[str, ...]:
+        return ("classes", *_PARAM_NAMES)
+
     def _params(self) -> dict[str, Any]:
-        return {"classes": list(self.classes), **super()._params()}
+        return {**super()._params(), "classes": list(self.classes)}

@@ -42,8 +42,8 @@ import numpy as np
 from updaters.base import Label, LinearParams, check_feature_names
 from updaters.sgd import LinearRegressor, LogisticRegressor
 
-REGRESSORS = ("SGDRegressor", "LinearRegression")
-CLASSIFIERS = ("SGDClassifier", "LogisticRegression")
+REGRESSORS = LinearRegressor.estimators
+CLASSIFIERS = LogisticRegressor.estimators
 SUPPORTED = REGRESSORS + CLASSIFIERS
 
 _SGD_LOSSES = {"squared_error": "squared", "huber": "huber"}

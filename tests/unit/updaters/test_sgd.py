@@ -78,7 +78,8 @@ def test_elastic_net_matches_one_epoch_of_fit(backend: str, penalty: str, l1_rat
     )
     est.fit(X, y)
     model = LinearRegressor(
-        names, standardize=False, alpha=0.02, l1_ratio=l1_ratio, eta0=0.02, backend=backend
+        names, standardize=False, alpha=0.02, l1_ratio=l1_ratio, learning_rate="invscaling",
+        eta0=0.02, backend=backend,
     )
     for x, target in zip(rows(X, names), y, strict=True):
         model.learn_one(x, float(target))
@@ -320,8 +321,8 @@ def test_regression_reaches_the_batch_solution_in_one_pass() -> None:
 
 @pytest.mark.parametrize(
     ("params", "passes"),
-    [({"learning_rate": "adagrad", "eta0": 0.1}, 1), ({}, 3)],
-    ids=["adagrad-one-pass", "defaults-three-passes"],
+    [({"learning_rate": "adagrad", "eta0": 0.1}, 1), ({}, 1)],
+    ids=["adagrad-one-pass", "defaults-one-pass"],
 )
 def test_classification_reaches_the_batch_solution(params: dict[str, Any], passes: int) -> None:
     """Log loss on a held-out set within 5% of (standardised) LogisticRegression's."""
