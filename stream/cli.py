@@ -241,12 +241,12 @@ def stop_on_signals(stop: threading.Event) -> None:
 def _run(args: argparse.Namespace) -> int:
     from stream.service import run_service
 
+    stop = threading.Event()
+    stop_on_signals(stop)  # first: a SIGTERM while the configuration loads still exits 0
     config = _load(args)
     secrets = [config.kafka.secret(name) or "" for name in ("ssl_password", "sasl_password")]
     secrets += [key.decode("utf-8", "replace") for key in config.state.hmac_keys()]
     configure_logging(config.runtime.log_level, config.runtime.log_format, secrets)
-    stop = threading.Event()
-    stop_on_signals(stop)
     run_service(config, stop)
     return 0
 
