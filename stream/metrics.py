@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from updaters.guardrails import HOLD_REASONS
+
 if TYPE_CHECKING:
     from stream.monitor import Observation
 
@@ -125,6 +127,11 @@ class VigilMetrics:
             "vigil_model_updates", "Online updates of a maintained model.",
             ["model"], registry=self.registry,
         )
+        self.model_held = Counter(
+            "vigil_model_held", "Labelled events a maintained model's guard held back as "
+            "implausible (reason: feature, label, stuck_label): scored, not learned.",
+            ["model", "reason"], registry=self.registry,
+        )
         self.labels_joined = Counter(
             "vigil_labels_joined", "Labels joined to their predictions (or carried by them).",
             registry=self.registry,
@@ -170,6 +177,11 @@ class VigilMetrics:
             self.model_updates.remove(model)
         except KeyError:
             pass
+        for reason in HOLD_REASONS:
+            try:
+                self.model_held.remove(model, reason)
+            except KeyError:
+                pass
 
 
 class MonotonicCounter:

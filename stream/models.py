@@ -33,6 +33,7 @@ from updaters import (
     build_learner,
     restore_learner,
 )
+from updaters.guardrails import HOLD_REASONS
 from updaters.labels import Joined
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,8 @@ class ModelMaintainer:
         """joined, expired, evicted, unmatched, untracked since last drained (for metrics)."""
         self.updates: Counter[str] = Counter()
         """Updates learned per model since last drained."""
+        self.held: Counter[tuple[str, str]] = Counter()
+        """Events the guard's screen held back, per (model, reason), since last drained."""
         self.losses: dict[str, tuple[float | None, float | None]] = {}
         """(served, maintained) rolling loss per model that changed since last drained."""
         for spec in [config.spec_for(""), *config.overrides.values()]:
@@ -220,6 +223,8 @@ class ModelMaintainer:
         signals: list[ModelSignal] = []
         if result.learned:
             self.updates[model] += 1
+        elif result.skipped in HOLD_REASONS:
+            self.held[(model, result.skipped)] += 1
         if result.loss is None:  # invalid: neither model can be scored on it
             return signals
         try:

@@ -890,6 +890,9 @@ class Runner:
         for model, count in models.updates.items():
             metrics.model_updates.labels(model=model).inc(count)
         models.updates.clear()
+        for (model, reason), count in models.held.items():
+            metrics.model_held.labels(model=model, reason=reason).inc(count)
+        models.held.clear()
         for model, (served, maintained) in models.losses.items():
             for kind, loss in (("served", served), ("maintained", maintained)):
                 if loss is not None:

@@ -180,6 +180,7 @@ def test_a_stuck_label_feed_is_held_back_without_alerts(tmp_path: Path) -> None:
     assert models is not None
     guard = models.guard_of(("predictions", 0), "m")
     assert guard is not None and 490 <= guard.held < 500
+    assert models.held == {("m", "stuck_label"): guard.held}  # drained into the metrics
     assert not [a for a in alerts if a.kind in ("rollback", "rebaselined")]
     assert guard.learner.coef == pytest.approx([2.0, -1.0], abs=0.05)  # type: ignore[attr-defined]
 
@@ -334,3 +335,15 @@ def test_a_snapshot_never_unpickles_a_model_whatever_it_names(tmp_path: Path,
     assert _ran == []
     assert second.processor.models is not None
     assert second.processor.models.models_of(("predictions", 0)) == ["m"]
+
+
+def test_held_back_events_are_counted_per_model_and_reason(tmp_path: Path) -> None:
+    stream = Stream()
+    records = stream.records(0, 1000, OLD) + _relabelled(stream.records(1000, 1300, OLD),
+                                                        lambda y: 7.0)
+    runner = _runner(config(tmp_path), FakeConsumer([records], []), MemoryStore([]))
+    runner.run_once()
+    held = runner.metrics.registry.get_sample_value(
+        "vigil_model_held_total", {"model": "m", "reason": "stuck_label"})
+    assert held is not None and 290 <= held < 300
+    assert runner.processor.models is not None and not runner.processor.models.held
