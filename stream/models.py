@@ -24,7 +24,7 @@ from stream.alerts import iso_utc
 from stream.config import ModelsConfig
 from stream.errors import ConfigError, StateError
 from stream.events import LabelEvent, PredictionEvent
-from stream.state import checked_count, checked_number
+from stream.state import PartitionId, PartitionState, checked_count, checked_number
 from updaters import (
     GuardedLearner,
     LabelJoinBuffer,
@@ -37,8 +37,6 @@ from updaters.guardrails import HOLD_REASONS
 from updaters.labels import Joined
 
 log = logging.getLogger(__name__)
-
-PartitionId = tuple[str, int]
 
 DEFAULT_ESTIMATORS = {"regressor": "SGDRegressor", "classifier": "SGDClassifier"}
 """The scikit-learn class a model-update names when the learner was not warm-started."""
@@ -115,7 +113,7 @@ class _PartitionModels:
         """The buffer's counters when they were last added to the metrics."""
 
 
-class ModelMaintainer:
+class ModelMaintainer(PartitionState):
     """The maintained models of the predictions partitions this instance owns."""
 
     def __init__(self, config: ModelsConfig) -> None:
@@ -395,8 +393,9 @@ class ModelMaintainer:
                 "models": {name: m.state_dict() for name, m in part.models.items()}}
 
     def import_partition(self, partition: PartitionId, body: Mapping[str, Any] | None, *,
-                         latest: float = math.inf) -> None:
-        """Replace the partition's state with an exported one (None: start empty).
+                         latest: float = math.inf) -> int:
+        """Replace the partition's state with an exported one (None: start empty); the number
+        of models restored.
 
         The state is data read from Kafka: StateError when anything in it has the wrong type
         or range. Limits come from the configuration, learner types too, and event times are
@@ -404,7 +403,7 @@ class ModelMaintainer:
         """
         self.drop_partition(partition)
         if body is None:
-            return
+            return 0
         config = self.config
         try:
             if not isinstance(body, Mapping) or not isinstance(body.get("models"), Mapping):
@@ -426,11 +425,11 @@ class ModelMaintainer:
         except Exception as exc:  # any learner's from_state may fail on a corrupt body
             raise StateError(f"unreadable model state for {partition}: {exc!r}"[:500]) from exc
         self._partitions[partition] = part
+        return len(part.models)
 
-    def drop_partition(self, partition: PartitionId) -> list[str]:
-        """Forget the partition (it moved to another instance); the models it held."""
-        part = self._partitions.pop(partition, None)
-        return [] if part is None else list(part.models)
+    def drop_partition(self, partition: PartitionId) -> None:
+        """Forget the partition (it moved to another instance, or starts afresh)."""
+        self._partitions.pop(partition, None)
 
 
 def _finite_or_none(value: float) -> float | None:

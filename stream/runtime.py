@@ -55,8 +55,8 @@ from stream.events import (
 from stream.kafka_io import commit_offsets
 from stream.metrics import Liveness, SeriesGauges, VigilMetrics
 from stream.models import ModelMaintainer, ModelSignal
-from stream.monitor import Monitor, Observation, PartitionId
-from stream.state import LARGEST_NUMBER, Rejected, Snapshot, StateMessage
+from stream.monitor import Monitor, Observation
+from stream.state import LARGEST_NUMBER, PartitionId, Rejected, Snapshot, StateMessage
 
 log = logging.getLogger(__name__)
 
@@ -651,7 +651,8 @@ class Runner:
             if partition not in keep:
                 monitor.drop_partition(partition)
                 if models is not None:
-                    self._forget_models(models.drop_partition(partition))
+                    self._forget_models(models.models_of(partition))
+                    models.drop_partition(partition)
                 self._positions.pop(partition, None)
                 self._checkpointed.pop(partition, None)
                 self._checkpoint_after.pop(partition, None)

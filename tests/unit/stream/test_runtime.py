@@ -16,9 +16,8 @@ from detectors.shewhart import ShewhartChart
 from stream.config import load_config
 from stream.errors import BrokerError
 from stream.metrics import VigilMetrics
-from stream.monitor import PartitionId
 from stream.runtime import BatchProcessor, Runner
-from stream.state import Snapshot, StateMessage, encode_snapshot, latest_snapshots
+from stream.state import PartitionId, Snapshot, StateMessage, encode_snapshot, latest_snapshots
 
 CONFIG = load_config(environ={})
 
