@@ -119,8 +119,6 @@ class BatchProcessor:
         config: VigilConfig,
         clock: Callable[[], float] = time.time,
         gauges: SeriesGauges | None = None,
-        *,
-        per_event: bool = False,
     ) -> None:
         self.config = config
         self.monitor = Monitor(config.detector.name, config.detector.params,
@@ -143,9 +141,6 @@ class BatchProcessor:
         self._limits = EventLimits(config.state.max_names_per_event,
                                    config.state.max_name_length)
         self._gauges = gauges
-        self.per_event = per_event
-        """Score one event at a time (``Monitor.observe``) instead of the whole batch together:
-        the same alerts, slower; for comparison."""
 
     def process(self, records: Iterable[InputRecord]) -> BatchResult:
         """Judge each record in order; a bad one becomes a dead letter, never an exception.
@@ -167,7 +162,7 @@ class BatchProcessor:
                                                      self._kinds.get(record.topic), limits)))
             except EventError as exc:
                 decoded.append((record, exc))
-        outcomes = iter(self._observe_events(
+        outcomes = iter(self.observe_events(
             [(event, (record.topic, record.partition)) for record, event in decoded
              if not isinstance(event, LabelEvent | EventError)]))
         for record, event in decoded:
@@ -230,20 +225,12 @@ class BatchProcessor:
         self._model_output(signals, record, batch)
         return True
 
-    def _observe_events(self, events: list[tuple[Event, PartitionId]],
-                        ) -> list[list[Observation] | Exception]:
-        """Per event, its observations that matter (see :meth:`Monitor.observe_many`) or the
-        exception a detector raised on it."""
-        if not self.per_event:
-            report = None if self._gauges is None else self._gauges.wants
-            return self.monitor.observe_many(events, report=report)
-        outcomes: list[list[Observation] | Exception] = []
-        for event, partition in events:
-            try:
-                outcomes.append(list(self.monitor.observe(event, partition)))
-            except Exception as exc:  # noqa: BLE001 - reported per event by the caller
-                outcomes.append(exc)
-        return outcomes
+    def observe_events(self, events: list[tuple[Event, PartitionId]],
+                       ) -> list[list[Observation] | Exception]:
+        """Per event, its observations that matter (see :meth:`Monitor.observe_many`: the
+        batch's events scored together) or the exception a detector raised on it."""
+        report = None if self._gauges is None else self._gauges.wants
+        return self.monitor.observe_many(events, report=report)
 
     def _dead_letter(self, record: InputRecord, error: EventError, batch: BatchResult) -> None:
         batch.invalid_by_reason[error.reason] = batch.invalid_by_reason.get(error.reason, 0) + 1

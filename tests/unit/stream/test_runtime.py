@@ -18,6 +18,7 @@ from stream.errors import BrokerError
 from stream.metrics import VigilMetrics
 from stream.runtime import BatchProcessor, Runner
 from stream.state import PartitionId, Snapshot, StateMessage, encode_snapshot, latest_snapshots
+from tests.per_event import PerEventProcessor
 
 CONFIG = load_config(environ={})
 
@@ -299,7 +300,8 @@ def test_a_failing_detector_dead_letters_the_event_and_the_stream_goes_on(
     monkeypatch.setitem(detectors.base._REGISTRY, "failing", FailingDetector)  # noqa: SLF001
     path = tmp_path / "vigil.toml"
     path.write_text('[detector.overrides]\n"telemetry/web-1/latency" = { name = "failing" }\n')
-    processor = BatchProcessor(load_config(path, environ={}), per_event=per_event)
+    engine = PerEventProcessor if per_event else BatchProcessor
+    processor = engine(load_config(path, environ={}))
     batch = processor.process([telemetry(0, 1.0), telemetry(1, 2.0), telemetry(2, 3.0)])
     assert batch.invalid_by_reason == {"detector_error": 1}
     assert batch.valid_by_topic == {"telemetry": 2}
@@ -381,7 +383,8 @@ def test_only_a_detector_with_episodes_keeps_one_open_after_its_alert(
 ) -> None:
     path = tmp_path / "vigil.toml"
     path.write_text('[detector.overrides]\n"telemetry/web-2/*" = { name = "shewhart" }\n')
-    processor = BatchProcessor(load_config(path, environ={}), per_event=per_event)
+    engine = PerEventProcessor if per_event else BatchProcessor
+    processor = engine(load_config(path, environ={}))
     values = [100.0 + (i % 5) for i in range(60)] + [900.0] + [100.0 + (i % 5) for i in range(3)]
     records: list[Record] = []
     for i, value in enumerate(values):
