@@ -27,7 +27,13 @@ from kafka.errors import CommitFailedError, KafkaError
 
 from stream.config import VigilConfig
 from stream.errors import BrokerError, ConfigError
-from stream.kafka_io import IDLE_MARGIN_MS, METADATA_MAX_AGE_MS, RECONNECT_BACKOFF_MAX_MS
+from stream.kafka_io import (
+    IDLE_MARGIN_MS,
+    METADATA_MAX_AGE_MS,
+    RECONNECT_BACKOFF_MAX_MS,
+    bootstrap_servers,
+    security_settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +74,27 @@ CONNECTION_SETUP_TIMEOUT_MS = 10_000
 """Longest a new connection may take to be usable (librdkafka's default is 30 s)."""
 
 
+SECURITY_NAMES: Mapping[str, str] = {
+    "security_protocol": "security.protocol",
+    "ssl_check_hostname": "ssl.endpoint.identification.algorithm",
+    "ssl_cafile": "ssl.ca.location",
+    "ssl_certfile": "ssl.certificate.location",
+    "ssl_keyfile": "ssl.key.location",
+    "ssl_password": "ssl.key.password",
+    "sasl_mechanism": "sasl.mechanism",
+    "sasl_plain_username": "sasl.username",
+    "sasl_plain_password": "sasl.password",
+}
+"""kafka-python's security settings (:func:`stream.kafka_io.security_settings`) and their
+librdkafka names."""
+
+
 def librdkafka_settings(config: VigilConfig) -> dict[str, Any]:
     """The librdkafka form of ``stream.kafka_io.client_settings``: address, identity,
     timeouts (the same choices, see :mod:`stream.kafka_io`) and security."""
     kafka = config.kafka
-    settings: dict[str, Any] = {
-        "bootstrap.servers": ",".join(s.strip() for s in kafka.bootstrap_servers.split(",")),
+    return {
+        "bootstrap.servers": ",".join(bootstrap_servers(kafka)),
         "client.id": kafka.client_id,
         "socket.timeout.ms": kafka.request_timeout_ms,
         "socket.keepalive.enable": True,
@@ -81,25 +102,22 @@ def librdkafka_settings(config: VigilConfig) -> dict[str, Any]:
         "connections.max.idle.ms": kafka.request_timeout_ms + IDLE_MARGIN_MS,
         "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
         "metadata.max.age.ms": METADATA_MAX_AGE_MS,
-        "security.protocol": kafka.security_protocol,
         "logger": logging.getLogger(f"{__name__}.librdkafka"),
+        **_librdkafka_security(security_settings(kafka)),
     }
-    if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        settings["ssl.ca.location"] = kafka.ssl_cafile or "probe"
-        settings["ssl.endpoint.identification.algorithm"] = (
-            "https" if kafka.ssl_check_hostname else "none")
-        if kafka.ssl_certfile:
-            settings["ssl.certificate.location"] = kafka.ssl_certfile
+
+
+def _librdkafka_security(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The same security settings in librdkafka's names and forms."""
+    renamed = {SECURITY_NAMES[name]: value for name, value in settings.items()}
+    if "ssl_check_hostname" in settings:
+        renamed["ssl.endpoint.identification.algorithm"] = (
+            "https" if settings["ssl_check_hostname"] else "none")
+        renamed.setdefault("ssl.ca.location", "probe")  # the system's CAs, as kafka-python's
+        if "ssl_certfile" in settings:
             # like kafka-python, a certificate file without a key file holds the key too
-            settings["ssl.key.location"] = kafka.ssl_keyfile or kafka.ssl_certfile
-        password = kafka.secret("ssl_password")
-        if password is not None:
-            settings["ssl.key.password"] = password
-    if kafka.security_protocol.startswith("SASL_"):
-        settings["sasl.mechanism"] = kafka.sasl_mechanism
-        settings["sasl.username"] = kafka.sasl_username
-        settings["sasl.password"] = kafka.secret("sasl_password") or ""
-    return settings
+            renamed.setdefault("ssl.key.location", settings["ssl_certfile"])
+    return renamed
 
 
 def _translate(overrides: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from stream.broker import api_versions_answered
-from stream.config import VigilConfig
+from stream.config import KafkaConfig, VigilConfig
 from stream.errors import BrokerError
 
 if TYPE_CHECKING:
@@ -61,18 +61,29 @@ def socket_options(request_timeout_ms: int) -> list[tuple[int, int, int]]:
 
 
 def client_settings(config: VigilConfig) -> dict[str, Any]:
-    """Settings shared by every client Vigil makes: address, timeouts and security."""
+    """Settings shared by every kafka-python client Vigil makes: address, timeouts, security."""
     kafka = config.kafka
-    settings: dict[str, Any] = {
-        "bootstrap_servers": [s.strip() for s in kafka.bootstrap_servers.split(",")],
+    return {
+        "bootstrap_servers": bootstrap_servers(kafka),
         "client_id": kafka.client_id,
         "request_timeout_ms": kafka.request_timeout_ms,
         "connections_max_idle_ms": kafka.request_timeout_ms + IDLE_MARGIN_MS,
         "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
         "metadata_max_age_ms": METADATA_MAX_AGE_MS,
         "socket_options": socket_options(kafka.request_timeout_ms),
-        "security_protocol": kafka.security_protocol,
+        **security_settings(kafka),
     }
+
+
+def bootstrap_servers(kafka: KafkaConfig) -> list[str]:
+    """``kafka.bootstrap_servers`` as a list of ``host:port``."""
+    return [s.strip() for s in kafka.bootstrap_servers.split(",")]
+
+
+def security_settings(kafka: KafkaConfig) -> dict[str, Any]:
+    """The security settings that apply to the configured protocol, in kafka-python's names
+    (confluent-kafka's adapter renames the same ones: one description for both clients)."""
+    settings: dict[str, Any] = {"security_protocol": kafka.security_protocol}
     if kafka.security_protocol in ("SSL", "SASL_SSL"):
         settings["ssl_check_hostname"] = kafka.ssl_check_hostname
         for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
@@ -222,7 +233,7 @@ class BrokerProbe:
 
     def __init__(self, config: VigilConfig, metrics: Any, liveness: Any,
                  interval_s: float = 5.0, timeout_s: float = 3.0) -> None:
-        self.servers = [s.strip() for s in config.kafka.bootstrap_servers.split(",")]
+        self.servers = bootstrap_servers(config.kafka)
         self.ssl_context = _ssl_context(config)
         self.metrics = metrics
         self.liveness = liveness

@@ -19,12 +19,13 @@ from kafka.structs import OffsetAndMetadata
 
 from stream.config import load_config
 from stream.confluent_io import (
+    SECURITY_NAMES,
     ConfluentConsumer,
     ConfluentProducer,
     librdkafka_settings,
 )
 from stream.errors import BrokerError, ConfigError
-from stream.kafka_io import commit_offsets, make_consumer, make_producer
+from stream.kafka_io import client_settings, commit_offsets, make_consumer, make_producer
 
 
 class FakeMessage:
@@ -259,6 +260,30 @@ def test_security_settings_get_librdkafka_names(tmp_path: Path) -> None:
     assert (settings["sasl.mechanism"], settings["sasl.username"], settings["sasl.password"]) \
         == ("SCRAM-SHA-512", "vigil", "s3cret")
     assert "ssl.ca.location" not in librdkafka_settings(load_config(environ={}))
+
+
+@pytest.mark.parametrize("protocol", ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"])
+def test_both_clients_get_the_same_security_settings(tmp_path: Path, protocol: str) -> None:
+    """One description of the security settings, each client reading it in its own names."""
+    key = tmp_path / "client.key"
+    key.write_text("x")
+    config = load_config(environ={}, overrides={
+        "kafka.security_protocol": protocol, "kafka.ssl_certfile": str(key),
+        "kafka.ssl_keyfile": str(key), "kafka.ssl_password": "k3y",
+        "kafka.sasl_mechanism": "PLAIN" if "SASL" in protocol else "",
+        "kafka.sasl_username": "vigil", "kafka.sasl_password": "s3cret"})
+    kafka_python = client_settings(config)
+    librdkafka = librdkafka_settings(config)
+    secured = {k: v for k, v in kafka_python.items() if k.startswith(("ssl_", "sasl_"))}
+    assert {k for k in librdkafka if k.startswith(("ssl.", "sasl."))} == (
+        {SECURITY_NAMES[k] for k in secured} | ({"ssl.ca.location"} if "SSL" in protocol
+                                                else set()))
+    for name, value in secured.items():
+        if name != "ssl_check_hostname":
+            assert librdkafka[SECURITY_NAMES[name]] == value
+    assert librdkafka["security.protocol"] == kafka_python["security_protocol"] == protocol
+    assert (librdkafka.get("ssl.key.password"), librdkafka.get("sasl.password")) == (
+        "k3y" if "SSL" in protocol else None, "s3cret" if "SASL" in protocol else None)
 
 
 def test_the_client_setting_picks_the_library() -> None:
