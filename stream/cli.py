@@ -338,8 +338,8 @@ def _generate(args: argparse.Namespace) -> int:
             if handle is not sys.stdout:
                 handle.close()
         return 0
+    from stream.generate import produce_events
     from stream.kafka_io import make_producer
-    from stream.service import produce_events
 
     config = load_config(args.config, overrides={"kafka.bootstrap_servers": args.bootstrap_servers})
     producer = make_producer(config)

@@ -4,19 +4,27 @@ Each event is a plain dict in the documented event format. An event that carries
 anomaly has an extra ``"injected"`` field (ignored by Vigil's parser) naming the anomaly type
 and the metric it hit, so detection can be scored against ground truth. Optionally each
 prediction's label follows it a few events later, drawn with the predicted probability (the
-served model is the true one), for model maintenance.
+served model is the true one), for model maintenance. :func:`produce_events` sends them to
+the input topics (``vigil generate``, the demo).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import random
+import threading
+import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from stream.config import VigilConfig
 from stream.events import EventKind
+
+if TYPE_CHECKING:
+    from kafka import KafkaProducer
 
 TELEMETRY_METRICS: dict[str, tuple[float, float]] = {
     "latency_ms": (120.0, 15.0),
@@ -161,3 +169,33 @@ def _inject(
 def _qualified(metric: str, baseline: dict[str, tuple[float, float]]) -> str:
     """The metric name as Vigil's series use it (features are ``features.<name>``)."""
     return f"features.{metric}" if baseline is FEATURES else metric
+
+
+def produce_events(
+    producer: KafkaProducer,
+    config: VigilConfig,
+    events: Iterable[GeneratedEvent],
+    *,
+    rate: float = 0.0,
+    stop: threading.Event | None = None,
+) -> int:
+    """Produce generated events, keyed by model/source, at ``rate`` per second (0: flat out)."""
+    topics = {"prediction": config.topics.predictions, "telemetry": config.topics.telemetry,
+              "label": config.topics.labels}
+    started = time.monotonic()
+    sent = 0
+    for event in events:
+        if stop is not None and stop.is_set():
+            break
+        producer.send(topics[event.kind], key=event.key.encode(),
+                      value=json.dumps(event.body, separators=(",", ":")).encode())
+        sent += 1
+        if rate > 0:
+            ahead = started + sent / rate - time.monotonic()
+            if ahead > 0:
+                if stop is not None:
+                    stop.wait(ahead)
+                else:
+                    time.sleep(ahead)
+    producer.flush()
+    return sent
