@@ -111,7 +111,7 @@ def raw_consume(config_path: Path, total: int, group: str, decode: bool) -> dict
         if count and t_first is None:
             t_first, c_first = time.monotonic(), count
     t_end = time.monotonic()
-    consumer.close(autocommit=False)
+    consumer.close()
     assert t_first is not None
     return {"events": count - c_first, "seconds": t_end - t_first,
             "startup_s": t_first - started, "first_batch": c_first}

@@ -18,13 +18,11 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stream.config import VigilConfig
 from stream.events import EventKind
-
-if TYPE_CHECKING:
-    from kafka import KafkaProducer
+from stream.loop.ports import Producer
 
 TELEMETRY_METRICS: dict[str, tuple[float, float]] = {
     "latency_ms": (120.0, 15.0),
@@ -172,7 +170,7 @@ def _qualified(metric: str, baseline: dict[str, tuple[float, float]]) -> str:
 
 
 def produce_events(
-    producer: KafkaProducer,
+    producer: Producer,
     config: VigilConfig,
     events: Iterable[GeneratedEvent],
     *,

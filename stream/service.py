@@ -9,12 +9,13 @@ from stream.config import VigilConfig
 from stream.kafka_io import (
     BrokerProbe,
     ensure_topics,
+    kafka_python_consumer,
     make_consumer,
     make_producer,
     topic_partitions,
 )
+from stream.loop.runner import Runner
 from stream.metrics import Liveness, MetricsServer, VigilMetrics
-from stream.runtime import Runner
 from stream.state import KafkaStateStore, SnapshotPolicy
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,7 @@ def run_service(
         consumer = make_consumer(config)
         store = KafkaStateStore(
             config.kafka.group_id, config.state.topic, producer,
-            lambda: make_consumer(config, client="kafka-python", group_id=None,
-                                  auto_offset_reset="earliest"),
+            lambda: kafka_python_consumer(config, group_id=None, auto_offset_reset="earliest"),
             state_partitions=topic_partitions(consumer, config.state.topic),
             policy=SnapshotPolicy(config.state.max_snapshot_mb * 2**20,
                                   config.state.hmac_keys()),

@@ -31,9 +31,14 @@ import time
 import zlib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from stream.errors import BrokerError, StateError
+
+if TYPE_CHECKING:
+    from kafka import KafkaConsumer
+
+    from stream.loop.ports import Producer
 
 log = logging.getLogger(__name__)
 
@@ -338,8 +343,8 @@ class KafkaStateStore:
         self,
         group: str,
         topic: str,
-        producer: Any,
-        consumer_factory: Callable[[], Any],
+        producer: Producer,
+        consumer_factory: Callable[[], KafkaConsumer],
         state_partitions: int,
         *,
         read_timeout_s: float = 60.0,
