@@ -354,7 +354,7 @@ def _generate(args: argparse.Namespace) -> int:
 def _export_model(args: argparse.Namespace) -> int:
     import joblib
 
-    from stream.subscribe import AlertFilter, AlertRecord, read_alerts, topic_reader
+    from stream.subscribe import AlertRecord, read_model_updates, topic_reader
 
     config = _load(args)
     topic = config.topics.model_updates
@@ -384,7 +384,7 @@ def _export_model(args: argparse.Namespace) -> int:
 
     consumer = topic_reader(config)
     try:
-        read_alerts(consumer, [topic], keep, alert_filter=AlertFilter(), warn=warn)
+        read_model_updates(consumer, topic, keep, warn=warn)
     finally:
         consumer.close()
     for reason in refused[-3:]:
