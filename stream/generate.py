@@ -102,22 +102,7 @@ def generate_events(
             baseline = TELEMETRY_METRICS
         values = {name: rng.gauss(mean, sigma) for name, (mean, sigma) in baseline.items()}
         injected = _inject(rng, key, values, baseline, shifts, anomaly_rate, shift_length)
-        if is_prediction:
-            logit = sum(WEIGHTS[name] * (values[name] - FEATURES[name][0]) for name in values)
-            body: dict[str, Any] = {
-                "model": key,
-                "model_version": "1",
-                "prediction_id": f"{key}-{index}",
-                "timestamp": timestamp,
-                "features": {name: round(v, 4) for name, v in values.items()},
-                "prediction": round(1.0 / (1.0 + math.exp(-logit)), 6),
-            }
-        else:
-            body = {
-                "source": key,
-                "timestamp": timestamp,
-                "metrics": {name: round(v, 4) for name, v in values.items()},
-            }
+        body = _body(key, index, timestamp, values, prediction=is_prediction)
         if injected is not None:
             body["injected"] = injected
         yield GeneratedEvent("prediction" if is_prediction else "telemetry", key, body)
@@ -128,6 +113,24 @@ def generate_events(
                 "prediction_id": body["prediction_id"], "label": label, "timestamp": due})))
     for _, event in waiting:
         yield event
+
+
+def _body(key: str, index: int, timestamp: float, values: dict[str, float], *,
+          prediction: bool) -> dict[str, Any]:
+    """A prediction event of model ``key`` (features ``values``, served probability from
+    ``WEIGHTS``) or a telemetry event of source ``key`` (metrics ``values``)."""
+    rounded = {name: round(v, 4) for name, v in values.items()}
+    if not prediction:
+        return {"source": key, "timestamp": timestamp, "metrics": rounded}
+    logit = sum(WEIGHTS[name] * (values[name] - FEATURES[name][0]) for name in values)
+    return {
+        "model": key,
+        "model_version": "1",
+        "prediction_id": f"{key}-{index}",
+        "timestamp": timestamp,
+        "features": rounded,
+        "prediction": round(1.0 / (1.0 + math.exp(-logit)), 6),
+    }
 
 
 def _inject(

@@ -240,16 +240,15 @@ def read_json_objects(
     deadline = time.monotonic() + idle_timeout_s
     while not stop.is_set():
         batch = consumer.poll(timeout_ms=200)
-        if len(ends) < len(partitions):
-            _note_ends(consumer, partitions, ends)
-            if follow and len(ends) == len(partitions):
-                warn(f"following {', '.join(topics)}; Ctrl-C stops")
+        if len(ends) < len(partitions) and _all_ends_known(consumer, partitions, ends) \
+                and follow:
+            warn(f"following {', '.join(topics)}; Ctrl-C stops")
         for partition, records in batch.items():
             deadline = time.monotonic() + idle_timeout_s
+            there_at_start = ends.get(partition, 0) if follow and not from_beginning else 0
             for record in records:
-                there_at_start = record.offset < ends.get(partition, 0)
-                if follow and not from_beginning and there_at_start:
-                    continue
+                if record.offset < there_at_start:
+                    continue  # following: what was there at the start is not shown
                 summary.read += 1
                 message = _decode(record, content, warn)
                 if message is None:
@@ -268,12 +267,14 @@ def read_json_objects(
     return summary
 
 
-def _note_ends(consumer: AlertConsumer, partitions: list[Any], ends: dict[Any, int]) -> None:
-    """Each partition's end as first seen in a fetch answer."""
+def _all_ends_known(consumer: AlertConsumer, partitions: list[Any],
+                    ends: dict[Any, int]) -> bool:
+    """Note each partition's end as first seen in a fetch answer; True once all are known."""
     for partition in partitions:
         highwater = consumer.highwater(partition)
         if partition not in ends and highwater is not None:
             ends[partition] = highwater
+    return len(ends) == len(partitions)
 
 
 def _assign(consumer: AlertConsumer, topics: Sequence[str], content: TopicContent, *,
