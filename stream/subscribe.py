@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from stream.alerts import ALERT_KINDS
 from stream.errors import BrokerError
+from stream.loop.ports import InputRecord
 from stream.text import printable, printable_json
 
 if TYPE_CHECKING:
@@ -118,19 +119,8 @@ def _number(value: Any, spec: str = ".4g") -> str:
     return format(value, spec)
 
 
-class AlertRecord(Protocol):
-    """The fields of a consumed record the reader uses (kafka-python's ConsumerRecord)."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
+AlertRecord = InputRecord
+"""The fields of a consumed record the reader uses: those the consume loop reads."""
 
 
 class AlertConsumer(Protocol):
