@@ -336,8 +336,8 @@ def _place(message: StateMessage, prefix: str,
 
 
 class KafkaStateStore:
-    """Snapshots on the state topic: written with the shared producer, read with a
-    group-less consumer that reads the relevant state partitions to their end."""
+    """Snapshots on the state topic: written with the loop's producer, read with a
+    group-less kafka-python consumer that reads the relevant state partitions to their end."""
 
     def __init__(
         self,
