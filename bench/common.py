@@ -1,4 +1,5 @@
-"""Shared helpers of the benchmarks: the machine, the embedded broker, `vigil run`, profiles.
+"""Shared helpers of the benchmarks: the machine, the embedded broker, inputs, profiles (`vigil
+run` as a child process is :class:`tests.vigil_process.VigilProcess`, shared with the tests).
 
 Not a benchmark itself (``make bench`` runs it too: it prints the machine and exits 0).
 """
@@ -14,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -173,68 +173,6 @@ def encoded_events(count: int, *, models: int, sources: int, seed: int,
     for event in itertools.islice(generated, count):
         yield (event.kind, event.key.encode(), dumps(event.body, separators=(",", ":")).encode(),
                event.body.get("injected"))
-
-
-# --- `vigil run` as a child process -----------------------------------------------------------
-
-class VigilProcess:
-    """`vigil run -c CONFIG` as a child process, with its log in a file."""
-
-    def __init__(self, config_path: Path, log_path: Path, metrics_port: int) -> None:
-        self.metrics_port = metrics_port
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [PYTHON, "-m", "stream.cli", "run", "-c", str(config_path)],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def samples(self) -> dict[str, float]:
-        """/metrics as {'name{label="v",...}': value}."""
-        from prometheus_client.parser import text_string_to_metric_families
-
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
-            text = response.read().decode()
-        out: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
-                out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-        return out
-
-    def processed(self) -> int:
-        """Sum of vigil_events_processed_total + vigil_events_invalid_total (-1: not up yet)."""
-        try:
-            samples = self.samples()
-        except OSError:
-            return -1
-        return int(sum(v for k, v in samples.items()
-                       if k.startswith(("vigil_events_processed_total{",
-                                        "vigil_events_invalid_total{"))))
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self, timeout_s: float = 60.0) -> int:
-        """SIGTERM (vigil snapshots and commits), then the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = self.process.wait()
-        self._log.close()
-        return code
-
-    def log_tail(self, lines: int = 20) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
 @dataclass

@@ -6,11 +6,11 @@
 No broker: synthetic events (``common.encoded_events``, 1,000 models and 1,000 sources, four
 points per event) are encoded once, then judged in batches of ``--batch`` records by
 ``stream.runtime.BatchProcessor.process``, exactly as the consume loop would (decode, score,
-alerts): ``per_event=True`` scores one event at a time (``Monitor.observe``), the default
-scores the batch together (``Monitor.observe_many``). The first half of the events warms the
-series up (not timed), the second half is timed. Both paths must raise the same alerts.
-Printed: events/s and µs/event of each path, their ratio, and the ratio to a Kafka client
-consuming and decoding at ``--client-us`` µs/event (target: Vigil's whole pipeline at ≥ 0.8
+alerts): ``tests.per_event.PerEventProcessor`` scores one event at a time (``Monitor.observe``),
+``BatchProcessor`` scores the batch together (``Monitor.observe_many``). The first half of the
+events warms the series up (not timed), the second half is timed. Both paths must raise the
+same alerts. Printed: events/s and µs/event of each path, their ratio, and the ratio to a Kafka
+client consuming and decoding at ``--client-us`` µs/event (target: Vigil's whole pipeline at ≥ 0.8
 of the client's rate).
 """
 
@@ -28,6 +28,7 @@ from common import encoded_events
 
 from stream.config import load_config
 from stream.runtime import BatchProcessor, BatchResult
+from tests.per_event import PerEventProcessor
 
 Record = namedtuple("Record", "topic partition offset key value")
 
@@ -49,7 +50,8 @@ def measure(detector: str, count: int, batch_size: int) -> dict[str, Any]:
     alerts: dict[str, list[str]] = {}
     for path in ("per-event", "batch"):
         # a fixed clock after every event (2033): the same detected_at each run, no event ahead
-        processor = BatchProcessor(config, clock=lambda: 2e9, per_event=path == "per-event")
+        engine = PerEventProcessor if path == "per-event" else BatchProcessor
+        processor = engine(config, clock=lambda: 2e9)
 
         def run(chunk: list[Record], processor: BatchProcessor = processor) -> BatchResult:
             return processor.process(chunk)

@@ -34,7 +34,9 @@ from typing import Any
 
 import common
 import numpy as np
-from common import WORKDIR, VigilProcess, fmt_rate, header
+from common import WORKDIR, fmt_rate, header
+
+from tests.vigil_process import VigilProcess
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
         drained = time.monotonic() - last_send
         print(f"vigil had processed every event {drained:.2f} s after the last send")
         time.sleep(2.0)
-        samples = vigil.samples()
+        samples = vigil.metrics()
         stop_reader.set()
         reader.join(30)
         rows = json.loads(out.read_text())
@@ -210,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
             if reader.is_alive():
                 reader.terminate()
         if vigil is not None:
-            vigil.stop()
+            vigil.stop(timeout_s=60.0)
         broker.stop()
     return 0
 

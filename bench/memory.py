@@ -184,10 +184,12 @@ def child(detector: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
         tracemalloc.start()
     from stream.config import load_config
     from stream.runtime import BatchProcessor
+    from tests.per_event import PerEventProcessor
 
     config = load_config(environ={}, overrides={"detector.name": detector,
                                                 "state.max_series": args.series})
-    processor = BatchProcessor(config, per_event=args.path == "per-event")
+    engine = PerEventProcessor if args.path == "per-event" else BatchProcessor
+    processor = engine(config)
     topic = config.topics.telemetry
     metrics = args.metrics
     events = math.ceil(args.series / metrics)

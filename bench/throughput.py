@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import common
-from common import WORKDIR, VigilProcess, fmt_rate, header
+from common import WORKDIR, fmt_rate, header
+
+from tests.vigil_process import VigilProcess
 
 SGD_NOTE = ("a third of the events are label events (each prediction's label, 50 events "
             "later); (b) runs with [models] enabled (sgd_classifier per model), so every "
@@ -109,7 +111,7 @@ def raw_consume(config_path: Path, total: int, group: str, decode: bool) -> dict
         if count and t_first is None:
             t_first, c_first = time.monotonic(), count
     t_end = time.monotonic()
-    consumer.close(autocommit=False)
+    consumer.close()
     assert t_first is not None
     return {"events": count - c_first, "seconds": t_end - t_first,
             "startup_s": t_first - started, "first_batch": c_first}
@@ -183,14 +185,14 @@ def run_vigil(config: Path, total: int, name: str, port: int, *, timeout_s: floa
         if profiler is not None:
             profiler.stop()
             profiled_s = profiler.seconds
-        samples = vigil.samples()
+        samples = vigil.metrics()
     except BaseException:
         print(vigil.log_tail(), file=sys.stderr)
         raise
     finally:
         if profiler is not None and profiler.process.poll() is None:
             profiler.stop()
-        code = vigil.stop()
+        code = vigil.stop(timeout_s=60.0)
     alerts = sum(v for k, v in samples.items() if k.startswith("vigil_alerts_produced_total{"))
     return {
         "events": window.events, "seconds": window.seconds, "rate": window.rate,

@@ -47,12 +47,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    """The ``vigil`` command and its subcommands, each added by its own function."""
+    from stream.subscribe import add_alerts_command
+
     parser = argparse.ArgumentParser(
         prog="vigil",
         description="Kafka-native streaming anomaly detector and model monitor.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_command in (_add_run, _add_demo, _add_replay, _add_generate, _add_check_config,
+                        _add_export_model, add_alerts_command):
+        add_command(commands)
+    return parser
 
+
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``vigil run``."""
     run = commands.add_parser(
         "run", help="consume the prediction and telemetry topics and publish alerts",
         description="Consume prediction and telemetry events in a consumer group, keep control "
@@ -63,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_flags(run)
     run.set_defaults(handler=_run)
 
+
+def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``vigil demo``."""
     demo = commands.add_parser(
         "demo", help="embedded broker + synthetic producer + detector, with live alerts",
         description="Start an embedded broker, produce synthetic events with injected "
@@ -80,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="where the broker log goes (default: var/demo)")
     demo.set_defaults(handler=_demo)
 
+
+def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``vigil replay``."""
     replay = commands.add_parser(
         "replay", help="run the detectors offline over a CSV or JSONL file",
         description="Replay INPUT (CSV with header timestamp,value[,key], or JSONL events) "
@@ -100,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="the series to draw with --plot (default: the first series)")
     replay.set_defaults(handler=_replay)
 
+
+def _add_generate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``vigil generate``."""
     generate = commands.add_parser(
         "generate", help="synthetic events with injected, labelled anomalies",
         description="Write synthetic prediction and telemetry events, with injected spikes and "
@@ -122,6 +141,9 @@ def _parser() -> argparse.ArgumentParser:
                           help="also each prediction's label, a few events later (labels topic)")
     generate.set_defaults(handler=_generate)
 
+
+def _add_check_config(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``vigil check-config``."""
     check = commands.add_parser(
         "check-config", help="validate a configuration and print the effective settings",
         description="Load the configuration as 'vigil run' would (file, environment, flags) "
@@ -129,6 +151,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_config_flags(check)
     check.set_defaults(handler=_check_config)
+
+
+def _add_export_model(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``vigil export-model``."""
     export = commands.add_parser(
         "export-model", help="write a maintained model from the model-updates topic as joblib",
         description="Read the model-updates topic from the beginning, take the latest update "
@@ -140,9 +166,6 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--classes", help="a classifier's two labels, comma-separated "
                         "(default 0,1)")
     export.set_defaults(handler=_export_model)
-    from stream.subscribe import add_alerts_command
-    add_alerts_command(commands)
-    return parser
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -338,8 +361,8 @@ def _generate(args: argparse.Namespace) -> int:
             if handle is not sys.stdout:
                 handle.close()
         return 0
+    from stream.generate import produce_events
     from stream.kafka_io import make_producer
-    from stream.service import produce_events
 
     config = load_config(args.config, overrides={"kafka.bootstrap_servers": args.bootstrap_servers})
     producer = make_producer(config)
@@ -354,7 +377,7 @@ def _generate(args: argparse.Namespace) -> int:
 def _export_model(args: argparse.Namespace) -> int:
     import joblib
 
-    from stream.subscribe import AlertFilter, AlertRecord, read_alerts, topic_reader
+    from stream.subscribe import AlertRecord, read_model_updates, topic_reader
 
     config = _load(args)
     topic = config.topics.model_updates
@@ -384,7 +407,7 @@ def _export_model(args: argparse.Namespace) -> int:
 
     consumer = topic_reader(config)
     try:
-        read_alerts(consumer, [topic], keep, alert_filter=AlertFilter(), warn=warn)
+        read_model_updates(consumer, topic, keep, warn=warn)
     finally:
         consumer.close()
     for reason in refused[-3:]:

@@ -1,33 +1,38 @@
-"""confluent-kafka (librdkafka) clients behind the kafka-python interface the runtime uses.
+"""confluent-kafka (librdkafka) clients behind the consume loop's ports (:mod:`stream.loop.ports`).
 
 ``kafka.client = "confluent-kafka"`` swaps the consume loop's consumer and producer for these
-adapters; everything else keeps kafka-python. The adapters speak kafka-python's
-``TopicPartition`` and errors at the interface and bridge librdkafka's differences:
+adapters; everything else keeps kafka-python. Partitions are ``(topic, partition)`` tuples and
+failures Vigil's errors at the ports; the adapters bridge librdkafka's differences:
 
-- rebalance callbacks run inside ``consume`` on the calling thread, as kafka-python's do inside
+- rebalance callbacks run inside ``consume`` on the calling thread, as the port promises for
   ``poll``; a listener's seeks and pauses during an assignment are applied with the assignment;
 - ``consume`` returns a flat list and waits for a full batch, so :meth:`ConfluentConsumer.poll`
   drains what is there, waits for one message only when there is none, and groups per
   partition in order; error messages (partition EOF and the like) never become records;
 - commits are synchronous and explicit (auto-commit and auto offset store are off);
 - the producer is idempotent with acks=all, and its futures answer ``failed()``/``exception``
-  after ``flush()``, when librdkafka has served their delivery reports.
+  after ``flush()``, when librdkafka has served their delivery reports; a broker's refusal of a
+  message for what it is becomes :class:`~stream.errors.MessageRefused`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, NamedTuple
 
-from kafka import TopicPartition
-from kafka import errors as kafka_errors
-from kafka.errors import CommitFailedError, KafkaError
-
 from stream.config import VigilConfig
-from stream.errors import BrokerError, ConfigError
-from stream.kafka_io import IDLE_MARGIN_MS, METADATA_MAX_AGE_MS, RECONNECT_BACKOFF_MAX_MS
+from stream.errors import BrokerError, ConfigError, MessageRefused
+from stream.kafka_io import (
+    IDLE_MARGIN_MS,
+    METADATA_MAX_AGE_MS,
+    RECONNECT_BACKOFF_MAX_MS,
+    bootstrap_servers,
+    security_settings,
+)
+from stream.loop.ports import Consumer, Producer, RebalanceListener
+from stream.state import PartitionId
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +73,27 @@ CONNECTION_SETUP_TIMEOUT_MS = 10_000
 """Longest a new connection may take to be usable (librdkafka's default is 30 s)."""
 
 
+SECURITY_NAMES: Mapping[str, str] = {
+    "security_protocol": "security.protocol",
+    "ssl_check_hostname": "ssl.endpoint.identification.algorithm",
+    "ssl_cafile": "ssl.ca.location",
+    "ssl_certfile": "ssl.certificate.location",
+    "ssl_keyfile": "ssl.key.location",
+    "ssl_password": "ssl.key.password",
+    "sasl_mechanism": "sasl.mechanism",
+    "sasl_plain_username": "sasl.username",
+    "sasl_plain_password": "sasl.password",
+}
+"""kafka-python's security settings (:func:`stream.kafka_io.security_settings`) and their
+librdkafka names."""
+
+
 def librdkafka_settings(config: VigilConfig) -> dict[str, Any]:
     """The librdkafka form of ``stream.kafka_io.client_settings``: address, identity,
     timeouts (the same choices, see :mod:`stream.kafka_io`) and security."""
     kafka = config.kafka
-    settings: dict[str, Any] = {
-        "bootstrap.servers": ",".join(s.strip() for s in kafka.bootstrap_servers.split(",")),
+    return {
+        "bootstrap.servers": ",".join(bootstrap_servers(kafka)),
         "client.id": kafka.client_id,
         "socket.timeout.ms": kafka.request_timeout_ms,
         "socket.keepalive.enable": True,
@@ -81,25 +101,22 @@ def librdkafka_settings(config: VigilConfig) -> dict[str, Any]:
         "connections.max.idle.ms": kafka.request_timeout_ms + IDLE_MARGIN_MS,
         "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
         "metadata.max.age.ms": METADATA_MAX_AGE_MS,
-        "security.protocol": kafka.security_protocol,
         "logger": logging.getLogger(f"{__name__}.librdkafka"),
+        **_librdkafka_security(security_settings(kafka)),
     }
-    if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        settings["ssl.ca.location"] = kafka.ssl_cafile or "probe"
-        settings["ssl.endpoint.identification.algorithm"] = (
-            "https" if kafka.ssl_check_hostname else "none")
-        if kafka.ssl_certfile:
-            settings["ssl.certificate.location"] = kafka.ssl_certfile
+
+
+def _librdkafka_security(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The same security settings in librdkafka's names and forms."""
+    renamed = {SECURITY_NAMES[name]: value for name, value in settings.items()}
+    if "ssl_check_hostname" in settings:
+        renamed["ssl.endpoint.identification.algorithm"] = (
+            "https" if settings["ssl_check_hostname"] else "none")
+        renamed.setdefault("ssl.ca.location", "probe")  # the system's CAs, as kafka-python's
+        if "ssl_certfile" in settings:
             # like kafka-python, a certificate file without a key file holds the key too
-            settings["ssl.key.location"] = kafka.ssl_keyfile or kafka.ssl_certfile
-        password = kafka.secret("ssl_password")
-        if password is not None:
-            settings["ssl.key.password"] = password
-    if kafka.security_protocol.startswith("SASL_"):
-        settings["sasl.mechanism"] = kafka.sasl_mechanism
-        settings["sasl.username"] = kafka.sasl_username
-        settings["sasl.password"] = kafka.secret("sasl_password") or ""
-    return settings
+            renamed.setdefault("ssl.key.location", settings["ssl_certfile"])
+    return renamed
 
 
 def _translate(overrides: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
@@ -159,7 +176,7 @@ def _log_client_error(error: Any) -> None:
 
 
 class ConsumedRecord(NamedTuple):
-    """A consumed message with the attributes of kafka-python's ConsumerRecord that Vigil reads."""
+    """A consumed message with the fields of :class:`~stream.loop.ports.InputRecord` (and more)."""
 
     topic: str
     partition: int
@@ -170,19 +187,19 @@ class ConsumedRecord(NamedTuple):
     timestamp: int
 
 
-class ConfluentConsumer:
-    """A confluent_kafka.Consumer with the kafka-python methods the Runner calls."""
+class ConfluentConsumer(Consumer):
+    """A confluent_kafka.Consumer behind the loop's :class:`~stream.loop.ports.Consumer` port."""
 
     def __init__(self, consumer: Any) -> None:
         self._consumer = consumer
         self._ck = _confluent()
-        self._listener: Any = None
+        self._listener: RebalanceListener | None = None
         self._in_assign = False
         self._closing = False
         self._rebalances = 0
         """Rebalance callbacks served so far: a message polled before one may be stale."""
-        self._pending_seeks: dict[TopicPartition, int] = {}
-        self._pending_pauses: list[TopicPartition] = []
+        self._pending_seeks: dict[PartitionId, int] = {}
+        self._pending_pauses: list[PartitionId] = []
 
     @property
     def native(self) -> Any:
@@ -191,15 +208,15 @@ class ConfluentConsumer:
 
     # --- group membership ---------------------------------------------------------------
 
-    def subscribe(self, topics: list[str], listener: Any = None) -> None:
-        """Join the group for ``topics``; ``listener`` is a kafka-python rebalance listener."""
+    def subscribe(self, topics: list[str], listener: RebalanceListener | None = None) -> None:
+        """Join the group for ``topics``; ``listener`` hears of rebalances inside ``poll``."""
         self._listener = listener
         self._consumer.subscribe(list(topics), on_assign=self._on_assign,
                                  on_revoke=self._on_revoke, on_lost=self._on_lost)
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         """Apply the assignment with the offsets and pauses the listener asked for meanwhile."""
-        assigned = [TopicPartition(p.topic, p.partition) for p in partitions]
+        assigned = self._partition_ids(partitions)
         self._rebalances += 1
         self._pending_seeks.clear()
         self._pending_pauses.clear()
@@ -209,33 +226,28 @@ class ConfluentConsumer:
                 self._listener.on_partitions_assigned(assigned)
         finally:
             self._in_assign = False
-        consumer.assign([self._ck.TopicPartition(tp.topic, tp.partition,
-                                                 self._pending_seeks.get(
-                                                     tp, self._ck.OFFSET_INVALID))
-                         for tp in assigned])
+        consumer.assign([self._ck.TopicPartition(topic, partition, self._pending_seeks.get(
+            (topic, partition), self._ck.OFFSET_INVALID)) for topic, partition in assigned])
         if self._pending_pauses:
-            consumer.pause([self._native(tp) for tp in self._pending_pauses])
+            consumer.pause([self._native(p) for p in self._pending_pauses])
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         self._rebalances += 1
         if self._listener is not None and not self._closing:
-            self._listener.on_partitions_revoked(self._kafka_tps(partitions))
+            self._listener.on_partitions_revoked(self._partition_ids(partitions))
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
-        self._rebalances += 1
-        if self._listener is not None and not self._closing:
-            lost = getattr(self._listener, "on_partitions_lost",
-                           self._listener.on_partitions_revoked)
-            lost(self._kafka_tps(partitions))
+        """Partitions lost without a clean revocation are given up all the same."""
+        self._on_revoke(consumer, partitions)
 
-    def assignment(self) -> set[TopicPartition]:
+    def assignment(self) -> Collection[PartitionId]:
         """The partitions this member holds now."""
-        return set(self._kafka_tps(self._consumer.assignment()))
+        return set(self._partition_ids(self._consumer.assignment()))
 
     # --- fetching -------------------------------------------------------------------------
 
-    def poll(self, timeout_ms: int = 0, max_records: int | None = None
-             ) -> dict[TopicPartition, list[ConsumedRecord]]:
+    def poll(self, timeout_ms: int = 0, max_records: int | None = None,
+             ) -> dict[PartitionId, list[ConsumedRecord]]:
         """Up to ``max_records`` records by partition, in offset order; waits only while none."""
         limit = max_records or 500
         try:
@@ -251,17 +263,17 @@ class ConfluentConsumer:
                         messages.insert(0, first)
         except self._ck.KafkaException as exc:
             raise BrokerError(f"consume failed: {exc}") from exc
-        batch: dict[TopicPartition, list[ConsumedRecord]] = {}
+        batch: dict[PartitionId, list[ConsumedRecord]] = {}
         for message in messages or ():
             error = message.error()
             if error is not None:
                 self._on_message_error(error)
                 continue
-            tp = TopicPartition(message.topic(), message.partition())
-            records = batch.get(tp)
+            partition = (message.topic(), message.partition())
+            records = batch.get(partition)
             if records is None:
-                records = batch[tp] = []
-            records.append(ConsumedRecord(tp.topic, tp.partition, message.offset(),
+                records = batch[partition] = []
+            records.append(ConsumedRecord(partition[0], partition[1], message.offset(),
                                           message.key(), message.value(),
                                           message.headers() or [], message.timestamp()[1]))
         return batch
@@ -274,24 +286,24 @@ class ConfluentConsumer:
             raise BrokerError(f"fatal consumer error: {error.str()}")
         log.warning("consumer: %s", error.str())
 
-    def pause(self, *partitions: TopicPartition) -> None:
+    def pause(self, *partitions: PartitionId) -> None:
         """Stop fetching these partitions until resumed."""
         if self._in_assign:
             self._pending_pauses.extend(partitions)
         elif partitions:
-            self._consumer.pause([self._native(tp) for tp in partitions])
+            self._consumer.pause([self._native(p) for p in partitions])
 
-    def resume(self, *partitions: TopicPartition) -> None:
+    def resume(self, *partitions: PartitionId) -> None:
         """Fetch these partitions again."""
         if partitions:
-            self._consumer.resume([self._native(tp) for tp in partitions])
+            self._consumer.resume([self._native(p) for p in partitions])
 
-    def seek(self, partition: TopicPartition, offset: int) -> None:
+    def seek(self, partition: PartitionId, offset: int) -> None:
         """Consume ``partition`` from ``offset`` on."""
         if self._in_assign:
             self._pending_seeks[partition] = offset
             return
-        native = self._ck.TopicPartition(partition.topic, partition.partition, offset)
+        native = self._ck.TopicPartition(partition[0], partition[1], offset)
         for attempt in range(50):
             try:
                 self._consumer.seek(native)
@@ -303,7 +315,7 @@ class ConfluentConsumer:
                     raise BrokerError(f"cannot seek {partition} to {offset}: {exc}") from exc
                 time.sleep(0.1)
 
-    def highwater(self, partition: TopicPartition) -> int | None:
+    def highwater(self, partition: PartitionId) -> int | None:
         """The partition's end offset as last seen in a fetch, without asking the broker."""
         try:
             _, high = self._consumer.get_watermark_offsets(self._native(partition), cached=True)
@@ -330,24 +342,21 @@ class ConfluentConsumer:
 
     # --- offsets ----------------------------------------------------------------------------
 
-    def commit(self, offsets: Mapping[TopicPartition, Any]) -> None:
-        """Commit ``{tp: OffsetAndMetadata}`` synchronously; kafka-python's KafkaError if not."""
-        natives = [self._ck.TopicPartition(tp.topic, tp.partition, meta.offset)
-                   for tp, meta in offsets.items()]
+    def commit(self, offsets: Mapping[PartitionId, int]) -> None:
+        """Commit the next offsets synchronously; BrokerError if not all went through."""
+        natives = [self._ck.TopicPartition(topic, partition, offset)
+                   for (topic, partition), offset in offsets.items()]
         try:
             results = self._consumer.commit(offsets=natives, asynchronous=False)
         except self._ck.KafkaException as exc:
-            raise CommitFailedError(str(exc)) from exc
+            raise BrokerError(str(exc)) from exc
         failed = [r for r in results or () if r.error is not None]
         if failed:
-            raise CommitFailedError(f"{len(failed)} partitions: {failed[0].error}")
+            raise BrokerError(f"{len(failed)} partitions: {failed[0].error}")
 
-    def close(self, autocommit: bool = False, timeout_ms: int | None = None) -> None:
-        """Leave the group without the listener (as kafka-python's close does) and commit nothing.
-
-        ``autocommit`` and ``timeout_ms`` are accepted for the interface; auto-commit is off and
-        librdkafka bounds the leave itself.
-        """
+    def close(self, timeout_ms: int | None = None) -> None:
+        """Leave the group without the listener and commit nothing (``timeout_ms`` is accepted
+        for the port; librdkafka bounds the leave itself)."""
         self._closing = True
         try:
             self._consumer.close()
@@ -356,16 +365,21 @@ class ConfluentConsumer:
 
     # --- conversions ---------------------------------------------------------------------
 
-    def _native(self, tp: TopicPartition) -> Any:
-        return self._ck.TopicPartition(tp.topic, tp.partition)
+    def _native(self, partition: PartitionId) -> Any:
+        return self._ck.TopicPartition(partition[0], partition[1])
 
     @staticmethod
-    def _kafka_tps(partitions: Iterable[Any]) -> list[TopicPartition]:
-        return [TopicPartition(p.topic, p.partition) for p in partitions]
+    def _partition_ids(partitions: Iterable[Any]) -> list[PartitionId]:
+        return [(p.topic, p.partition) for p in partitions]
 
 
-class DeliveryFuture:
-    """The outcome of one send, set by librdkafka's delivery report (kafka-python's future API)."""
+REFUSED_CODES = frozenset({2, 10, 18, 87})
+"""Broker error codes that refuse a message for what it is (corrupt, too large, record list
+too large, invalid record): sending it again can never work."""
+
+
+class DeliveryReport:
+    """The outcome of one send, set by librdkafka's delivery report (a port's future)."""
 
     __slots__ = ("is_done", "value", "exception")
 
@@ -385,35 +399,34 @@ class DeliveryFuture:
     def get(self, timeout: float | None = None) -> Any:
         """The delivered message; raises the failure. Only meaningful after ``flush()``."""
         if not self.is_done:
-            raise KafkaError("delivery not reported yet: flush the producer first")
+            raise BrokerError("delivery not reported yet: flush the producer first")
         if self.exception is not None:
             raise self.exception
         return self.value
 
     def report(self, error: Any, message: Any) -> None:
-        """librdkafka's delivery callback; a broker's error code becomes kafka-python's class
-        of it (so a message refused for its size is told from a timeout)."""
+        """librdkafka's delivery callback; a refusal of the message itself becomes
+        :class:`MessageRefused` (so a message refused for its size is told from a timeout)."""
         self.is_done = True
         if error is not None:
-            code = error.code()
-            kind = kafka_errors.for_code(code) if code > 0 else KafkaError
+            kind = MessageRefused if error.code() in REFUSED_CODES else BrokerError
             self.exception = kind(error.str())
         else:
             self.value = message
 
 
-class ConfluentProducer:
-    """A confluent_kafka.Producer with kafka-python's ``send``/``flush``/``close``."""
+class ConfluentProducer(Producer):
+    """A confluent_kafka.Producer behind the loop's :class:`~stream.loop.ports.Producer` port."""
 
     def __init__(self, producer: Any) -> None:
         self._producer = producer
         self._ck = _confluent()
 
     def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
-             headers: list[tuple[str, bytes]] | None = None, partition: int | None = None
-             ) -> DeliveryFuture:
+             headers: list[tuple[str, bytes]] | None = None, partition: int | None = None,
+             ) -> DeliveryReport:
         """Queue one message; the future is settled by the next ``flush()``."""
-        future = DeliveryFuture()
+        future = DeliveryReport()
         extra: dict[str, Any] = {} if partition is None else {"partition": partition}
         while True:
             try:
@@ -437,4 +450,3 @@ class ConfluentProducer:
             log.warning("producer closing with %d messages undelivered", left)
             self._producer.purge()
         self._producer.close()
-

@@ -21,10 +21,10 @@ from kafka import KafkaConsumer, TopicPartition
 from stream.alerts import iso_utc, parse_alert
 from stream.broker import EmbeddedBroker
 from stream.config import MetricsConfig, ModelsConfig, VigilConfig
-from stream.generate import GeneratedEvent, generate_events
+from stream.generate import GeneratedEvent, generate_events, produce_events
 from stream.kafka_io import client_settings, ensure_topics, make_producer
 from stream.metrics import Liveness, VigilMetrics
-from stream.service import produce_events, run_service
+from stream.service import run_service
 from stream.subscribe import format_alert_line
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,8 @@
     ├── ConfigError         bad configuration: names the key, the bad value and the fix
     ├── EventError          an input event that cannot be used: it goes to the dead-letter topic
     ├── StateError          detector state that cannot be checkpointed or restored
-    └── BrokerError         Kafka unreachable or refusing; kafka-python errors translated here
+    └── BrokerError         Kafka unreachable or refusing; the clients' errors translated here
+        └── MessageRefused  one message refused for what it is (size, format): never resent
 
 Third-party exceptions are translated at the boundary with ``raise ... from exc``.
 """
@@ -47,3 +48,8 @@ class StateError(VigilError):
 
 class BrokerError(VigilError):
     """Kafka is unreachable or refuses an operation."""
+
+
+class MessageRefused(BrokerError):
+    """The broker refused a message for what it is (too large, malformed): sending it again
+    can never work, so it goes to the dead-letter topic instead of being retried for ever."""

@@ -4,19 +4,25 @@ Each event is a plain dict in the documented event format. An event that carries
 anomaly has an extra ``"injected"`` field (ignored by Vigil's parser) naming the anomaly type
 and the metric it hit, so detection can be scored against ground truth. Optionally each
 prediction's label follows it a few events later, drawn with the predicted probability (the
-served model is the true one), for model maintenance.
+served model is the true one), for model maintenance. :func:`produce_events` sends them to
+the input topics (``vigil generate``, the demo).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import random
+import threading
+import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from stream.config import VigilConfig
 from stream.events import EventKind
+from stream.loop.ports import Producer
 
 TELEMETRY_METRICS: dict[str, tuple[float, float]] = {
     "latency_ms": (120.0, 15.0),
@@ -96,22 +102,7 @@ def generate_events(
             baseline = TELEMETRY_METRICS
         values = {name: rng.gauss(mean, sigma) for name, (mean, sigma) in baseline.items()}
         injected = _inject(rng, key, values, baseline, shifts, anomaly_rate, shift_length)
-        if is_prediction:
-            logit = sum(WEIGHTS[name] * (values[name] - FEATURES[name][0]) for name in values)
-            body: dict[str, Any] = {
-                "model": key,
-                "model_version": "1",
-                "prediction_id": f"{key}-{index}",
-                "timestamp": timestamp,
-                "features": {name: round(v, 4) for name, v in values.items()},
-                "prediction": round(1.0 / (1.0 + math.exp(-logit)), 6),
-            }
-        else:
-            body = {
-                "source": key,
-                "timestamp": timestamp,
-                "metrics": {name: round(v, 4) for name, v in values.items()},
-            }
+        body = _body(key, index, timestamp, values, prediction=is_prediction)
         if injected is not None:
             body["injected"] = injected
         yield GeneratedEvent("prediction" if is_prediction else "telemetry", key, body)
@@ -122,6 +113,24 @@ def generate_events(
                 "prediction_id": body["prediction_id"], "label": label, "timestamp": due})))
     for _, event in waiting:
         yield event
+
+
+def _body(key: str, index: int, timestamp: float, values: dict[str, float], *,
+          prediction: bool) -> dict[str, Any]:
+    """A prediction event of model ``key`` (features ``values``, served probability from
+    ``WEIGHTS``) or a telemetry event of source ``key`` (metrics ``values``)."""
+    rounded = {name: round(v, 4) for name, v in values.items()}
+    if not prediction:
+        return {"source": key, "timestamp": timestamp, "metrics": rounded}
+    logit = sum(WEIGHTS[name] * (values[name] - FEATURES[name][0]) for name in values)
+    return {
+        "model": key,
+        "model_version": "1",
+        "prediction_id": f"{key}-{index}",
+        "timestamp": timestamp,
+        "features": rounded,
+        "prediction": round(1.0 / (1.0 + math.exp(-logit)), 6),
+    }
 
 
 def _inject(
@@ -161,3 +170,33 @@ def _inject(
 def _qualified(metric: str, baseline: dict[str, tuple[float, float]]) -> str:
     """The metric name as Vigil's series use it (features are ``features.<name>``)."""
     return f"features.{metric}" if baseline is FEATURES else metric
+
+
+def produce_events(
+    producer: Producer,
+    config: VigilConfig,
+    events: Iterable[GeneratedEvent],
+    *,
+    rate: float = 0.0,
+    stop: threading.Event | None = None,
+) -> int:
+    """Produce generated events, keyed by model/source, at ``rate`` per second (0: flat out)."""
+    topics = {"prediction": config.topics.predictions, "telemetry": config.topics.telemetry,
+              "label": config.topics.labels}
+    started = time.monotonic()
+    sent = 0
+    for event in events:
+        if stop is not None and stop.is_set():
+            break
+        producer.send(topics[event.kind], key=event.key.encode(),
+                      value=json.dumps(event.body, separators=(",", ":")).encode())
+        sent += 1
+        if rate > 0:
+            ahead = started + sent / rate - time.monotonic()
+            if ahead > 0:
+                if stop is not None:
+                    stop.wait(ahead)
+                else:
+                    time.sleep(ahead)
+    producer.flush()
+    return sent

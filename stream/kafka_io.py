@@ -1,8 +1,11 @@
-"""Building Kafka clients from the configuration, creating output topics, committing.
+"""Kafka clients from the configuration, behind the loop's ports; output topics; the probe.
 
-Clients are kafka-python's unless ``kafka.client`` picks confluent-kafka, whose adapters
-(:mod:`stream.confluent_io`) offer the same interface. Only standard Kafka protocol features
-are used, so the same code runs against Apache Kafka and the embedded broker.
+Clients are kafka-python's unless ``kafka.client`` picks confluent-kafka
+(:mod:`stream.confluent_io`). Either way the loop sees only the ports of
+:mod:`stream.loop.ports`: here kafka-python's consumer and producer are adapted to them
+(:class:`KafkaPythonConsumer`, :class:`KafkaPythonProducer`), translating ``TopicPartition``,
+``OffsetAndMetadata`` and kafka-python's errors. Only standard Kafka protocol features are
+used, so the same code runs against Apache Kafka and the embedded broker.
 """
 
 from __future__ import annotations
@@ -12,19 +15,29 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import (
+    CorruptRecordError,
+    InvalidRecordError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    TopicAlreadyExistsError,
+)
 from kafka.structs import OffsetAndMetadata
 
 from stream.broker import api_versions_answered
-from stream.config import VigilConfig
-from stream.errors import BrokerError
+from stream.config import KafkaConfig, VigilConfig
+from stream.errors import BrokerError, MessageRefused
+from stream.loop.ports import Consumer, DeliveryFuture, InputRecord, Producer, RebalanceListener
+from stream.state import PartitionId
 
 if TYPE_CHECKING:
-    from stream.confluent_io import ConfluentConsumer, ConfluentProducer
+    from stream.metrics import Liveness, VigilMetrics
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +74,29 @@ def socket_options(request_timeout_ms: int) -> list[tuple[int, int, int]]:
 
 
 def client_settings(config: VigilConfig) -> dict[str, Any]:
-    """Settings shared by every client Vigil makes: address, timeouts and security."""
+    """Settings shared by every kafka-python client Vigil makes: address, timeouts, security."""
     kafka = config.kafka
-    settings: dict[str, Any] = {
-        "bootstrap_servers": [s.strip() for s in kafka.bootstrap_servers.split(",")],
+    return {
+        "bootstrap_servers": bootstrap_servers(kafka),
         "client_id": kafka.client_id,
         "request_timeout_ms": kafka.request_timeout_ms,
         "connections_max_idle_ms": kafka.request_timeout_ms + IDLE_MARGIN_MS,
         "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
         "metadata_max_age_ms": METADATA_MAX_AGE_MS,
         "socket_options": socket_options(kafka.request_timeout_ms),
-        "security_protocol": kafka.security_protocol,
+        **security_settings(kafka),
     }
+
+
+def bootstrap_servers(kafka: KafkaConfig) -> list[str]:
+    """``kafka.bootstrap_servers`` as a list of ``host:port``."""
+    return [s.strip() for s in kafka.bootstrap_servers.split(",")]
+
+
+def security_settings(kafka: KafkaConfig) -> dict[str, Any]:
+    """The security settings that apply to the configured protocol, in kafka-python's names
+    (confluent-kafka's adapter renames the same ones: one description for both clients)."""
+    settings: dict[str, Any] = {"security_protocol": kafka.security_protocol}
     if kafka.security_protocol in ("SSL", "SASL_SSL"):
         settings["ssl_check_hostname"] = kafka.ssl_check_hostname
         for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
@@ -89,7 +113,7 @@ def client_settings(config: VigilConfig) -> dict[str, Any]:
 
 
 def make_consumer(config: VigilConfig, *, client: str | None = None,
-                  **overrides: Any) -> KafkaConsumer | ConfluentConsumer:
+                  **overrides: Any) -> Consumer:
     """A group consumer with auto-commit off: Vigil commits after its output is acknowledged.
 
     ``client`` (default ``kafka.client``) picks the library; ``overrides`` use kafka-python names.
@@ -98,6 +122,12 @@ def make_consumer(config: VigilConfig, *, client: str | None = None,
         from stream.confluent_io import make_confluent_consumer
 
         return make_confluent_consumer(config, **overrides)
+    return KafkaPythonConsumer(kafka_python_consumer(config, **overrides))
+
+
+def kafka_python_consumer(config: VigilConfig, **overrides: Any) -> KafkaConsumer:
+    """kafka-python's own consumer with the settings of :func:`make_consumer` (for readers
+    that assign partitions themselves, such as the state store's)."""
     settings: dict[str, Any] = {
         **client_settings(config),
         "group_id": config.kafka.group_id,
@@ -119,7 +149,7 @@ def make_consumer(config: VigilConfig, *, client: str | None = None,
 
 
 def make_producer(config: VigilConfig, *, client: str | None = None,
-                  **overrides: Any) -> KafkaProducer | ConfluentProducer:
+                  **overrides: Any) -> Producer:
     """An idempotent producer that waits for all in-sync replicas (acks=all).
 
     ``client`` (default ``kafka.client``) picks the library; ``overrides`` use kafka-python names.
@@ -136,7 +166,7 @@ def make_producer(config: VigilConfig, *, client: str | None = None,
     }
     settings.update(overrides)
     try:
-        return KafkaProducer(**settings)
+        return KafkaPythonProducer(KafkaProducer(**settings))
     except KafkaError as exc:
         raise BrokerError(
             f"cannot connect a producer to {config.kafka.bootstrap_servers}: {exc}"
@@ -181,28 +211,7 @@ def ensure_topics(
         admin.close()
 
 
-def commit_offsets(consumer: Any, next_offsets: Mapping[tuple[str, int], int]) -> bool:
-    """Commit synchronously; False (and a log line) when the commit did not go through.
-
-    A failed commit is never fatal: the state snapshot already holds the offset, the next
-    owner of the partition resumes there, and the next checkpoint commits again.
-    """
-    if not next_offsets:
-        return True
-    try:
-        consumer.commit(
-            offsets={
-                TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
-                for (topic, partition), offset in next_offsets.items()
-            }
-        )
-    except KafkaError as exc:  # CommitFailed, RebalanceInProgress, timeouts
-        log.warning("offset commit did not go through (%s); the next checkpoint retries", exc)
-        return False
-    return True
-
-
-def topic_partitions(consumer: Any, topic: str, timeout_s: float = 30.0) -> int:
+def topic_partitions(consumer: Consumer, topic: str, timeout_s: float = 30.0) -> int:
     """Number of partitions of ``topic`` (waits for metadata; BrokerError if it never comes)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -213,6 +222,145 @@ def topic_partitions(consumer: Any, topic: str, timeout_s: float = 30.0) -> int:
     raise BrokerError(f"no partition metadata for topic {topic!r} within {timeout_s:.0f} s")
 
 
+class KafkaPythonConsumer(Consumer):
+    """kafka-python's KafkaConsumer behind the loop's :class:`~stream.loop.ports.Consumer` port."""
+
+    def __init__(self, consumer: KafkaConsumer) -> None:
+        self.native = consumer
+
+    def subscribe(self, topics: list[str], listener: RebalanceListener | None = None) -> None:
+        """Join the group for ``topics``; ``listener`` hears of rebalances inside ``poll``."""
+        if listener is None:
+            self.native.subscribe(topics)
+        else:
+            self.native.subscribe(topics, listener=_RebalanceListener(listener))
+
+    def poll(self, timeout_ms: int, max_records: int,
+             ) -> Mapping[PartitionId, Sequence[InputRecord]]:
+        """The records fetched, by partition (a TopicPartition is a (topic, partition) tuple)."""
+        batch: Mapping[PartitionId, Sequence[InputRecord]] = self.native.poll(
+            timeout_ms=timeout_ms, max_records=max_records)
+        return batch
+
+    def assignment(self) -> Collection[PartitionId]:
+        return {(tp.topic, tp.partition) for tp in self.native.assignment()}
+
+    def pause(self, *partitions: PartitionId) -> None:
+        self.native.pause(*[TopicPartition(*p) for p in partitions])
+
+    def resume(self, *partitions: PartitionId) -> None:
+        self.native.resume(*[TopicPartition(*p) for p in partitions])
+
+    def seek(self, partition: PartitionId, offset: int) -> None:
+        self.native.seek(TopicPartition(*partition), offset)
+
+    def highwater(self, partition: PartitionId) -> int | None:
+        highwater: int | None = self.native.highwater(TopicPartition(*partition))
+        return highwater
+
+    def topics(self) -> set[str]:
+        return set(self.native.topics())
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        found: set[int] | None = self.native.partitions_for_topic(topic)
+        return found
+
+    def commit(self, offsets: Mapping[PartitionId, int]) -> None:
+        """Commit synchronously; CommitFailed, RebalanceInProgress and timeouts as BrokerError."""
+        try:
+            self.native.commit(offsets={
+                TopicPartition(*partition): OffsetAndMetadata(offset, "", -1)
+                for partition, offset in offsets.items()})
+        except KafkaError as exc:
+            raise BrokerError(str(exc)) from exc
+
+    def close(self, timeout_ms: int | None = None) -> None:
+        self.native.close(autocommit=False, timeout_ms=timeout_ms)
+
+
+class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Hands kafka-python's rebalance callbacks (inside ``poll``) to a port listener."""
+
+    def __init__(self, listener: RebalanceListener) -> None:
+        self.listener = listener
+
+    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self.listener.on_partitions_revoked([(tp.topic, tp.partition) for tp in revoked])
+
+    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self.listener.on_partitions_assigned([(tp.topic, tp.partition) for tp in assigned])
+
+
+REFUSED_ERRORS = (MessageSizeTooLargeError, RecordListTooLargeError, InvalidRecordError,
+                  CorruptRecordError)
+"""kafka-python's errors that refuse a message for what it is: :class:`MessageRefused`."""
+
+
+class KafkaPythonProducer(Producer):
+    """kafka-python's KafkaProducer behind the loop's :class:`~stream.loop.ports.Producer` port."""
+
+    def __init__(self, producer: KafkaProducer) -> None:
+        self.native = producer
+
+    def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+             headers: list[tuple[str, bytes]] | None = None, partition: int | None = None,
+             ) -> DeliveryFuture:
+        """Queue one message; a message refused before sending (e.g. beyond
+        ``max_request_size``) gets a failed future, as one the broker refused."""
+        try:
+            return _KafkaPythonDelivery(self.native.send(topic, value=value, key=key,
+                                                         headers=headers, partition=partition))
+        except KafkaError as exc:
+            return FailedDelivery(_translated(exc))
+
+    def flush(self, timeout: float | None = None) -> None:
+        self.native.flush(timeout=timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        self.native.close(timeout=timeout)
+
+
+class _KafkaPythonDelivery:
+    """A kafka-python send future, its failure translated to Vigil's errors."""
+
+    __slots__ = ("_future", "_error")
+
+    def __init__(self, future: Any) -> None:
+        self._future = future
+        self._error: Exception | None = None
+
+    @property
+    def exception(self) -> Exception | None:
+        if self._error is None and self._future.exception is not None:
+            self._error = _translated(self._future.exception)
+        return self._error
+
+    def failed(self) -> bool:
+        return bool(self._future.failed())
+
+
+class FailedDelivery:
+    """The future of a send that failed before anything was sent."""
+
+    __slots__ = ("exception",)
+
+    def __init__(self, error: Exception) -> None:
+        self.exception = error
+
+    def failed(self) -> bool:
+        return True
+
+
+def _translated(error: Exception) -> Exception:
+    """kafka-python's error as Vigil's (others as they are), the original as its cause."""
+    if not isinstance(error, KafkaError):
+        return error
+    kind = MessageRefused if isinstance(error, REFUSED_ERRORS) else BrokerError
+    translated = kind(str(error))
+    translated.__cause__ = error
+    return translated
+
+
 class BrokerProbe:
     """Asks a bootstrap broker for its API versions every few seconds, in a thread.
 
@@ -220,9 +368,9 @@ class BrokerProbe:
     TCP connections but never answers, so only an answered Kafka request counts as up.
     """
 
-    def __init__(self, config: VigilConfig, metrics: Any, liveness: Any,
+    def __init__(self, config: VigilConfig, metrics: VigilMetrics, liveness: Liveness,
                  interval_s: float = 5.0, timeout_s: float = 3.0) -> None:
-        self.servers = [s.strip() for s in config.kafka.bootstrap_servers.split(",")]
+        self.servers = bootstrap_servers(config.kafka)
         self.ssl_context = _ssl_context(config)
         self.metrics = metrics
         self.liveness = liveness

@@ -24,7 +24,7 @@ from stream.alerts import iso_utc
 from stream.config import ModelsConfig
 from stream.errors import ConfigError, StateError
 from stream.events import LabelEvent, PredictionEvent
-from stream.state import checked_count, checked_number
+from stream.state import PartitionId, PartitionState, checked_count, checked_number
 from updaters import (
     GuardedLearner,
     LabelJoinBuffer,
@@ -37,8 +37,6 @@ from updaters.guardrails import HOLD_REASONS
 from updaters.labels import Joined
 
 log = logging.getLogger(__name__)
-
-PartitionId = tuple[str, int]
 
 DEFAULT_ESTIMATORS = {"regressor": "SGDRegressor", "classifier": "SGDClassifier"}
 """The scikit-learn class a model-update names when the learner was not warm-started."""
@@ -84,6 +82,39 @@ class _Maintained:
                 "last_alert": _finite_or_none(self.last_alert),
                 "maintained_loss": self.maintained_loss}
 
+    def update_due(self, model: str, timestamp: float,
+                   config: ModelsConfig) -> ModelSignal | None:
+        """The model-update message to publish now, if one is due (``models.publish_every``
+        updates or ``publish_interval_s`` since the last; linear models only)."""
+        learner = self.guarded.learner
+        params_of = getattr(learner, "linear_params", None)
+        if params_of is None:
+            return None  # not a linear model: nothing a scikit-learn estimator could load
+        n_updates = int(getattr(learner, "n_updates", 0))
+        fresh = n_updates - self.published_updates
+        if fresh <= 0:
+            return None
+        due = (config.publish_every and fresh >= config.publish_every) or (
+            config.publish_interval_s
+            and timestamp - self.published_at >= config.publish_interval_s)
+        if not due:
+            return None
+        self.version += 1
+        self.published_updates = n_updates
+        self.published_at = timestamp
+        params = params_of()
+        loss = self.maintained_loss
+        message = {
+            "model": model,
+            "version": self.version,
+            **params.to_dict(),
+            "n_updates": n_updates,
+            "loss": loss if loss is not None and math.isfinite(loss) else None,
+            "timestamp": iso_utc(timestamp),
+            "estimator": params.estimator or DEFAULT_ESTIMATORS[learner.kind],
+        }
+        return ModelSignal("update", model, timestamp, message=message)
+
     @classmethod
     def from_state(cls, state: Mapping[str, Any],
                    restore: Callable[[Mapping[str, Any]], Learner],
@@ -115,22 +146,14 @@ class _PartitionModels:
         """The buffer's counters when they were last added to the metrics."""
 
 
-class ModelMaintainer:
-    """The maintained models of the predictions partitions this instance owns."""
+class ModelBuilder:
+    """Builds label buffers and maintained models from the configuration: warm-start states
+    are loaded once, and a restored learner's type always comes from the configuration."""
 
     def __init__(self, config: ModelsConfig) -> None:
         self.config = config
-        self._partitions: dict[PartitionId, _PartitionModels] = {}
         self._templates: dict[str, dict[str, Any]] = {}
         """Warm-start learner states by joblib path, loaded once."""
-        self.counts: Counter[str] = Counter()
-        """joined, expired, evicted, unmatched, untracked since last drained (for metrics)."""
-        self.updates: Counter[str] = Counter()
-        """Updates learned per model since last drained."""
-        self.held: Counter[tuple[str, str]] = Counter()
-        """Events the guard's screen held back, per (model, reason), since last drained."""
-        self.losses: dict[str, tuple[float | None, float | None]] = {}
-        """(served, maintained) rolling loss per model that changed since last drained."""
         for spec in [config.spec_for(""), *config.overrides.values()]:
             if spec.get("warm_start"):
                 self._template(config.spec_for("") | dict(spec))
@@ -142,19 +165,91 @@ class ModelMaintainer:
         config = self.config
         where = "models"
         try:
-            self._buffer()
+            self.buffer()
             for pattern in ["", *config.overrides]:
                 where = f'models.overrides."{pattern}"' if pattern else "models"
                 spec = config.spec_for("") | dict(config.overrides.get(pattern, {}))
-                self._maintained(spec, {"feature": 0.0}, 0.0)  # a stand-in for real ones
+                self.maintained(spec, {"feature": 0.0}, 0.0)  # a stand-in for real ones
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}: these settings cannot build a model: {exc}") from exc
 
-    def _buffer(self) -> LabelJoinBuffer:
+    def buffer(self) -> LabelJoinBuffer:
         """An empty label buffer with the configured limits."""
         config = self.config
         return LabelJoinBuffer(config.max_waiting_predictions, config.label_ttl_s,
                                max_bytes=config.max_waiting_mb * 2**20, size_of=_payload_bytes)
+
+    def maintained(self, spec: Mapping[str, Any], features: Mapping[str, float],
+                   timestamp: float) -> _Maintained:
+        """A fresh maintained model of ``spec``: its guarded learner and loss monitor."""
+        learner = self._learner(spec, features)
+        config = self.config
+        guarded = GuardedLearner(learner, loss=spec["loss"] or None,
+                                 max_step=config.max_step or None, block=config.block,
+                                 chart=config.chart, chart_params=config.chart_params,
+                                 snapshot_every=config.snapshot_every,
+                                 max_rollbacks=config.max_rollbacks,
+                                 accept_after=config.accept_after, influence=config.influence)
+        performance = PerformanceMonitor(guarded.loss, block=config.block, chart=config.chart,
+                                         chart_params=config.chart_params, span=config.span)
+        return _Maintained(guarded, performance, published_at=timestamp)
+
+    def _learner(self, spec: Mapping[str, Any], features: Mapping[str, float]) -> Learner:
+        if spec.get("warm_start"):
+            template = self._template(spec)
+            return restore_learner(template["name"], template["state"])
+        params = dict(spec["params"])
+        if spec["learner"].startswith("sgd_") and "feature_names" not in params:
+            params["feature_names"] = sorted(features)
+        return build_learner(spec["learner"], params)
+
+    def restorer(self, model: str) -> Callable[[Mapping[str, Any]], Learner]:
+        """Restores a saved learner state of ``model`` as the learner its configuration names.
+
+        The type always comes from the configuration: a snapshot is data read from Kafka, and
+        whoever can write the state topic must not choose what code reads it.
+        """
+        spec = self.config.spec_for(model)
+        if spec.get("warm_start"):
+            name = self._template(spec)["name"]
+            return lambda state: restore_learner(name, state)
+        name, params = spec["learner"], dict(spec["params"])
+        return lambda state: restore_learner(name, state, params)
+
+    def _template(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        path = spec["warm_start"]
+        template = self._templates.get(path)
+        if template is None:
+            from updaters.sklearn_io import from_joblib  # loads scikit-learn: only when asked
+
+            params = dict(spec.get("params", {}))
+            names = params.pop("feature_names", None)
+            try:
+                learner = from_joblib(path, names, **params)
+            except Exception as exc:  # noqa: BLE001 - any failure is the operator's file
+                raise ConfigError(f"models warm_start {path!r} cannot be used: {exc}; give a "
+                                  "joblib file of a fitted SGDRegressor, SGDClassifier, "
+                                  "LinearRegression or LogisticRegression") from exc
+            template = self._templates[path] = {"name": learner.name,
+                                                "state": learner.state_dict()}
+        return template
+
+
+class ModelMaintainer(PartitionState):
+    """The maintained models of the predictions partitions this instance owns."""
+
+    def __init__(self, config: ModelsConfig) -> None:
+        self.config = config
+        self.builder = ModelBuilder(config)
+        self._partitions: dict[PartitionId, _PartitionModels] = {}
+        self.counts: Counter[str] = Counter()
+        """joined, expired, evicted, unmatched, untracked since last drained (for metrics)."""
+        self.updates: Counter[str] = Counter()
+        """Updates learned per model since last drained."""
+        self.held: Counter[tuple[str, str]] = Counter()
+        """Events the guard's screen held back, per (model, reason), since last drained."""
+        self.losses: dict[str, tuple[float | None, float | None]] = {}
+        """(served, maintained) rolling loss per model that changed since last drained."""
 
     # --- events -------------------------------------------------------------------------
 
@@ -192,7 +287,7 @@ class ModelMaintainer:
                 except Exception:  # noqa: BLE001 - must not stop the stream; start afresh
                     log.exception("the label buffer of %s/%d failed to expire; its waiting "
                                   "predictions are dropped", *partition)
-                    part.buffer = buffer = self._buffer()
+                    part.buffer = buffer = self.builder.buffer()
                     part.counted = buffer.counters()
             totals = buffer.counters()
             for name, total in totals.items():
@@ -203,7 +298,7 @@ class ModelMaintainer:
     def _part(self, partition: PartitionId, timestamp: float) -> _PartitionModels:
         part = self._partitions.get(partition)
         if part is None:
-            part = self._partitions[partition] = _PartitionModels(self._buffer())
+            part = self._partitions[partition] = _PartitionModels(self.builder.buffer())
         part.dirty = True
         if timestamp > part.watermark:
             part.watermark = timestamp
@@ -259,7 +354,7 @@ class ModelMaintainer:
                 **losses, "baseline": event.baseline, "n_updates": float(event.n_updates),
                 "restored_n_updates": float(event.restored_n_updates),
                 "rollbacks": float(event.rollbacks), "held": float(guarded.held)}))
-        update = self._maybe_publish(model, maintained, timestamp)
+        update = maintained.update_due(model, timestamp, self.config)
         if update is not None:
             signals.append(update)
         return signals
@@ -270,96 +365,9 @@ class ModelMaintainer:
         if sum(len(p.models) for p in self._partitions.values()) >= self.config.max_models:
             self.counts["untracked"] += 1
             return None
-        maintained = part.models[model] = self._maintained(self.config.spec_for(model),
-                                                           features, timestamp)
+        maintained = part.models[model] = self.builder.maintained(
+            self.config.spec_for(model), features, timestamp)
         return maintained
-
-    def _maintained(self, spec: Mapping[str, Any], features: Mapping[str, float],
-                    timestamp: float) -> _Maintained:
-        """A fresh maintained model of ``spec``: its guarded learner and loss monitor."""
-        learner = self._learner(spec, features)
-        config = self.config
-        guarded = GuardedLearner(learner, loss=spec["loss"] or None,
-                                 max_step=config.max_step or None, block=config.block,
-                                 chart=config.chart, chart_params=config.chart_params,
-                                 snapshot_every=config.snapshot_every,
-                                 max_rollbacks=config.max_rollbacks,
-                                 accept_after=config.accept_after, influence=config.influence)
-        performance = PerformanceMonitor(guarded.loss, block=config.block, chart=config.chart,
-                                         chart_params=config.chart_params, span=config.span)
-        return _Maintained(guarded, performance, published_at=timestamp)
-
-    def _learner(self, spec: Mapping[str, Any], features: Mapping[str, float]) -> Learner:
-        if spec.get("warm_start"):
-            template = self._template(spec)
-            return restore_learner(template["name"], template["state"])
-        params = dict(spec["params"])
-        if spec["learner"].startswith("sgd_") and "feature_names" not in params:
-            params["feature_names"] = sorted(features)
-        return build_learner(spec["learner"], params)
-
-    def _restorer(self, model: str) -> Callable[[Mapping[str, Any]], Learner]:
-        """Restores a saved learner state of ``model`` as the learner its configuration names.
-
-        The type always comes from the configuration: a snapshot is data read from Kafka, and
-        whoever can write the state topic must not choose what code reads it.
-        """
-        spec = self.config.spec_for(model)
-        if spec.get("warm_start"):
-            name = self._template(spec)["name"]
-            return lambda state: restore_learner(name, state)
-        name, params = spec["learner"], dict(spec["params"])
-        return lambda state: restore_learner(name, state, params)
-
-    def _template(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        path = spec["warm_start"]
-        template = self._templates.get(path)
-        if template is None:
-            from updaters.sklearn_io import from_joblib  # loads scikit-learn: only when asked
-
-            params = dict(spec.get("params", {}))
-            names = params.pop("feature_names", None)
-            try:
-                learner = from_joblib(path, names, **params)
-            except Exception as exc:  # noqa: BLE001 - any failure is the operator's file
-                raise ConfigError(f"models warm_start {path!r} cannot be used: {exc}; give a "
-                                  "joblib file of a fitted SGDRegressor, SGDClassifier, "
-                                  "LinearRegression or LogisticRegression") from exc
-            template = self._templates[path] = {"name": learner.name,
-                                                "state": learner.state_dict()}
-        return template
-
-    def _maybe_publish(self, model: str, maintained: _Maintained,
-                       timestamp: float) -> ModelSignal | None:
-        learner = maintained.guarded.learner
-        params_of = getattr(learner, "linear_params", None)
-        if params_of is None:
-            return None  # not a linear model: nothing a scikit-learn estimator could load
-        n_updates = int(getattr(learner, "n_updates", 0))
-        fresh = n_updates - maintained.published_updates
-        if fresh <= 0:
-            return None
-        config = self.config
-        due = (config.publish_every and fresh >= config.publish_every) or (
-            config.publish_interval_s
-            and timestamp - maintained.published_at >= config.publish_interval_s)
-        if not due:
-            return None
-        maintained.version += 1
-        maintained.published_updates = n_updates
-        maintained.published_at = timestamp
-        params = params_of()
-        loss = maintained.maintained_loss
-        message = {
-            "model": model,
-            "version": maintained.version,
-            **params.to_dict(),
-            "n_updates": n_updates,
-            "loss": loss if loss is not None and math.isfinite(loss) else None,
-            "timestamp": iso_utc(timestamp),
-            "estimator": params.estimator or DEFAULT_ESTIMATORS[learner.kind],
-        }
-        return ModelSignal("update", model, timestamp, message=message)
 
     # --- checkpoints --------------------------------------------------------------------
 
@@ -395,8 +403,9 @@ class ModelMaintainer:
                 "models": {name: m.state_dict() for name, m in part.models.items()}}
 
     def import_partition(self, partition: PartitionId, body: Mapping[str, Any] | None, *,
-                         latest: float = math.inf) -> None:
-        """Replace the partition's state with an exported one (None: start empty).
+                         latest: float = math.inf) -> int:
+        """Replace the partition's state with an exported one (None: start empty); the number
+        of models restored.
 
         The state is data read from Kafka: StateError when anything in it has the wrong type
         or range. Limits come from the configuration, learner types too, and event times are
@@ -404,7 +413,7 @@ class ModelMaintainer:
         """
         self.drop_partition(partition)
         if body is None:
-            return
+            return 0
         config = self.config
         try:
             if not isinstance(body, Mapping) or not isinstance(body.get("models"), Mapping):
@@ -421,16 +430,17 @@ class ModelMaintainer:
             for name, state in models.items():
                 if not isinstance(name, str) or not 0 < len(name) <= 4_096:
                     raise StateError("a model's name must be a string of 1-4096 characters")
-                part.models[name] = _Maintained.from_state(state, self._restorer(name), latest)
+                restore = self.builder.restorer(name)
+                part.models[name] = _Maintained.from_state(state, restore, latest)
             part.counted = part.buffer.counters()
         except Exception as exc:  # any learner's from_state may fail on a corrupt body
             raise StateError(f"unreadable model state for {partition}: {exc!r}"[:500]) from exc
         self._partitions[partition] = part
+        return len(part.models)
 
-    def drop_partition(self, partition: PartitionId) -> list[str]:
-        """Forget the partition (it moved to another instance); the models it held."""
-        part = self._partitions.pop(partition, None)
-        return [] if part is None else list(part.models)
+    def drop_partition(self, partition: PartitionId) -> None:
+        """Forget the partition (it moved to another instance, or starts afresh)."""
+        self._partitions.pop(partition, None)
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -36,14 +36,11 @@ from detectors import (
 from detectors.bank import BankSeries, SeriesBank
 from stream.errors import StateError
 from stream.events import Event, PredictionEvent, TelemetryEvent, event_series
-from stream.state import checked_number
+from stream.state import PartitionId, PartitionState, checked_number
 from updaters.residual import ResidualDetector
 
 SeriesId = tuple[str, str, str]
 """(event type, key, metric): ``("telemetry", "web-1", "latency_ms")``."""
-
-PartitionId = tuple[str, int]
-"""(topic, partition) of the input the series' events come from."""
 
 OFFLINE: PartitionId = ("", 0)
 """The one pseudo-partition of an offline replay."""
@@ -98,7 +95,7 @@ class _Partition:
         self.pool: GroupPool | None = None
 
 
-class Monitor:
+class Monitor(PartitionState):
     """All series of the partitions this instance owns, each with its own detector."""
 
     def __init__(
@@ -575,7 +572,7 @@ class Monitor:
             "pool": part.pool.state_dict() if part.pool is not None else None,
         }
 
-    def import_partition(self, partition: PartitionId, body: Mapping[str, Any], *,
+    def import_partition(self, partition: PartitionId, body: Mapping[str, Any] | None, *,
                          latest: float = math.inf) -> int:
         """Replace the partition's series with those of an exported body; return their count.
 

@@ -1,18 +1,11 @@
-"""The consume loop: poll a batch, detect, publish, and checkpoint state with its offsets.
+"""The engine's batch step: consumed records in, alerts and dead letters out, no I/O.
 
-Order, followed in :meth:`Runner.run_once` and :meth:`Runner.checkpoint` and nowhere else:
-
-1. poll a batch (auto-commit is off);
-2. decode and judge every record (:class:`BatchProcessor`, no I/O);
-3. produce the batch's alerts and dead letters, flush, and check every acknowledgement
-   (acks=all); failed sends are retried, and nothing moves on until all are acknowledged;
-4. on the checkpoint schedule, on revocation and on shutdown: produce each partition's state
-   snapshot (with the offset it reflects) to the state topic and wait for the acks;
-5. then commit exactly the snapshots' offsets.
-
-So state and committed offsets never disagree, and on assignment an instance restores the
-snapshot and resumes at its offset. A crash anywhere re-delivers what followed the last
-snapshot: alerts are at-least-once, and a re-delivered alert carries the same ``alert_id``.
+:class:`BatchProcessor` decodes and validates each record (a bad one becomes a dead letter),
+scores the batch's events with the :class:`~stream.monitor.Monitor`, feeds predictions and
+labels to the :class:`~stream.models.ModelMaintainer`, and returns what to publish. The consume
+loop (:mod:`stream.loop`) delivers that output and checkpoints the engine's state per
+partition (:class:`EngineState`) in the at-least-once order of
+:meth:`stream.loop.checkpoint.Checkpointer.checkpoint`.
 """
 
 from __future__ import annotations
@@ -21,28 +14,16 @@ import dataclasses
 import json
 import logging
 import math
-import threading
 import time
-import zlib
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
-
-from kafka import TopicPartition
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import (
-    CorruptRecordError,
-    InvalidRecordError,
-    KafkaError,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-)
+from typing import Any
 
 from detectors import PointResult
 from stream.alerts import Alert, SourceRef, build_alert
 from stream.config import VigilConfig
-from stream.errors import BrokerError, EventError, StateError
+from stream.errors import EventError
 from stream.events import (
     LATEST_TIMESTAMP,
     Event,
@@ -52,37 +33,13 @@ from stream.events import (
     PredictionEvent,
     decode_event,
 )
-from stream.kafka_io import commit_offsets
-from stream.metrics import Liveness, SeriesGauges, VigilMetrics
+from stream.loop.ports import InputRecord
+from stream.metrics import SeriesGauges
 from stream.models import ModelMaintainer, ModelSignal
-from stream.monitor import Monitor, Observation, PartitionId
-from stream.state import LARGEST_NUMBER, Rejected, Snapshot, StateMessage
+from stream.monitor import Monitor, Observation
+from stream.state import PartitionId, PartitionState
 
 log = logging.getLogger(__name__)
-
-
-class InputRecord(Protocol):
-    """The fields of a consumed record that Vigil reads (kafka-python's ConsumerRecord has them)."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-
-
-class StateStorePort(Protocol):
-    """Where snapshots go and come from (the Kafka state topic, or a fake in unit tests)."""
-
-    def write(self, messages: Sequence[StateMessage]) -> None: ...
-    def read(self, partitions: Collection[PartitionId],
-             ) -> dict[PartitionId, list[Snapshot | Rejected]]: ...
-    def encode(self, snapshot: Snapshot) -> list[StateMessage]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +68,46 @@ class BatchResult:
     """Anomaly alerts held back by the per-series cooldown."""
 
 
+class EngineState(PartitionState):
+    """What the engine keeps per input partition, as one snapshot body: the monitor's series
+    and, with models on, a predictions partition's maintained models (under ``"models"``)."""
+
+    def __init__(self, monitor: Monitor, models: ModelMaintainer | None,
+                 predictions: str) -> None:
+        self.monitor = monitor
+        self.models = models
+        self.predictions = predictions
+
+    def partitions(self) -> list[PartitionId]:
+        held = self.monitor.partitions()
+        if self.models is None:
+            return held
+        return list(dict.fromkeys([*held, *self.models.partitions()]))
+
+    def is_dirty(self, partition: PartitionId) -> bool:
+        return self.monitor.is_dirty(partition) or (
+            self.models is not None and self.models.is_dirty(partition))
+
+    def export_partition(self, partition: PartitionId) -> dict[str, Any]:
+        body = self.monitor.export_partition(partition)
+        if self.models is not None and partition[0] == self.predictions:
+            body["models"] = self.models.export_partition(partition)
+        return body
+
+    def import_partition(self, partition: PartitionId, body: Mapping[str, Any] | None, *,
+                         latest: float = math.inf) -> int:
+        """Restore the partition's series and models; the number of series."""
+        count = self.monitor.import_partition(partition, body, latest=latest)
+        if self.models is not None:
+            self.models.import_partition(partition, (body or {}).get("models"), latest=latest)
+        return count
+
+    def drop_partition(self, partition: PartitionId) -> None:
+        self.monitor.drop_partition(partition)
+        if self.models is not None:
+            self.models.drop_partition(partition)
+
+
 class BatchProcessor:
     """Turns consumed records into alerts and dead letters; pure, so it is tested without Kafka."""
 
@@ -119,8 +116,6 @@ class BatchProcessor:
         config: VigilConfig,
         clock: Callable[[], float] = time.time,
         gauges: SeriesGauges | None = None,
-        *,
-        per_event: bool = False,
     ) -> None:
         self.config = config
         self.monitor = Monitor(config.detector.name, config.detector.params,
@@ -139,13 +134,16 @@ class BatchProcessor:
         if config.models.enabled:
             self.models = ModelMaintainer(config.models)
             self._kinds[config.topics.labels] = "label"
+        self.state = EngineState(self.monitor, self.models, config.topics.predictions)
         self._clock = clock
         self._limits = EventLimits(config.state.max_names_per_event,
                                    config.state.max_name_length)
         self._gauges = gauges
-        self.per_event = per_event
-        """Score one event at a time (``Monitor.observe``) instead of the whole batch together:
-        the same alerts, slower; for comparison."""
+
+    @property
+    def input_topics(self) -> tuple[str, ...]:
+        """The topics whose records it judges: predictions, telemetry (and labels, models on)."""
+        return tuple(self._kinds)
 
     def process(self, records: Iterable[InputRecord]) -> BatchResult:
         """Judge each record in order; a bad one becomes a dead letter, never an exception.
@@ -167,7 +165,7 @@ class BatchProcessor:
                                                      self._kinds.get(record.topic), limits)))
             except EventError as exc:
                 decoded.append((record, exc))
-        outcomes = iter(self._observe_events(
+        outcomes = iter(self.observe_events(
             [(event, (record.topic, record.partition)) for record, event in decoded
              if not isinstance(event, LabelEvent | EventError)]))
         for record, event in decoded:
@@ -230,20 +228,12 @@ class BatchProcessor:
         self._model_output(signals, record, batch)
         return True
 
-    def _observe_events(self, events: list[tuple[Event, PartitionId]],
-                        ) -> list[list[Observation] | Exception]:
-        """Per event, its observations that matter (see :meth:`Monitor.observe_many`) or the
-        exception a detector raised on it."""
-        if not self.per_event:
-            report = None if self._gauges is None else self._gauges.wants
-            return self.monitor.observe_many(events, report=report)
-        outcomes: list[list[Observation] | Exception] = []
-        for event, partition in events:
-            try:
-                outcomes.append(list(self.monitor.observe(event, partition)))
-            except Exception as exc:  # noqa: BLE001 - reported per event by the caller
-                outcomes.append(exc)
-        return outcomes
+    def observe_events(self, events: list[tuple[Event, PartitionId]],
+                       ) -> list[list[Observation] | Exception]:
+        """Per event, its observations that matter (see :meth:`Monitor.observe_many`: the
+        batch's events scored together) or the exception a detector raised on it."""
+        report = None if self._gauges is None else self._gauges.wants
+        return self.monitor.observe_many(events, report=report)
 
     def _dead_letter(self, record: InputRecord, error: EventError, batch: BatchResult) -> None:
         batch.invalid_by_reason[error.reason] = batch.invalid_by_reason.get(error.reason, 0) + 1
@@ -320,19 +310,11 @@ class BatchProcessor:
         return alerts
 
 
-MAX_UNSETTLED = 10_000
-"""Messages handed to the producer before the loop waits for their acknowledgements."""
-
 DEAD_LETTER_MAX_BYTES = 1_000_000
 """A dead letter's value is cut to this size: with its headers, under Kafka's default 1 MiB."""
 
 DEAD_LETTER_MAX_KEY_BYTES = 1_024
 """A dead letter's key is cut to this size (a key of megabytes would not fit either)."""
-
-REFUSED_ERRORS = (MessageSizeTooLargeError, RecordListTooLargeError, InvalidRecordError,
-                  CorruptRecordError)
-"""Errors that refuse a message for what it is: sending it again can never work, so it goes
-to the dead-letter topic instead of being retried for ever."""
 
 
 def dead_letter(topic: str, record: InputRecord, error: EventError) -> OutgoingMessage:
@@ -364,12 +346,6 @@ def refused_output(topic: str, message: OutgoingMessage, error: Exception) -> Ou
     return _capped(OutgoingMessage(topic, message.key, message.value, headers, message.source))
 
 
-def _brief(error: BaseException) -> str:
-    """An exception in one line of at most 300 characters, for a log line."""
-    text = f"{type(error).__name__}: {error}"
-    return text if len(text) <= 300 else text[:300] + "..."
-
-
 def _source_headers(source: tuple[str, int, int] | None) -> tuple[tuple[str, bytes], ...]:
     if source is None:
         return ()
@@ -388,547 +364,3 @@ def _capped(message: OutgoingMessage) -> OutgoingMessage:
         headers += (("vigil.original.size", str(len(value)).encode()),)
         value = value[:DEAD_LETTER_MAX_BYTES]
     return OutgoingMessage(message.topic, key, value, headers, message.source)
-
-
-class _NotSent:
-    """The future of a send the producer refused at once (e.g. beyond its request size)."""
-
-    def __init__(self, error: Exception) -> None:
-        self.exception = error
-
-    def failed(self) -> bool:
-        return True
-
-
-class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Called by kafka-python inside ``poll``: snapshot before giving partitions away."""
-
-    def __init__(self, runner: Runner) -> None:
-        self.runner = runner
-
-    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self.runner.on_revoked([(tp.topic, tp.partition) for tp in revoked])
-
-    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self.runner.on_assigned([(tp.topic, tp.partition) for tp in assigned])
-
-
-class Runner:
-    """Runs the consume loop against a Kafka consumer, producer and state store."""
-
-    def __init__(
-        self,
-        config: VigilConfig,
-        consumer: Any,
-        producer: Any,
-        metrics: VigilMetrics,
-        store: StateStorePort,
-        liveness: Liveness | None = None,
-    ) -> None:
-        self.config = config
-        self.consumer = consumer
-        self.producer = producer
-        self.metrics = metrics
-        self.store = store
-        self.liveness = liveness or Liveness()
-        self.gauges = SeriesGauges(metrics, config.metrics.series_allowlist,
-                                   config.metrics.max_series_gauges)
-        self.processor = BatchProcessor(config, gauges=self.gauges)
-        self.retry_backoff_s = 0.5
-        """First wait before re-sending unacknowledged output; doubles up to 8 s."""
-        self._inputs: tuple[str, ...] = (config.topics.predictions, config.topics.telemetry)
-        self._labels: str | None = None
-        """The labels topic, when models are maintained: its partition p has no snapshot of
-        its own; its offset lives in the snapshot of predictions partition p, whose models
-        it feeds."""
-        if config.models.enabled:
-            self._labels = config.topics.labels
-            self._inputs += (self._labels,)
-        self._next_topic_check = 0.0
-        self._inputs_seen = False
-        self._positions: dict[PartitionId, int] = {}
-        """Next offset to consume per owned partition, where known."""
-        self._checkpointed: dict[PartitionId, int] = {}
-        """Offset of each owned partition's latest snapshot."""
-        self._sequences: dict[PartitionId, int] = {}
-        self._parked: set[PartitionId] = set()
-        self._unrestored: set[PartitionId] = set()
-        self._unsettled: list[tuple[OutgoingMessage, Any]] = []
-        """Messages produced whose acknowledgement has not been checked yet."""
-        self._events_since_checkpoint = 0
-        self._checkpoint_after: dict[PartitionId, float] = {}
-        """When each partition's next snapshot is due (monotonic seconds): partitions are
-        spread over the interval, so the loop never stops for all of them at once."""
-        self._next_expiry = 0.0
-        self._stop_deadline: float | None = None
-        self._stop = threading.Event()
-
-    # --- the loop -----------------------------------------------------------------------
-
-    def run(self, stop: threading.Event) -> None:
-        """Consume until ``stop`` is set, then checkpoint, commit and close within the grace."""
-        self._stop = stop
-        self.consumer.subscribe(list(self._inputs), listener=_RebalanceListener(self))
-        log.info("consuming %s as group %r", ", ".join(self._inputs), self.config.kafka.group_id)
-        clean = False
-        try:
-            while not stop.is_set():
-                self.run_once()
-            self._stop_deadline = time.monotonic() + self.config.runtime.shutdown_grace_s
-            self.checkpoint(force=True)
-            clean = True
-        finally:
-            self.liveness.stop()
-            grace_ms = int(max(1.0, self._remaining_grace()) * 1000)
-            self.consumer.close(autocommit=False, timeout_ms=grace_ms)
-            log.info("stopped%s", ": state snapshotted, offsets committed" if clean else "")
-
-    def run_once(self) -> BatchResult:
-        """Poll one batch, deliver its output, and checkpoint when due."""
-        self.liveness.beat()
-        self._warn_about_missing_inputs()
-        polled = self.consumer.poll(
-            timeout_ms=self.config.runtime.poll_timeout_ms,
-            max_records=self.config.runtime.max_poll_records,
-        )
-        self._retry_restores()  # partitions assigned during that poll, paused until restored
-        self.liveness.ready = bool(self.consumer.assignment()) and not self._unrestored
-        records = [record for part in polled.values() for record in part]
-        batch = BatchResult()
-        if records:
-            started = time.perf_counter()
-            batch = self.processor.process(records)
-            self._deliver(batch.messages)
-            self._positions.update(batch.next_offsets)
-            self._events_since_checkpoint += batch.records
-            self._observe(batch, time.perf_counter() - started)
-        self._update_lag()
-        every = self.config.state.checkpoint_every_events
-        if every and self._events_since_checkpoint >= every:
-            self.checkpoint()
-        else:
-            due = self._due_partitions()
-            if due:
-                self.checkpoint(due)
-        return batch
-
-    def _due_partitions(self) -> list[PartitionId]:
-        """Partitions whose checkpoint interval has passed. Each partition's first one comes
-        after a fraction of the interval fixed by its name, so their snapshots spread out."""
-        now = time.monotonic()
-        interval = self.config.state.checkpoint_interval_s
-        due = []
-        for partition in self._positions:
-            if partition[0] == self._labels:
-                continue  # saved with its predictions partition
-            after = self._checkpoint_after.get(partition)
-            if after is None:
-                phase = (zlib.crc32(f"{partition[0]}/{partition[1]}".encode()) % 1000) / 1000
-                after = self._checkpoint_after[partition] = now + interval * phase
-            if now >= after:
-                due.append(partition)
-                self._checkpoint_after[partition] = now + interval
-        return due
-
-    # --- checkpoints --------------------------------------------------------------------
-
-    def checkpoint(self, partitions: Iterable[PartitionId] | None = None, *,
-                   force: bool = False, during_rebalance: bool = False) -> list[PartitionId]:
-        """Snapshot the partitions that moved on, wait for the acks, then commit their offsets.
-
-        ``during_rebalance``: called on the consumer's I/O thread, which must not block on the
-        consumer, so one write attempt and no commit (the next owner seeks to the snapshot's
-        offset whatever was committed, and commits at its own next checkpoint).
-        """
-        started = time.perf_counter()
-        monitor = self.processor.monitor
-        models = self.processor.models
-        if partitions is None or time.monotonic() >= self._next_expiry:
-            monitor.expire_idle()
-            self._next_expiry = time.monotonic() + self.config.state.checkpoint_interval_s
-        targets = list(self._positions if partitions is None else partitions)
-        if self._labels is not None:  # a labels partition is saved with its predictions one
-            targets = list(dict.fromkeys(self._companion(p) for p in targets))
-        if during_rebalance:
-            if not self._settle(attempts=1):  # on the I/O thread: no retries here
-                log.warning("output of revoked partitions not acknowledged; their next owner "
-                            "resumes from their previous snapshots")
-                return []
-        else:
-            self._settle()  # the output of what the snapshots cover, before the snapshots
-        messages: list[StateMessage] = []
-        offsets: dict[PartitionId, int] = {}
-        for partition in targets:
-            offset = self._positions.get(partition)
-            if offset is None:
-                continue
-            labels = self._labels_partition(partition)
-            labels_offset = None if labels is None else self._positions.get(labels)
-            moved = offset != self._checkpointed.get(partition) or monitor.is_dirty(partition) \
-                or (labels is not None and labels_offset != self._checkpointed.get(labels)) \
-                or (models is not None and models.is_dirty(partition))
-            if not force and not moved:
-                continue
-            body = monitor.export_partition(partition)
-            if models is not None and labels is not None:
-                body["models"] = models.export_partition(partition)
-                body["labels_offset"] = labels_offset
-                if labels_offset is not None:
-                    offsets[labels] = labels_offset
-            sequence = self._sequences.get(partition, -1) + 1
-            snapshot = Snapshot(partition[0], partition[1], offset, sequence, body)
-            messages.extend(self.store.encode(snapshot))
-            offsets[partition] = offset
-        if messages:
-            if during_rebalance:
-                self.store.write(messages)
-            else:
-                self._write_state(messages)
-            for partition, offset in offsets.items():
-                if partition[0] != self._labels:
-                    self._sequences[partition] = self._sequences.get(partition, -1) + 1
-                self._checkpointed[partition] = offset
-            self.metrics.last_checkpoint.set_to_current_time()
-            if not during_rebalance and commit_offsets(self.consumer, offsets):
-                self.metrics.last_commit.set_to_current_time()
-            self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
-        if partitions is None:
-            self._events_since_checkpoint = 0
-        self._observe_series()
-        return list(offsets)
-
-    def _companion(self, partition: PartitionId) -> PartitionId:
-        """The predictions partition whose snapshot holds ``partition``'s state (itself,
-        unless it is a labels partition)."""
-        if partition[0] == self._labels:
-            return (self.config.topics.predictions, partition[1])
-        return partition
-
-    def _labels_partition(self, partition: PartitionId) -> PartitionId | None:
-        """The labels partition feeding a predictions partition's models, if models are on."""
-        if self._labels is None or partition[0] != self.config.topics.predictions:
-            return None
-        return (self._labels, partition[1])
-
-    def _write_state(self, messages: Sequence[StateMessage]) -> None:
-        backoff_s = self.retry_backoff_s
-        while True:
-            try:
-                self.store.write(messages)
-                return
-            except BrokerError as exc:
-                self.metrics.produce_errors.inc()
-                log.warning("state snapshot not acknowledged (%s); retrying in %.1f s",
-                            exc, backoff_s)
-            self._wait_or_give_up(backoff_s, "state snapshots")
-            backoff_s = min(max(backoff_s, 0.01) * 2, 8.0)
-
-    def on_revoked(self, revoked: list[PartitionId]) -> None:
-        """Before partitions go: snapshot and commit them, and park their state."""
-        log.info("rebalance: %d partitions revoked", len(revoked))
-        self.metrics.rebalances.inc()
-        owned = [p for p in revoked if p in self._positions or p in self._checkpointed]
-        try:
-            self.checkpoint(owned, during_rebalance=True)
-        except BrokerError as exc:
-            log.warning("could not snapshot revoked partitions (%s); their next owner resumes "
-                        "from the previous snapshot", exc)
-        self._parked = set(revoked)
-        for partition in revoked:
-            self.metrics.consumer_lag.remove_partition(*partition)
-
-    def on_assigned(self, assigned: list[PartitionId]) -> None:
-        """After partitions come: keep parked state we still own; pause the rest until the loop
-        has restored their snapshots (no blocking I/O here, on the consumer's I/O thread)."""
-        log.info("rebalance: %d partitions assigned", len(assigned))
-        monitor = self.processor.monitor
-        models = self.processor.models
-        keep = set(assigned)
-        held = self._positions.keys() | set(monitor.partitions())
-        if models is not None:
-            held |= set(models.partitions())
-        for partition in list(held):
-            if partition not in keep:
-                monitor.drop_partition(partition)
-                if models is not None:
-                    self._forget_models(models.drop_partition(partition))
-                self._positions.pop(partition, None)
-                self._checkpointed.pop(partition, None)
-                self._checkpoint_after.pop(partition, None)
-                self._sequences.pop(partition, None)
-        fresh = [p for p in assigned if p not in self._parked or p not in self._checkpointed]
-        for partition in assigned:
-            if partition in self._parked and partition in self._checkpointed:
-                self._seek(partition, self._checkpointed[partition])
-        self._parked = set()
-        self._unrestored.update(fresh)
-        if fresh:
-            self.consumer.pause(*[TopicPartition(t, p) for t, p in fresh])
-
-    def _retry_restores(self) -> None:
-        """Restore snapshots of newly assigned partitions; pause those not restored yet.
-
-        A snapshot is data anyone with write access to the state topic could have written:
-        any failure to read or apply one means "skip this snapshot" (counted in
-        ``vigil_snapshots_rejected_total`` and logged), never a stopped loop.
-        """
-        if not self._unrestored:
-            return
-        pending = sorted(self._unrestored)
-        snapshotted = [p for p in pending if p[0] != self._labels]
-        found: dict[PartitionId, list[Snapshot | Rejected]] = {}
-        try:
-            found = self.store.read(snapshotted)
-        except BrokerError as exc:
-            log.warning("state not readable yet (%s); %d partitions wait", exc, len(pending))
-            return
-        except Exception:  # noqa: BLE001 - foreign data the reader did not expect
-            log.exception("the state topic could not be read for %d partitions; they start "
-                          "from warm-up", len(snapshotted))
-            self.metrics.snapshots_rejected.inc(len(snapshotted))
-        latest = self.processor.latest_event_time()
-        for partition in snapshotted:
-            candidates = found.get(partition, [])
-            for candidate in candidates:
-                if isinstance(candidate, Rejected):
-                    self.metrics.snapshots_rejected.inc()
-                    continue
-                try:
-                    count = self._restore(partition, candidate, latest)
-                except Exception as exc:  # noqa: BLE001 - a bad snapshot, whatever it holds
-                    self.metrics.snapshots_rejected.inc()
-                    log.warning("snapshot %d of %s/%d unusable (%s); trying an older one",
-                                candidate.sequence, *partition, _brief(exc))
-                    continue
-                log.info("restored %d series of %s/%d at offset %d", count, *partition,
-                         candidate.offset)
-                break
-            else:
-                self._forget(partition)
-                log.info("no usable snapshot for %s/%d: its series start from warm-up",
-                         *partition)
-            if candidates:
-                self._sequences[partition] = max(c.sequence for c in candidates)
-        self.consumer.resume(*[TopicPartition(t, p) for t, p in pending])
-        self._unrestored.clear()
-
-    def _restore(self, partition: PartitionId, snapshot: Snapshot, latest: float) -> int:
-        """Apply one snapshot to a partition and seek to its offsets; the number of series.
-        Raises (and leaves the partition empty) when anything in it is unusable."""
-        monitor = self.processor.monitor
-        models = self.processor.models
-        try:
-            count = monitor.import_partition(partition, snapshot.body, latest=latest)
-            labels_offset = None
-            if models is not None:
-                models.import_partition(partition, snapshot.body.get("models"), latest=latest)
-                labels_offset = snapshot.body.get("labels_offset")
-                if labels_offset is not None and (
-                        isinstance(labels_offset, bool) or not isinstance(labels_offset, int)
-                        or not 0 <= labels_offset < LARGEST_NUMBER):
-                    raise StateError(f"labels_offset must be an offset, got {labels_offset!r}")
-        except BaseException:
-            self._forget(partition)
-            raise
-        self._checkpointed[partition] = snapshot.offset
-        self._positions[partition] = snapshot.offset
-        self._seek(partition, snapshot.offset)
-        self._restore_labels(partition, labels_offset)
-        return count
-
-    def _forget(self, partition: PartitionId) -> None:
-        """Drop whatever state the partition holds here."""
-        self.processor.monitor.drop_partition(partition)
-        if self.processor.models is not None:
-            self.processor.models.drop_partition(partition)
-
-    def _restore_labels(self, partition: PartitionId, offset: int | None) -> None:
-        """Resume the labels partition feeding ``partition`` where its snapshot left it (when
-        this instance owns it: the range assignor gives partition p of both topics to one
-        member when they have as many partitions)."""
-        labels = self._labels_partition(partition)
-        if labels is None or offset is None:
-            return
-        if labels not in self._unrestored:
-            log.warning("labels partition %s/%d is not assigned with %s/%d: give both topics "
-                        "the same number of partitions and use the range assignor", *labels,
-                        *partition)
-            return
-        self._checkpointed[labels] = offset
-        self._positions[labels] = offset
-        self._seek(labels, offset)
-
-    def _forget_models(self, names: list[str]) -> None:
-        for name in names:
-            self.metrics.forget_model(name)
-
-    def _seek(self, partition: PartitionId, offset: int) -> None:
-        self.consumer.seek(TopicPartition(*partition), offset)
-
-    # --- delivery -----------------------------------------------------------------------
-
-    def _deliver(self, messages: Sequence[OutgoingMessage]) -> None:
-        """Hand the messages to the producer without waiting: their acknowledgements are
-        awaited (and failures re-sent) by :meth:`_settle`, before any state or offset that
-        covers them is written. Waiting per batch cost an acknowledgement round trip each."""
-        self._unsettled.extend((m, self._send(m)) for m in messages)
-        if len(self._unsettled) >= MAX_UNSETTLED:
-            self._settle()
-
-    def _send(self, message: OutgoingMessage) -> Any:
-        """Hand one message to the producer; its future says whether the broker took it."""
-        try:
-            return self.producer.send(message.topic, key=message.key, value=message.value,
-                                      headers=list(message.headers))
-        except KafkaError as exc:  # refused before sending, e.g. beyond max_request_size
-            return _NotSent(exc)
-
-    def _settle(self, *, attempts: int | None = None) -> bool:
-        """Wait for every message handed to the producer, re-sending failures until all are
-        acknowledged (``attempts``: give up after that many rounds); True when all are.
-
-        A message refused for what it is (:data:`REFUSED_ERRORS`) is not sent again: it goes
-        to the dead-letter topic instead (``output_refused``).
-        """
-        pending = self._unsettled
-        self._unsettled = []
-        backoff_s = self.retry_backoff_s
-        rounds = 0
-        while pending:
-            self.producer.flush()
-            failed = [(m, f.exception) for m, f in pending if f.failed()]
-            if not failed:
-                return True
-            retried = [m for m, error in failed if not isinstance(error, REFUSED_ERRORS)]
-            resent = [letter for m, error in failed if isinstance(error, REFUSED_ERRORS)
-                      if (letter := self._refused(m, error)) is not None]
-            if retried:
-                error = next(e for _, e in failed if not isinstance(e, REFUSED_ERRORS))
-                self.metrics.produce_errors.inc()
-                rounds += 1
-                if attempts is not None and rounds >= attempts:
-                    log.warning("%d of %d messages were not acknowledged (%s)", len(retried),
-                                len(pending), error)
-                    self._unsettled = [(m, f) for m, f in pending if f.failed()
-                                       and not isinstance(f.exception, REFUSED_ERRORS)]
-                    self._unsettled += [(m, self._send(m)) for m in resent]
-                    return False
-                log.warning("%d of %d messages were not acknowledged (%s); retrying in %.1f s",
-                            len(retried), len(pending), error, backoff_s)
-                self._wait_or_give_up(backoff_s, f"{len(retried)} messages")
-                backoff_s = min(max(backoff_s, 0.01) * 2, 8.0)
-            pending = [(m, self._send(m)) for m in resent + retried]
-        return True
-
-    def _refused(self, message: OutgoingMessage, error: Exception) -> OutgoingMessage | None:
-        """What to send instead of a message the broker refused for what it is: its dead
-        letter; None when even that was refused bare (then it is logged and dropped)."""
-        where = "" if message.source is None else "from {}/{}/{} ".format(*message.source)
-        dead_letters = self.config.topics.dead_letter
-        if message.topic == dead_letters and message.value is None and message.key is None:
-            log.error("a dead letter %swas refused even without its key and value (%s); "
-                      "dropped", where, error)
-            return None
-        log.error("a message %sfor %s was refused (%s); it goes to %s", where, message.topic,
-                  error, dead_letters)
-        self.metrics.events_invalid.labels(reason="output_refused").inc()
-        return refused_output(dead_letters, message, error)
-
-    def _wait_or_give_up(self, seconds: float, what: str) -> None:
-        """Wait before a retry; once stopping and past the grace period, give up."""
-        self.liveness.beat()
-        if self._stop.is_set():
-            if self._stop_deadline is None:
-                self._stop_deadline = time.monotonic() + self.config.runtime.shutdown_grace_s
-            if time.monotonic() >= self._stop_deadline:
-                raise BrokerError(
-                    f"stopping with {what} undelivered after the shutdown grace period; their "
-                    "offsets are not committed and will be processed again on restart"
-                )
-        time.sleep(min(seconds, max(self._remaining_grace(), 0.0)) if self._stop.is_set()
-                   else seconds)
-
-    def _remaining_grace(self) -> float:
-        if self._stop_deadline is None:
-            return self.config.runtime.shutdown_grace_s
-        return self._stop_deadline - time.monotonic()
-
-    # --- observability ------------------------------------------------------------------
-
-    def _observe(self, batch: BatchResult, seconds: float) -> None:
-        metrics = self.metrics
-        for topic, count in batch.valid_by_topic.items():
-            metrics.events_processed.labels(topic=topic).inc(count)
-        for reason, count in batch.invalid_by_reason.items():
-            metrics.events_invalid.labels(reason=reason).inc(count)
-        for alert in batch.alerts:
-            if alert.kind == "anomaly":
-                metrics.anomalies.labels(detector=alert.detector).inc()
-            metrics.alerts_produced.labels(kind=alert.kind).inc()
-            log.info("alert %s %s %s %s/%s value=%g z=%s score=%.3f source=%s/%d/%d",
-                     alert.kind, alert.severity, alert.event_type, alert.key, alert.metric,
-                     alert.value, "-" if alert.z is None else f"{alert.z:.2f}", alert.score,
-                     alert.source.topic, alert.source.partition, alert.source.offset)
-        if batch.suppressed:
-            metrics.alerts_suppressed.inc(batch.suppressed)
-        models = self.processor.models
-        if models is not None:
-            self._observe_models(models)
-        metrics.processing_seconds.observe(seconds)
-        metrics.series.set(self.processor.monitor.series_count)
-
-    def _observe_models(self, models: ModelMaintainer) -> None:
-        """Move the maintainer's counts since the last batch into the metrics."""
-        metrics = self.metrics
-        counters = {"joined": metrics.labels_joined, "expired": metrics.labels_expired,
-                    "unmatched": metrics.labels_unmatched, "evicted": metrics.labels_evicted,
-                    "untracked": metrics.models_untracked}
-        for name, count in models.counts.items():
-            if name in counters and count > 0:
-                counters[name].inc(count)
-        models.counts.clear()
-        for model, count in models.updates.items():
-            metrics.model_updates.labels(model=model).inc(count)
-        models.updates.clear()
-        for (model, reason), count in models.held.items():
-            metrics.model_held.labels(model=model, reason=reason).inc(count)
-        models.held.clear()
-        for model, (served, maintained) in models.losses.items():
-            for kind, loss in (("served", served), ("maintained", maintained)):
-                if loss is not None:
-                    metrics.model_loss.labels(model=model, kind=kind).set(loss)
-        models.losses.clear()
-
-    def _observe_series(self) -> None:
-        monitor = self.processor.monitor
-        self.metrics.series.set(monitor.series_count)
-        self.metrics.series_evicted.set_total(monitor.evicted)
-        self.metrics.series_expired.set_total(monitor.expired)
-
-    def _update_lag(self) -> None:
-        for partition, position in self._positions.items():
-            highwater = self.consumer.highwater(TopicPartition(*partition))
-            if highwater is not None:
-                self.metrics.consumer_lag.set_partition(*partition, max(highwater - position, 0))
-
-    def _warn_about_missing_inputs(self) -> None:
-        """Every 30 s, until every input topic has been seen once, warn about missing ones.
-
-        Listing topics is a metadata request the loop waits for, so it stops once all exist:
-        on a connection the network dropped it would hold the loop for a request timeout.
-        """
-        if self._inputs_seen:
-            return
-        now = time.monotonic()
-        if now < self._next_topic_check:
-            return
-        self._next_topic_check = now + 30.0
-        try:
-            existing = self.consumer.topics()
-        except Exception as exc:  # noqa: BLE001 - a metadata hiccup must not stop the loop
-            log.warning("could not list topics: %s", exc)
-            return
-        missing = [topic for topic in self._inputs if topic not in existing]
-        for topic in missing:
-            log.warning("input topic %r does not exist yet; waiting for it", topic)
-        self._inputs_seen = not missing

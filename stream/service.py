@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import time
-from collections.abc import Iterable
-
-from kafka import KafkaProducer
 
 from stream.config import VigilConfig
-from stream.generate import GeneratedEvent
 from stream.kafka_io import (
     BrokerProbe,
     ensure_topics,
+    kafka_python_consumer,
     make_consumer,
     make_producer,
     topic_partitions,
 )
+from stream.loop.runner import Runner
 from stream.metrics import Liveness, MetricsServer, VigilMetrics
-from stream.runtime import Runner
 from stream.state import KafkaStateStore, SnapshotPolicy
 
 log = logging.getLogger(__name__)
@@ -51,8 +46,7 @@ def run_service(
         consumer = make_consumer(config)
         store = KafkaStateStore(
             config.kafka.group_id, config.state.topic, producer,
-            lambda: make_consumer(config, client="kafka-python", group_id=None,
-                                  auto_offset_reset="earliest"),
+            lambda: kafka_python_consumer(config, group_id=None, auto_offset_reset="earliest"),
             state_partitions=topic_partitions(consumer, config.state.topic),
             policy=SnapshotPolicy(config.state.max_snapshot_mb * 2**20,
                                   config.state.hmac_keys()),
@@ -64,33 +58,3 @@ def run_service(
     finally:
         probe.stop()
         server.stop()
-
-
-def produce_events(
-    producer: KafkaProducer,
-    config: VigilConfig,
-    events: Iterable[GeneratedEvent],
-    *,
-    rate: float = 0.0,
-    stop: threading.Event | None = None,
-) -> int:
-    """Produce generated events, keyed by model/source, at ``rate`` per second (0: flat out)."""
-    topics = {"prediction": config.topics.predictions, "telemetry": config.topics.telemetry,
-              "label": config.topics.labels}
-    started = time.monotonic()
-    sent = 0
-    for event in events:
-        if stop is not None and stop.is_set():
-            break
-        producer.send(topics[event.kind], key=event.key.encode(),
-                      value=json.dumps(event.body, separators=(",", ":")).encode())
-        sent += 1
-        if rate > 0:
-            ahead = started + sent / rate - time.monotonic()
-            if ahead > 0:
-                if stop is not None:
-                    stop.wait(ahead)
-                else:
-                    time.sleep(ahead)
-    producer.flush()
-    return sent

@@ -31,9 +31,14 @@ import time
 import zlib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from stream.errors import BrokerError, StateError
+
+if TYPE_CHECKING:
+    from kafka import KafkaConsumer
+
+    from stream.loop.ports import Producer
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +53,39 @@ MAX_SNAPSHOT_BYTES = 1024 * 1024 * 1024
 LARGEST_NUMBER = 2**53
 """Offsets and sequence numbers beyond this are not Vigil's (JSON keeps integers exact below)."""
 
-InputPartition = tuple[str, int]
+PartitionId = tuple[str, int]
+"""(topic, partition) of an input partition: the unit of state, snapshots and offsets."""
+
+
+class PartitionState(Protocol):
+    """What keeps state per input partition, checkpointed with that partition's offset and
+    handed over with it on a rebalance (:class:`~stream.monitor.Monitor`,
+    :class:`~stream.models.ModelMaintainer`)."""
+
+    def partitions(self) -> list[PartitionId]:
+        """The partitions holding state here."""
+        ...
+
+    def is_dirty(self, partition: PartitionId) -> bool:
+        """True when the partition changed since it was last exported."""
+        ...
+
+    def export_partition(self, partition: PartitionId) -> dict[str, Any] | None:
+        """The partition's state as a JSON-serialisable body (None: nothing held), and mark it
+        clean."""
+        ...
+
+    def import_partition(self, partition: PartitionId, body: Mapping[str, Any] | None, *,
+                         latest: float = math.inf) -> int:
+        """Replace the partition's state with an exported body; the number of items restored.
+        The body is data read from Kafka: StateError when anything in it is unusable, event
+        times are held to ``latest``."""
+        ...
+
+    def drop_partition(self, partition: PartitionId) -> None:
+        """Forget the partition's state (it moved to another instance, or starts afresh)."""
+        ...
+
 
 HEADER_SEQUENCE = "vigil.snapshot.sequence"
 HEADER_CHUNK = "vigil.snapshot.chunk"
@@ -299,15 +336,15 @@ def _place(message: StateMessage, prefix: str,
 
 
 class KafkaStateStore:
-    """Snapshots on the state topic: written with the shared producer, read with a
-    group-less consumer that reads the relevant state partitions to their end."""
+    """Snapshots on the state topic: written with the loop's producer, read with a
+    group-less kafka-python consumer that reads the relevant state partitions to their end."""
 
     def __init__(
         self,
         group: str,
         topic: str,
-        producer: Any,
-        consumer_factory: Callable[[], Any],
+        producer: Producer,
+        consumer_factory: Callable[[], KafkaConsumer],
         state_partitions: int,
         *,
         read_timeout_s: float = 60.0,
@@ -339,8 +376,8 @@ class KafkaStateStore:
                 f"{len(failed)} of {len(futures)} state messages failed: {failed[0]}"
             )
 
-    def read(self, partitions: Collection[InputPartition],
-             ) -> dict[InputPartition, list[Snapshot | Rejected]]:
+    def read(self, partitions: Collection[PartitionId],
+             ) -> dict[PartitionId, list[Snapshot | Rejected]]:
         """The snapshots of each input partition, newest first (empty list: none)."""
         wanted = {
             p: state_partition(self.group, p[0], p[1], self.state_partitions) for p in partitions

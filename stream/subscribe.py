@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from stream.alerts import ALERT_KINDS
 from stream.errors import BrokerError
+from stream.loop.ports import InputRecord
 from stream.text import printable, printable_json
 
 if TYPE_CHECKING:
@@ -118,19 +119,8 @@ def _number(value: Any, spec: str = ".4g") -> str:
     return format(value, spec)
 
 
-class AlertRecord(Protocol):
-    """The fields of a consumed record the reader uses (kafka-python's ConsumerRecord)."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
+AlertRecord = InputRecord
+"""The fields of a consumed record the reader uses: those the consume loop reads."""
 
 
 class AlertConsumer(Protocol):
@@ -147,11 +137,26 @@ class AlertConsumer(Protocol):
 
 @dataclass
 class ReadSummary:
-    """What a read saw: records read, alerts shown, records that were not alert JSON."""
+    """What a read saw: records read, objects shown, records that were not JSON objects."""
 
     read: int = 0
     shown: int = 0
     unreadable: int = 0
+
+
+@dataclass(frozen=True)
+class TopicContent:
+    """What a topic holds, for the reader's notes: one message's name, and where the topic
+    comes from when it is missing."""
+
+    noun: str
+    missing_hint: str
+
+
+ALERTS = TopicContent("an alert", "Vigil creates its alert topic when it starts (check "
+                      "topics.alerts, or pass --topic)")
+MODEL_UPDATES = TopicContent("a model update", "Vigil creates it when it starts with models "
+                             "enabled (check topics.model_updates)")
 
 
 def read_alerts(
@@ -168,7 +173,41 @@ def read_alerts(
     warn: Callable[[str], None] = lambda message: None,
 ) -> ReadSummary:
     """Read alerts from every partition of ``topics`` and ``show`` each that passes the filter,
-    with the record it came in.
+    with the record it came in (see :func:`read_json_objects`)."""
+    return read_json_objects(consumer, topics, show, ALERTS,
+                             keep=(alert_filter or AlertFilter()).matches, follow=follow,
+                             from_beginning=from_beginning, stop=stop,
+                             idle_timeout_s=idle_timeout_s, topic_wait_s=topic_wait_s, warn=warn)
+
+
+def read_model_updates(
+    consumer: AlertConsumer,
+    topic: str,
+    show: Callable[[dict[str, Any], AlertRecord], None],
+    *,
+    warn: Callable[[str], None] = lambda message: None,
+) -> ReadSummary:
+    """Read the model updates on ``topic``, from the beginning to its end, and ``show`` each
+    with the record it came in (``vigil export-model`` keeps the newest of a model)."""
+    return read_json_objects(consumer, [topic], show, MODEL_UPDATES, warn=warn)
+
+
+def read_json_objects(
+    consumer: AlertConsumer,
+    topics: Sequence[str],
+    show: Callable[[dict[str, Any], AlertRecord], None],
+    content: TopicContent,
+    *,
+    keep: Callable[[dict[str, Any]], bool] = lambda message: True,
+    follow: bool = False,
+    from_beginning: bool = False,
+    stop: threading.Event | None = None,
+    idle_timeout_s: float = 30.0,
+    topic_wait_s: float = 5.0,
+    warn: Callable[[str], None] = lambda message: None,
+) -> ReadSummary:
+    """Read the JSON objects on every partition of ``topics`` and ``show`` each that ``keep``
+    accepts, with the record it came in; a record that is not one is noted and skipped.
 
     Without ``follow``: from the beginning up to each partition's end as first seen, then
     return (a :class:`BrokerError` when the broker gives nothing for ``idle_timeout_s``, or a
@@ -177,10 +216,9 @@ def read_alerts(
     ``from_beginning``. The end of a partition is its high water mark in the first fetch
     answer, not a ListOffsets answer (which some Kafka-compatible brokers get wrong).
     """
-    alert_filter = alert_filter or AlertFilter()
     stop = stop or threading.Event()
-    partitions = _assign(consumer, topics, follow=follow, stop=stop, wait_s=topic_wait_s,
-                         warn=warn)
+    partitions = _assign(consumer, topics, content, follow=follow, stop=stop,
+                         wait_s=topic_wait_s, warn=warn)
     summary = ReadSummary()
     if not partitions:
         return summary
@@ -192,26 +230,22 @@ def read_alerts(
     deadline = time.monotonic() + idle_timeout_s
     while not stop.is_set():
         batch = consumer.poll(timeout_ms=200)
-        if len(ends) < len(partitions):
-            for partition in partitions:
-                highwater = consumer.highwater(partition)
-                if partition not in ends and highwater is not None:
-                    ends[partition] = highwater
-            if follow and len(ends) == len(partitions):
-                warn(f"following {', '.join(topics)}; Ctrl-C stops")
+        if len(ends) < len(partitions) and _all_ends_known(consumer, partitions, ends) \
+                and follow:
+            warn(f"following {', '.join(topics)}; Ctrl-C stops")
         for partition, records in batch.items():
             deadline = time.monotonic() + idle_timeout_s
+            there_at_start = ends.get(partition, 0) if follow and not from_beginning else 0
             for record in records:
-                there_at_start = record.offset < ends.get(partition, 0)
-                if follow and not from_beginning and there_at_start:
-                    continue
+                if record.offset < there_at_start:
+                    continue  # following: what was there at the start is not shown
                 summary.read += 1
-                alert = _decode(record, warn)
-                if alert is None:
+                message = _decode(record, content, warn)
+                if message is None:
                     summary.unreadable += 1
-                elif alert_filter.matches(alert):
+                elif keep(message):
                     summary.shown += 1
-                    show(alert, record)
+                    show(message, record)
         if follow:
             continue
         if len(ends) == len(partitions) and all(
@@ -223,8 +257,19 @@ def read_alerts(
     return summary
 
 
-def _assign(consumer: AlertConsumer, topics: Sequence[str], *, follow: bool,
-            stop: threading.Event, wait_s: float, warn: Callable[[str], None]) -> list[Any]:
+def _all_ends_known(consumer: AlertConsumer, partitions: list[Any],
+                    ends: dict[Any, int]) -> bool:
+    """Note each partition's end as first seen in a fetch answer; True once all are known."""
+    for partition in partitions:
+        highwater = consumer.highwater(partition)
+        if partition not in ends and highwater is not None:
+            ends[partition] = highwater
+    return len(ends) == len(partitions)
+
+
+def _assign(consumer: AlertConsumer, topics: Sequence[str], content: TopicContent, *,
+            follow: bool, stop: threading.Event, wait_s: float,
+            warn: Callable[[str], None]) -> list[Any]:
     """Assign every partition of ``topics``; with ``follow``, wait for missing topics."""
     from kafka import TopicPartition
 
@@ -236,8 +281,7 @@ def _assign(consumer: AlertConsumer, topics: Sequence[str], *, follow: bool,
             while not found and not stop.is_set():
                 found = _partitions(consumer, topic, wait_s=wait_s, stop=stop)
         if not found and not stop.is_set():
-            raise BrokerError(f"topic {topic!r} does not exist; Vigil creates its alert topic "
-                              "when it starts (check topics.alerts, or pass --topic)")
+            raise BrokerError(f"topic {topic!r} does not exist; {content.missing_hint}")
         partitions.extend(TopicPartition(topic, p) for p in sorted(found))
     consumer.assign(partitions)
     return partitions
@@ -252,16 +296,17 @@ def _partitions(consumer: AlertConsumer, topic: str, *, wait_s: float,
             return set(found or ())
 
 
-def _decode(record: AlertRecord, warn: Callable[[str], None]) -> dict[str, Any] | None:
+def _decode(record: AlertRecord, content: TopicContent,
+            warn: Callable[[str], None]) -> dict[str, Any] | None:
     try:
-        alert = json.loads(record.value or b"")
+        message = json.loads(record.value or b"")
     except ValueError:
-        alert = None
-    if not isinstance(alert, dict):
-        warn(f"skipping {record.topic}/{record.partition}/{record.offset}: not an alert "
-             "(JSON object)")
+        message = None
+    if not isinstance(message, dict):
+        warn(f"skipping {record.topic}/{record.partition}/{record.offset}: not "
+             f"{content.noun} (JSON object)")
         return None
-    return alert
+    return message
 
 
 # --- the command ------------------------------------------------------------------------------

@@ -1,21 +1,16 @@
-"""Helpers for integration tests: a `vigil run` process, topic readers, a metrics scraper."""
+"""Helpers for integration tests: configs, producers, topic readers, reference alerts (the
+`vigil run` process is :class:`tests.vigil_process.VigilProcess`)."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
 from stream.broker import EmbeddedBroker, free_port
 
@@ -86,62 +81,6 @@ poll_timeout_ms = 200
 {extra}
 """)
     return path
-
-
-class VigilProcess:
-    """`vigil run -c CONFIG` as a child process, its output in a log file."""
-
-    def __init__(self, config_path: Path, log_path: Path, metrics_port: int) -> None:
-        self.metrics_port = metrics_port
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "run", "-c", str(config_path)],
-            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def metrics(self) -> dict[str, float]:
-        """Samples from /metrics as {'name{label="v"}': value}."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
-                                    timeout=5) as response:
-            text = response.read().decode()
-        samples: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
-                samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-        return samples
-
-    def status(self, path: str) -> int:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}",
-                                        timeout=5) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as exc:
-            return int(exc.code)
-
-    def kill(self) -> None:
-        """SIGKILL: no chance to flush, snapshot or commit."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-        self._log.close()
-
-    def stop(self, timeout_s: float = 20.0) -> int:
-        """SIGTERM, then wait for the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout=timeout_s)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait()
-            self._log.close()
-        return code
 
 
 def wait_for(condition: Callable[[], Any], timeout_s: float, what: str,

@@ -20,7 +20,6 @@ from stream.generate import generate_events
 from tests.integration.support import (
     BackgroundProducer,
     Topics,
-    VigilProcess,
     alert_identity,
     committed_offsets,
     create_topics,
@@ -32,6 +31,7 @@ from tests.integration.support import (
     wait_for,
     write_config,
 )
+from tests.vigil_process import VigilProcess
 
 pytestmark = pytest.mark.integration
 

@@ -33,7 +33,8 @@ from stream.broker import EmbeddedBroker, free_port
 from stream.config import RuntimeConfig
 from stream.errors import EventError
 from stream.events import REASONS, EventKind, EventLimits, decode_event
-from tests.integration.support import Topics, VigilProcess, wait_for, write_config
+from tests.integration.support import Topics, wait_for, write_config
+from tests.vigil_process import VigilProcess
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,6 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from stream.broker import EmbeddedBroker, free_port
 from tests.integration.support import (
     Topics,
-    VigilProcess,
     create_topics,
     json_values,
     produce,
@@ -25,6 +24,7 @@ from tests.integration.support import (
     wait_for,
     write_config,
 )
+from tests.vigil_process import VigilProcess
 
 pytestmark = pytest.mark.integration
 

@@ -31,7 +31,6 @@ from stream.generate import generate_events
 from tests.integration.support import (
     BackgroundProducer,
     Topics,
-    VigilProcess,
     committed_offsets,
     create_topics,
     json_values,
@@ -41,6 +40,7 @@ from tests.integration.support import (
     wait_for,
     write_config,
 )
+from tests.vigil_process import VigilProcess
 
 pytestmark = pytest.mark.integration
 

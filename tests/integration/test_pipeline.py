@@ -14,13 +14,13 @@ from stream.generate import generate_events
 from stream.replay import replay
 from tests.integration.support import (
     Topics,
-    VigilProcess,
     json_values,
     produce,
     read_topic,
     wait_for,
     write_config,
 )
+from tests.vigil_process import VigilProcess
 
 pytestmark = pytest.mark.integration
 

@@ -39,7 +39,8 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from stream.broker import EmbeddedBroker, free_port
 from stream.generate import generate_events
-from tests.integration.support import Topics, VigilProcess, wait_for, write_config
+from tests.integration.support import Topics, wait_for, write_config
+from tests.vigil_process import VigilProcess
 
 pytestmark = pytest.mark.integration
 

@@ -28,7 +28,8 @@ from kafka.errors import KafkaError
 from stream.broker import EmbeddedBroker, _die_with_parent, api_versions_answered, free_port
 from stream.generate import generate_events
 from tests.integration.certs import CertificateAuthority, ClientCert, make_ca
-from tests.integration.support import Topics, VigilProcess, wait_for
+from tests.integration.support import Topics, wait_for
+from tests.vigil_process import VigilProcess
 
 pytestmark = pytest.mark.integration
 

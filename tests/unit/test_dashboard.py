@@ -52,6 +52,7 @@ CATALOGUE: dict[str, str] = {
     "vigil_series_score": "gauge",
     "vigil_model_loss": "gauge",
     "vigil_model_updates": "counter",
+    "vigil_model_held": "counter",
     "vigil_labels_joined": "counter",
     "vigil_labels_expired": "counter",
     "vigil_labels_unmatched": "counter",

@@ -13,6 +13,7 @@ from stream.config import load_config
 from stream.generate import generate_events
 from stream.metrics import SeriesGauges, VigilMetrics
 from stream.runtime import BatchProcessor
+from tests.per_event import PerEventProcessor
 from tests.unit.stream.test_runtime import Record
 
 CONFIGS = {
@@ -69,7 +70,8 @@ def _records(count: int, seed: int) -> list[Record]:
 def _run(config: Any, records: list[Record], *, per_event: bool, seed: int) -> dict[str, Any]:
     gauges = SeriesGauges(VigilMetrics(), config.metrics.series_allowlist,
                           config.metrics.max_series_gauges)
-    processor = BatchProcessor(config, clock=lambda: 2e9, gauges=gauges, per_event=per_event)
+    engine = PerEventProcessor if per_event else BatchProcessor
+    processor = engine(config, clock=lambda: 2e9, gauges=gauges)
     rng = random.Random(seed)
     messages, start = [], 0
     while start < len(records):

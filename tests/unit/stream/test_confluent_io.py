@@ -1,7 +1,7 @@
 """The confluent-kafka adapters' bridging logic, over a stand-in for the native client.
 
 What librdkafka itself does (group protocol, fetching, acks) is tested against the real broker
-in tests/integration/test_confluent.py; here only the translation to kafka-python's interface.
+in tests/integration/test_confluent.py; here only the translation to the loop's ports.
 """
 
 from __future__ import annotations
@@ -14,17 +14,17 @@ from typing import Any
 import confluent_kafka as ck  # the dev extra installs it: these tests must run, not skip
 import pytest
 from kafka import TopicPartition
-from kafka.errors import CommitFailedError, MessageSizeTooLargeError
-from kafka.structs import OffsetAndMetadata
 
 from stream.config import load_config
 from stream.confluent_io import (
+    SECURITY_NAMES,
     ConfluentConsumer,
     ConfluentProducer,
     librdkafka_settings,
 )
-from stream.errors import BrokerError, ConfigError
-from stream.kafka_io import commit_offsets, make_consumer, make_producer
+from stream.errors import BrokerError, ConfigError, MessageRefused
+from stream.kafka_io import client_settings, make_consumer, make_producer
+from stream.loop.checkpoint import commit_offsets
 
 
 class FakeMessage:
@@ -167,7 +167,7 @@ def test_revocations_reach_the_listener_except_while_closing() -> None:
     native.callbacks["on_lost"](native, [ck.TopicPartition("t", 1)])
     assert listener.events == [("revoked", [TopicPartition("t", 0)]),
                                ("revoked", [TopicPartition("t", 1)])]
-    consumer.close(autocommit=False, timeout_ms=1000)
+    consumer.close(timeout_ms=1000)
     native.callbacks["on_revoke"](native, [ck.TopicPartition("t", 0)])
     assert len(listener.events) == 2
 
@@ -178,7 +178,7 @@ def test_highwater_comes_from_the_cached_watermarks() -> None:
     assert consumer.highwater(TopicPartition("t", 1)) is None
 
 
-def test_commits_are_synchronous_and_failures_are_kafka_python_errors() -> None:
+def test_commits_are_synchronous_and_failures_are_broker_errors() -> None:
     native = FakeNativeConsumer()
     consumer = ConfluentConsumer(native)
     assert commit_offsets(consumer, {("t", 0): 12})
@@ -186,8 +186,8 @@ def test_commits_are_synchronous_and_failures_are_kafka_python_errors() -> None:
     native.commit_result = [SimpleNamespace(  # what commit returns: partitions with .error
         topic="t", partition=0, offset=12,
         error=ck.KafkaError(ck.KafkaError.REBALANCE_IN_PROGRESS))]
-    with pytest.raises(CommitFailedError):
-        consumer.commit({TopicPartition("t", 0): OffsetAndMetadata(12, "", -1)})
+    with pytest.raises(BrokerError):
+        consumer.commit({("t", 0): 12})
     assert not commit_offsets(consumer, {("t", 0): 12})
 
 
@@ -233,9 +233,9 @@ def test_producer_futures_are_settled_by_flush() -> None:
     assert bad.failed() and bad.exception is not None
     with pytest.raises(Exception, match="timed out"):
         bad.get()
-    assert not isinstance(bad.exception, MessageSizeTooLargeError)
+    assert not isinstance(bad.exception, MessageRefused)
     too_large = producer.send("t", value=b"y" * 2000)
-    assert isinstance(too_large.exception, MessageSizeTooLargeError)  # never worth a retry
+    assert isinstance(too_large.exception, MessageRefused)  # never worth a retry
     producer.close(timeout=1)
 
 
@@ -259,6 +259,30 @@ def test_security_settings_get_librdkafka_names(tmp_path: Path) -> None:
     assert (settings["sasl.mechanism"], settings["sasl.username"], settings["sasl.password"]) \
         == ("SCRAM-SHA-512", "vigil", "s3cret")
     assert "ssl.ca.location" not in librdkafka_settings(load_config(environ={}))
+
+
+@pytest.mark.parametrize("protocol", ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"])
+def test_both_clients_get_the_same_security_settings(tmp_path: Path, protocol: str) -> None:
+    """One description of the security settings, each client reading it in its own names."""
+    key = tmp_path / "client.key"
+    key.write_text("x")
+    config = load_config(environ={}, overrides={
+        "kafka.security_protocol": protocol, "kafka.ssl_certfile": str(key),
+        "kafka.ssl_keyfile": str(key), "kafka.ssl_password": "k3y",
+        "kafka.sasl_mechanism": "PLAIN" if "SASL" in protocol else "",
+        "kafka.sasl_username": "vigil", "kafka.sasl_password": "s3cret"})
+    kafka_python = client_settings(config)
+    librdkafka = librdkafka_settings(config)
+    secured = {k: v for k, v in kafka_python.items() if k.startswith(("ssl_", "sasl_"))}
+    assert {k for k in librdkafka if k.startswith(("ssl.", "sasl."))} == (
+        {SECURITY_NAMES[k] for k in secured} | ({"ssl.ca.location"} if "SSL" in protocol
+                                                else set()))
+    for name, value in secured.items():
+        if name != "ssl_check_hostname":
+            assert librdkafka[SECURITY_NAMES[name]] == value
+    assert librdkafka["security.protocol"] == kafka_python["security_protocol"] == protocol
+    assert (librdkafka.get("ssl.key.password"), librdkafka.get("sasl.password")) == (
+        "k3y" if "SSL" in protocol else None, "s3cret" if "SASL" in protocol else None)
 
 
 def test_the_client_setting_picks_the_library() -> None:

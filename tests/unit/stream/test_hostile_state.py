@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from stream.config import load_config
 from stream.errors import StateError
 from stream.events import PredictionEvent, TelemetryEvent
+from stream.loop.runner import Runner
 from stream.metrics import VigilMetrics
 from stream.monitor import Monitor
-from stream.runtime import Runner
 from stream.state import Snapshot
 from tests.unit.stream.test_models import OLD, Stream
 from tests.unit.stream.test_runtime import FakeConsumer, FakeProducer, MemoryStore, Record
@@ -35,9 +35,8 @@ def _config(tmp_path: Path, extra: str = "") -> Any:
 
 
 def _runner(cfg: Any, batches: list[list[Record]], store: MemoryStore) -> Runner:
-    runner = Runner(cfg, FakeConsumer(batches, []), FakeProducer(), VigilMetrics(), store)
-    runner.retry_backoff_s = 0.0
-    return runner
+    return Runner(cfg, FakeConsumer(batches, []), FakeProducer(), VigilMetrics(), store,
+                  retry_backoff_s=0.0)
 
 
 def _rejected(runner: Runner) -> float:
@@ -54,7 +53,7 @@ class Scene:
         first = _runner(self.cfg, [self.records[:600], self.records[600:1000]], self.store)
         for _ in range(2):
             first.run_once()
-            first.checkpoint()
+            first.checkpointer.checkpoint()
         snapshots = self.store.read([PREDICTIONS])[PREDICTIONS]
         assert [s.sequence for s in snapshots] == [1, 0]
         self.genuine = snapshots[0]
@@ -75,7 +74,7 @@ class Scene:
     def restore(self) -> Runner:
         """A new instance takes predictions/0 and labels/0 and runs the rest of the stream."""
         runner = _runner(self.cfg, [self.records[1000:]], self.store)
-        runner.on_assigned([PREDICTIONS, ("labels", 0)])
+        runner.restorer.on_partitions_assigned([PREDICTIONS, ("labels", 0)])
         runner.run_once()
         runner.run_once()
         return runner
@@ -211,7 +210,7 @@ def test_any_mutation_of_a_snapshot_restores_or_is_skipped_and_the_stream_goes_o
                                                 genuine.offset, genuine.sequence + 1,
                                                 json.loads(json.dumps(body)))))
     runner = _runner(scene.cfg, [scene.records[1000:1200]], store)
-    runner.on_assigned([PREDICTIONS, ("labels", 0)])
+    runner.restorer.on_partitions_assigned([PREDICTIONS, ("labels", 0)])
     runner.run_once()
     batch = runner.run_once()  # the stream goes on from whichever snapshot was used
     assert batch.records == 200

@@ -16,8 +16,9 @@ import pytest
 
 from stream.config import load_config
 from stream.errors import ConfigError
+from stream.loop.runner import Runner
 from stream.metrics import VigilMetrics
-from stream.runtime import BatchProcessor, Runner
+from stream.runtime import BatchProcessor
 from stream.state import Snapshot
 from tests.unit.stream.test_runtime import FakeConsumer, FakeProducer, MemoryStore, Record
 
@@ -231,9 +232,7 @@ def test_unmatched_expired_and_bad_labels_are_counted_or_dead_lettered(tmp_path:
 
 
 def _runner(cfg: Any, consumer: Any, store: MemoryStore) -> Runner:
-    runner = Runner(cfg, consumer, FakeProducer(), VigilMetrics(), store)
-    runner.retry_backoff_s = 0.0
-    return runner
+    return Runner(cfg, consumer, FakeProducer(), VigilMetrics(), store, retry_backoff_s=0.0)
 
 
 def test_models_and_the_labels_offset_survive_a_rebalance_exactly(tmp_path: Path) -> None:
@@ -249,14 +248,13 @@ def test_models_and_the_labels_offset_survive_a_rebalance_exactly(tmp_path: Path
 
     first = _runner(cfg, FakeConsumer([records[:1000]], []), store)
     first.run_once()
-    assert sorted(first.checkpoint()) == [("labels", 0), ("predictions", 0)]
+    assert sorted(first.checkpointer.checkpoint()) == [("labels", 0), ("predictions", 0)]
     (offsets,) = first.consumer.commits
-    assert {(tp.topic, tp.partition): m.offset for tp, m in offsets.items()} == {
-        ("predictions", 0): 500, ("labels", 0): 500}
+    assert offsets == {("predictions", 0): 500, ("labels", 0): 500}
 
     consumer = FakeConsumer([records[1000:]], [])
     second = _runner(cfg, consumer, store)
-    second.on_assigned([("predictions", 0), ("labels", 0)])
+    second.restorer.on_partitions_assigned([("predictions", 0), ("labels", 0)])
     second.run_once()
     assert consumer.seeks == {("predictions", 0): 500, ("labels", 0): 500}
     assert [m.value for m in second.run_once().messages] == expected
@@ -319,7 +317,7 @@ def test_a_snapshot_never_unpickles_a_model_whatever_it_names(tmp_path: Path,
     store = MemoryStore([])
     first = _runner(cfg, FakeConsumer([records[:1000]], []), store)
     first.run_once()
-    first.checkpoint()
+    first.checkpointer.checkpoint()
     blob = base64.b64encode(pickle.dumps(_Payload())).decode("ascii")
 
     def to_river(body: dict[str, Any]) -> None:
@@ -330,7 +328,7 @@ def test_a_snapshot_never_unpickles_a_model_whatever_it_names(tmp_path: Path,
 
     _tampered(store, to_river)
     second = _runner(cfg, FakeConsumer([records[1000:]], []), store)
-    second.on_assigned([("predictions", 0), ("labels", 0)])
+    second.restorer.on_partitions_assigned([("predictions", 0), ("labels", 0)])
     second.run_once()
     assert _ran == []
     assert second.processor.models is not None

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream.errors import StateError
-from stream.monitor import Monitor, Observation, PartitionId
+from stream.monitor import Monitor, Observation
+from stream.state import PartitionId
 
 P0: PartitionId = ("telemetry", 0)
 P1: PartitionId = ("telemetry", 1)

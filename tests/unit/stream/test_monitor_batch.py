@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from detectors.bank import BankSeries
 from stream.events import Event, PredictionEvent, TelemetryEvent
-from stream.monitor import Monitor, Observation, PartitionId, SeriesId
+from stream.monitor import Monitor, Observation, SeriesId
+from stream.state import PartitionId
 
 T0 = 1_767_225_600.0
 PARTITIONS: list[PartitionId] = [("telemetry", 0), ("telemetry", 1), ("predictions", 0)]

@@ -15,10 +15,12 @@ from detectors import PointResult
 from detectors.shewhart import ShewhartChart
 from stream.config import load_config
 from stream.errors import BrokerError
+from stream.kafka_io import KafkaPythonProducer
+from stream.loop.runner import Runner
 from stream.metrics import VigilMetrics
-from stream.monitor import PartitionId
-from stream.runtime import BatchProcessor, Runner
-from stream.state import Snapshot, StateMessage, encode_snapshot, latest_snapshots
+from stream.runtime import BatchProcessor
+from stream.state import PartitionId, Snapshot, StateMessage, encode_snapshot, latest_snapshots
+from tests.per_event import PerEventProcessor
 
 CONFIG = load_config(environ={})
 
@@ -90,14 +92,14 @@ class FakeProducer:
     headers: list[dict[str, bytes]] = field(default_factory=list)
 
     def send(self, topic: str, key: bytes | None, value: bytes | None,
-             headers: list[Any]) -> FakeFuture:
+             headers: list[Any], partition: int | None = None) -> FakeFuture:
         if self.failures:
             self.failures -= 1
             return FakeFuture(TimeoutError("not acknowledged"))
         self.sent.append((topic, value))
         return FakeFuture(None)
 
-    def flush(self) -> None:
+    def flush(self, timeout: float | None = None) -> None:
         self.log.append("flush")
 
 
@@ -105,9 +107,9 @@ class FakeProducer:
 class FakeConsumer:
     batches: list[list[Record]]
     log: list[str]
-    commits: list[dict[Any, Any]] = field(default_factory=list)
-    seeks: dict[Any, int] = field(default_factory=dict)
-    paused: set[tuple[str, int]] = field(default_factory=set)
+    commits: list[dict[PartitionId, int]] = field(default_factory=list)
+    seeks: dict[PartitionId, int] = field(default_factory=dict)
+    paused: set[PartitionId] = field(default_factory=set)
 
     def poll(self, timeout_ms: int, max_records: int) -> dict[tuple[str, int], list[Record]]:
         """The next batch (its records name their own topics), nothing while paused."""
@@ -115,27 +117,27 @@ class FakeConsumer:
             return {}
         return {("telemetry", 0): self.batches.pop(0)}
 
-    def assignment(self) -> set[str]:
-        return {"telemetry-0"}
+    def assignment(self) -> set[PartitionId]:
+        return {("telemetry", 0)}
 
     def topics(self) -> set[str]:
         return {"telemetry", "predictions", "labels"}
 
-    def highwater(self, tp: Any) -> int | None:
+    def highwater(self, partition: PartitionId) -> int | None:
         return None
 
-    def seek(self, tp: Any, offset: int) -> None:
-        self.seeks[(tp.topic, tp.partition)] = offset
+    def seek(self, partition: PartitionId, offset: int) -> None:
+        self.seeks[partition] = offset
 
-    def pause(self, *tps: Any) -> None:
-        self.paused.update((tp.topic, tp.partition) for tp in tps)
+    def pause(self, *partitions: PartitionId) -> None:
+        self.paused.update(partitions)
 
-    def resume(self, *tps: Any) -> None:
-        self.paused.difference_update((tp.topic, tp.partition) for tp in tps)
+    def resume(self, *partitions: PartitionId) -> None:
+        self.paused.difference_update(partitions)
 
-    def commit(self, offsets: dict[Any, Any]) -> None:
+    def commit(self, offsets: dict[PartitionId, int]) -> None:
         self.log.append("commit")
-        self.commits.append(offsets)
+        self.commits.append(dict(offsets))
 
 
 @dataclass
@@ -160,10 +162,8 @@ class MemoryStore:
         return {p: latest_snapshots("vigil", p[0], p[1], self.messages) for p in partitions}
 
 
-def _runner(consumer: FakeConsumer, producer: FakeProducer, store: MemoryStore) -> Runner:
-    runner = Runner(CONFIG, consumer, producer, VigilMetrics(), store)
-    runner.retry_backoff_s = 0.0
-    return runner
+def _runner(consumer: FakeConsumer, producer: Any, store: MemoryStore) -> Runner:
+    return Runner(CONFIG, consumer, producer, VigilMetrics(), store, retry_backoff_s=0.0)
 
 
 def test_alerts_are_acknowledged_before_state_and_state_before_the_commit() -> None:
@@ -175,18 +175,18 @@ def test_alerts_are_acknowledged_before_state_and_state_before_the_commit() -> N
     batch = runner.run_once()
     assert len(batch.alerts) == 1
     assert log == []  # handed to the producer; the loop does not wait for it per batch
-    assert runner.checkpoint() == [("telemetry", 0)]
+    assert runner.checkpointer.checkpoint() == [("telemetry", 0)]
     # the alert is retried until acknowledged, then the state written, then the commit
     assert log == ["flush", "flush", "state", "commit"]
     (offsets,) = consumer.commits
-    assert [(tp.topic, tp.partition, meta.offset) for tp, meta in offsets.items()] == [
+    assert [(topic, partition, offset) for (topic, partition), offset in offsets.items()] == [
         ("telemetry", 0, 61)]
     metrics = runner.metrics.registry
     assert metrics.get_sample_value("vigil_produce_errors_total") == 2
     assert metrics.get_sample_value("vigil_alerts_produced_total", {"kind": "anomaly"}) == 1
     assert metrics.get_sample_value(
         "vigil_events_processed_total", {"topic": "telemetry"}) == 61
-    assert runner.checkpoint() == []  # nothing moved on: nothing to snapshot
+    assert runner.checkpointer.checkpoint() == []  # nothing moved on: nothing to snapshot
 
 
 def test_a_restored_partition_continues_exactly_where_the_snapshot_left_off() -> None:
@@ -199,12 +199,12 @@ def test_a_restored_partition_continues_exactly_where_the_snapshot_left_off() ->
 
     first = _runner(FakeConsumer([records[:50]], log), FakeProducer(log=log), store)
     first.run_once()
-    first.on_revoked([("telemetry", 0)])
+    first.restorer.on_partitions_revoked([("telemetry", 0)])
     assert [s.offset for s in store.read([("telemetry", 0)])[("telemetry", 0)]] == [50]
 
     consumer = FakeConsumer([records[50:]], log)
     second = _runner(consumer, FakeProducer(log=log), store)
-    second.on_assigned([("telemetry", 0)])
+    second.restorer.on_partitions_assigned([("telemetry", 0)])
     assert consumer.paused == {("telemetry", 0)}  # no records before its state is back
     assert second.run_once().records == 0
     assert consumer.seeks == {("telemetry", 0): 50} and not consumer.paused
@@ -218,11 +218,11 @@ def test_stop_while_output_is_undelivered_leaves_offsets_uncommitted() -> None:
     runner = _runner(consumer, FakeProducer(failures=10**6, log=log), MemoryStore(log))
     stop = threading.Event()
     stop.set()
-    runner._stop = stop
-    runner._stop_deadline = 0.0
+    runner.delivery.stop = stop
+    runner.delivery.stop_deadline = 0.0
     runner.run_once()
     with pytest.raises(BrokerError, match="not committed"):
-        runner.checkpoint(force=True)
+        runner.checkpointer.checkpoint(force=True)
     assert "state" not in log and "commit" not in log
 
 
@@ -300,7 +300,8 @@ def test_a_failing_detector_dead_letters_the_event_and_the_stream_goes_on(
     monkeypatch.setitem(detectors.base._REGISTRY, "failing", FailingDetector)  # noqa: SLF001
     path = tmp_path / "vigil.toml"
     path.write_text('[detector.overrides]\n"telemetry/web-1/latency" = { name = "failing" }\n')
-    processor = BatchProcessor(load_config(path, environ={}), per_event=per_event)
+    engine = PerEventProcessor if per_event else BatchProcessor
+    processor = engine(load_config(path, environ={}))
     batch = processor.process([telemetry(0, 1.0), telemetry(1, 2.0), telemetry(2, 3.0)])
     assert batch.invalid_by_reason == {"detector_error": 1}
     assert batch.valid_by_topic == {"telemetry": 2}
@@ -360,16 +361,16 @@ def test_a_dead_letter_too_large_for_the_topic_is_cut_and_says_so() -> None:
 
 def test_partitions_are_checkpointed_at_spread_out_times(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [1000.0]
-    monkeypatch.setattr("stream.runtime.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("stream.loop.checkpoint.time.monotonic", lambda: clock[0])
     log: list[str] = []
     runner = _runner(FakeConsumer([], log), FakeProducer(log=log), MemoryStore(log))
     partitions = [("telemetry", p) for p in range(6)]
-    runner._positions.update({p: 10 for p in partitions})  # noqa: SLF001
+    runner.checkpointer.positions.update({p: 10 for p in partitions})
     interval = CONFIG.state.checkpoint_interval_s
     seen: dict[PartitionId, float] = {}
     for step in range(200):  # two intervals in steps of a hundredth of one
         clock[0] = 1000.0 + step * interval / 100
-        for partition in runner._due_partitions():  # noqa: SLF001
+        for partition in runner.checkpointer.due_partitions():
             seen.setdefault(partition, clock[0])
     assert sorted(seen) == partitions  # every partition comes due within an interval ...
     assert max(seen.values()) - 1000.0 <= interval
@@ -382,7 +383,8 @@ def test_only_a_detector_with_episodes_keeps_one_open_after_its_alert(
 ) -> None:
     path = tmp_path / "vigil.toml"
     path.write_text('[detector.overrides]\n"telemetry/web-2/*" = { name = "shewhart" }\n')
-    processor = BatchProcessor(load_config(path, environ={}), per_event=per_event)
+    engine = PerEventProcessor if per_event else BatchProcessor
+    processor = engine(load_config(path, environ={}))
     values = [100.0 + (i % 5) for i in range(60)] + [900.0] + [100.0 + (i % 5) for i in range(3)]
     records: list[Record] = []
     for i, value in enumerate(values):
@@ -404,7 +406,8 @@ def test_a_revocation_with_unacknowledged_output_writes_no_snapshot() -> None:
     runner = _runner(FakeConsumer([steady_then(900.0)], log),
                      FakeProducer(failures=10**6, log=log), store)
     assert len(runner.run_once().alerts) == 1
-    runner.on_revoked([("telemetry", 0)])  # the alert failed: the snapshot would skip it
+    # the alert failed: the snapshot would skip it
+    runner.restorer.on_partitions_revoked([("telemetry", 0)])
     assert store.messages == [] and "commit" not in log
 
 
@@ -460,16 +463,16 @@ def test_a_dead_letter_key_too_large_for_the_topic_is_cut_and_says_so() -> None:
 
 @dataclass
 class RefusingProducer(FakeProducer):
-    """A producer whose broker refuses messages as a real one does: over ``local_limit`` bytes
-    at once in ``send`` (kafka-python's max_request_size), over ``limit`` or to
-    ``refused_topic`` in the future."""
+    """A kafka-python producer whose broker refuses messages as a real one does: over
+    ``local_limit`` bytes at once in ``send`` (max_request_size), over ``limit`` or to
+    ``refused_topic`` in the future (the loop gets it through the kafka-python adapter)."""
 
     limit: int = 10**9
     local_limit: int = 10**9
     refused_topic: str = ""
 
     def send(self, topic: str, key: bytes | None, value: bytes | None,
-             headers: list[Any]) -> FakeFuture:
+             headers: list[Any], partition: int | None = None) -> FakeFuture:
         size = len(key or b"") + len(value or b"")
         if size > self.local_limit:
             raise MessageSizeTooLargeError(f"{size} bytes is larger than max_request_size")
@@ -489,9 +492,10 @@ def test_an_alert_the_broker_refuses_goes_to_the_dead_letters_not_round_for_ever
     """A message the broker refused for its size used to be retried for ever."""
     log: list[str] = []
     producer = RefusingProducer(log=log, refused_topic="alerts")
-    runner = _runner(FakeConsumer([steady_then(900.0)], log), producer, MemoryStore(log))
+    runner = _runner(FakeConsumer([steady_then(900.0)], log), KafkaPythonProducer(producer),
+                     MemoryStore(log))
     (alert,) = runner.run_once().alerts
-    assert runner.checkpoint() == [("telemetry", 0)]  # settled, snapshotted, committed
+    assert runner.checkpointer.checkpoint() == [("telemetry", 0)]  # settled, snapshotted, committed
     ((topic, value),) = producer.sent
     assert topic == "vigil-dlq" and json.loads(value or b"")["alert_id"] == alert.alert_id
     headers = producer.headers[0]
@@ -506,9 +510,9 @@ def test_a_message_send_refuses_at_once_does_not_stop_the_loop() -> None:
     log: list[str] = []
     producer = RefusingProducer(log=log, local_limit=50_000)
     runner = _runner(FakeConsumer([[Record("telemetry", 0, 3, b"k", b"x" * 100_000)]], log),
-                     producer, MemoryStore(log))
+                     KafkaPythonProducer(producer), MemoryStore(log))
     runner.run_once()
-    assert runner.checkpoint() == [("telemetry", 0)]
+    assert runner.checkpointer.checkpoint() == [("telemetry", 0)]
     assert producer.sent == [("vigil-dlq", None)]
     assert producer.headers[0]["vigil.original.size"] == b"100000"
     assert producer.headers[0]["vigil.source.offset"] == b"3"
@@ -518,10 +522,10 @@ def test_a_message_send_refuses_at_once_does_not_stop_the_loop() -> None:
 def test_a_bare_dead_letter_refused_is_dropped_not_retried_for_ever() -> None:
     log: list[str] = []
     producer = RefusingProducer(log=log, refused_topic="vigil-dlq")
-    runner = _runner(FakeConsumer([[Record("telemetry", 0, 3, b"k", b"{")]], log), producer,
-                     MemoryStore(log))
+    runner = _runner(FakeConsumer([[Record("telemetry", 0, 3, b"k", b"{")]], log),
+                     KafkaPythonProducer(producer), MemoryStore(log))
     runner.run_once()
-    assert runner.checkpoint() == [("telemetry", 0)]  # dropped (and logged), not stuck
+    assert runner.checkpointer.checkpoint() == [("telemetry", 0)]  # dropped (and logged), not stuck
     assert producer.sent == [] and "commit" in log
 
 

@@ -19,7 +19,14 @@ from detectors import PointResult
 from stream.alerts import SourceRef, build_alert
 from stream.cli import main
 from stream.errors import BrokerError
-from stream.subscribe import AlertFilter, format_alert_line, read_alerts
+from stream.subscribe import (
+    MODEL_UPDATES,
+    AlertFilter,
+    format_alert_line,
+    read_alerts,
+    read_json_objects,
+    read_model_updates,
+)
 
 
 def _alert(key: str = "web-1", metric: str = "latency_ms", *, kind: str = "anomaly",
@@ -374,3 +381,20 @@ def test_export_model_takes_the_newest_by_offset_not_the_largest_version(
 def test_export_model_ignores_updates_not_keyed_by_the_model(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     assert _export(monkeypatch, tmp_path, [_update(1)], key=b"other")[0] == 1
+
+
+def test_export_model_speaks_of_model_updates_not_alerts(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """export-model read through the alert reader, whose notes spoke of alerts."""
+    consumer = FakeConsumer({"model-updates": {0: [b"[1]", json.dumps(_update(1)).encode()]}},
+                            keys=b"fraud")
+    warnings: list[str] = []
+    kept: list[dict[str, Any]] = []
+    summary = read_model_updates(consumer, "model-updates", lambda u, _: kept.append(u),
+                                 warn=warnings.append)
+    assert (summary.read, summary.shown, summary.unreadable) == (2, 1, 1)
+    assert kept == [_update(1)]
+    assert warnings == ["skipping model-updates/0/0: not a model update (JSON object)"]
+    with pytest.raises(BrokerError, match="topics.model_updates"):
+        read_json_objects(FakeConsumer({}), ["model-updates"], lambda u, _: None,
+                          MODEL_UPDATES, topic_wait_s=0.0)

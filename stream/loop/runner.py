@@ -1,0 +1,96 @@
+"""The consume loop: poll a batch, judge it, hand its output over, checkpoint when due."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from stream.config import VigilConfig
+from stream.loop.checkpoint import Checkpointer
+from stream.loop.delivery import Delivery
+from stream.loop.ports import Consumer, Producer, StateStore
+from stream.loop.reporting import MetricsReporter, MissingInputs
+from stream.loop.restore import Restorer
+from stream.metrics import Liveness, SeriesGauges, VigilMetrics
+from stream.runtime import BatchProcessor, BatchResult
+
+log = logging.getLogger(__name__)
+
+
+class Runner:
+    """The consume loop, composed of its parts: the engine judges, :class:`Delivery` gets the
+    output acknowledged, the :class:`Checkpointer` snapshots and commits in order, the
+    :class:`Restorer` hands partitions over on rebalances, the :class:`MetricsReporter`
+    reports."""
+
+    def __init__(
+        self,
+        config: VigilConfig,
+        consumer: Consumer,
+        producer: Producer,
+        metrics: VigilMetrics,
+        store: StateStore,
+        liveness: Liveness | None = None,
+        *,
+        retry_backoff_s: float = 0.5,
+    ) -> None:
+        self.config = config
+        self.consumer = consumer
+        self.metrics = metrics
+        self.liveness = liveness or Liveness()
+        self.processor = BatchProcessor(config, gauges=SeriesGauges(
+            metrics, config.metrics.series_allowlist, config.metrics.max_series_gauges))
+        self.reporter = MetricsReporter(metrics, consumer, self.processor)
+        self.delivery = Delivery(producer, metrics, self.liveness,
+                                 dead_letter_topic=config.topics.dead_letter,
+                                 grace_s=config.runtime.shutdown_grace_s,
+                                 retry_backoff_s=retry_backoff_s)
+        state, monitor = self.processor.state, self.processor.monitor
+        self.checkpointer = Checkpointer(config, consumer, store, state, self.delivery, metrics,
+                                         self.reporter, expire_idle=monitor.expire_idle)
+        self.restorer = Restorer(consumer, store, state, self.checkpointer, metrics,
+                                 self.reporter,
+                                 latest_event_time=self.processor.latest_event_time)
+        self.inputs = self.processor.input_topics
+        self.missing_inputs = MissingInputs(consumer, self.inputs)
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop`` is set, then checkpoint, commit and close within the grace."""
+        self.delivery.stop = stop
+        self.consumer.subscribe(list(self.inputs), listener=self.restorer)
+        log.info("consuming %s as group %r", ", ".join(self.inputs), self.config.kafka.group_id)
+        clean = False
+        try:
+            while not stop.is_set():
+                self.run_once()
+            self.delivery.begin_grace()
+            self.checkpointer.checkpoint(force=True)
+            clean = True
+        finally:
+            self.liveness.stop()
+            grace_ms = int(max(1.0, self.delivery.remaining_grace()) * 1000)
+            self.consumer.close(timeout_ms=grace_ms)
+            log.info("stopped%s", ": state snapshotted, offsets committed" if clean else "")
+
+    def run_once(self) -> BatchResult:
+        """Poll one batch, deliver its output, and checkpoint when due."""
+        self.liveness.beat()
+        self.missing_inputs.check()
+        polled = self.consumer.poll(
+            timeout_ms=self.config.runtime.poll_timeout_ms,
+            max_records=self.config.runtime.max_poll_records,
+        )
+        self.restorer.restore_pending()  # partitions assigned during that poll, paused till now
+        self.liveness.ready = bool(self.consumer.assignment()) and not self.restorer.unrestored
+        records = [record for part in polled.values() for record in part]
+        batch = BatchResult()
+        if records:
+            started = time.perf_counter()
+            batch = self.processor.process(records)
+            self.delivery.deliver(batch.messages)
+            self.checkpointer.advance(batch.next_offsets, batch.records)
+            self.reporter.batch(batch, time.perf_counter() - started)
+        self.reporter.lag(self.checkpointer.positions)
+        self.checkpointer.checkpoint_if_due()
+        return batch
