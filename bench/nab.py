@@ -200,8 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, folder in folders.items() for h, half in enumerate(halves_of, start=1)}
 
     shown = f"{detector} {params}" if params else detector
+    windows = json.loads((nab / "labels" / "combined_windows.json").read_text())
     print(f"# NAB development half: {len(files)} files, {points:,} points, "
-          f"{sum(len(w) for w in json.loads((nab / 'labels' / 'combined_windows.json').read_text()).values())} windows")
+          f"{sum(len(w) for w in windows.values())} windows")
     print(f"\nVigil: `{shown}` through `vigil replay`'s code path; {alarms} alerts "
           f"({1e4 * alarms / points:.1f} per 10,000 points), {1e6 * seconds / points:.1f} µs "
           f"per point\n")

@@ -3,6 +3,7 @@
 Importing this package registers every detector, so ``build_detector(name)`` knows them all.
 """
 
+from detectors.adaptive import AdaptiveDetector
 from detectors.bank import BankSeries, SeriesBank
 from detectors.base import (
     Detector,
@@ -30,6 +31,7 @@ from detectors.shewhart import ShewhartChart  # importing a detector module regi
 from detectors.stats import RunningStats
 
 __all__ = [
+    "AdaptiveDetector",
     "AdwinDrift",
     "BankSeries",
     "ColdStart",

@@ -230,9 +230,10 @@ class GroupPool:
     def seed(self, detector: Detector, group: str, metric: str,
              member: str | None = None) -> Detector:
         """``detector`` wrapped in a :class:`ColdStart` on the group's pool, or unchanged when
-        the pool is not ready, or the detector is seasonal or takes vectors (a pool of plain
-        values would mislead those)."""
-        if getattr(detector, "season", None) is not None or getattr(
+        the pool is not ready, or the detector has a configured season or takes vectors (a pool
+        of plain values would mislead those; a season found by the detector itself, ``"auto"``,
+        is not known yet on a new series)."""
+        if getattr(detector, "season", None) not in (None, "auto") or getattr(
                 detector, "input_kind", "scalar") != "scalar":
             return detector
         prior = self.pooled(group, metric, exclude=member)

@@ -23,6 +23,7 @@ True
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -145,3 +146,171 @@ class Seasonal(Generic[D]):
                 raise ValueError(f"bucket {key!r} is outside season {self.season!r}")
             buckets[bucket] = self._restore(inner)
         self.inner = buckets
+
+
+PROFILE_CHOICES = ("auto", "hour_of_day", "hour_of_week")
+"""How a :class:`SeasonalProfile` picks its season: by itself, or always the one named."""
+SEASON_NONE, SEASON_DAY, SEASON_WEEK = 0, 1, 2
+PROFILE_WEEKS = 4.0
+"""The profile, the level and the prediction errors average over about this many weeks."""
+EXPLAINED = 0.5
+"""``auto`` takes a season only when it predicts the series with at most this share of the
+squared error of its level alone: the season must explain at least half of the variance."""
+WEEKLY_GAIN = 0.8
+"""``auto`` prefers the weekly season to the daily one only when its squared error is at most
+this share of the daily one's: the days of the week must differ, not just the noise."""
+_WEEK = 7 * 86400.0
+
+
+class SeasonalProfile:
+    """The hour-of-week profile of one series, and the season it follows: none, daily or weekly.
+
+    Each of the 168 hour-of-week buckets (bucket 0 is Monday 00:00–01:00 UTC) keeps the mean of
+    its points over about :data:`PROFILE_WEEKS` weeks; the daily profile of an hour is the mean
+    of its seven weekly buckets. Three predictions of every point are scored before it is
+    learned (prequential): the series' level, the daily profile, the weekly profile. With
+    ``choice="auto"`` the profile follows the season whose squared prediction error, averaged
+    over the same weeks, is smallest, if it is at most :data:`EXPLAINED` times that of the level
+    (and the series has spanned two of its periods); a series without a season, or without real
+    timestamps, keeps none. :meth:`component` is the chosen season's deviation from the
+    profile's mean at a time: the series minus its component keeps its level and loses its
+    season.
+
+    >>> profile = SeasonalProfile()
+    >>> for i in range(14 * 24):  # two weeks, hourly: high by day, low by night
+    ...     hour = 3600.0 * i
+    ...     profile.learn(100.0 if 8 <= i % 24 < 20 else 10.0, hour)
+    >>> profile.season, round(profile.component(3600.0 * (14 * 24 + 12)), 1)
+    (1, 45.0)
+    """
+
+    __slots__ = ("choice", "season", "_means", "_counts", "_total", "_filled", "_level",
+                 "_seen", "_errors", "_interval", "_first", "_last")
+
+    def __init__(self, choice: str = "auto") -> None:
+        if choice not in PROFILE_CHOICES:
+            raise ValueError(f"season must be one of {', '.join(map(repr, PROFILE_CHOICES))} or "
+                             f"None, got {choice!r}")
+        self.choice = choice
+        self.season = SEASON_NONE
+        """The season followed now: 0 none, 1 daily, 2 weekly."""
+        self._means = array("d", bytes(8 * 168))
+        self._counts = array("H", bytes(2 * 168))
+        self._total = 0.0  # sum of the filled buckets' means
+        self._filled = 0
+        self._level = 0.0
+        self._seen = 0
+        self._errors = array("d", (0.0, 0.0, 0.0))  # squared errors: level, daily, weekly
+        self._interval = 0.0  # mean seconds between points
+        self._first = math.nan
+        self._last = math.nan
+
+    @staticmethod
+    def _bucket(timestamp: float) -> int:
+        return int((timestamp + _MONDAY) % _WEEK // _HOUR) % 168
+
+    def _daily(self, bucket: int) -> float:
+        """The daily profile's value at the bucket's hour (the level if no day has it yet)."""
+        hour = bucket % 24
+        total, seen = 0.0, 0
+        for day in range(7):
+            if self._counts[day * 24 + hour]:
+                total += self._means[day * 24 + hour]
+                seen += 1
+        return total / seen if seen else self._level
+
+    def _predictions(self, bucket: int) -> tuple[float, float, float]:
+        daily = self._daily(bucket)
+        return (self._level, daily, self._means[bucket] if self._counts[bucket] else daily)
+
+    def component(self, timestamp: float) -> float:
+        """The followed season's deviation from the profile's mean at ``timestamp`` (0 with no
+        season)."""
+        if self.season == SEASON_NONE or not self._filled:
+            return 0.0
+        bucket = self._bucket(timestamp)
+        value = self._predictions(bucket)[self.season]
+        return value - self._total / self._filled
+
+    def learn(self, value: float, timestamp: float) -> None:
+        """Score the three predictions of ``value``, then learn it; re-choose the season."""
+        if not math.isfinite(timestamp):
+            raise ValueError(f"timestamp must be a finite number of seconds, got {timestamp!r}")
+        bucket = self._bucket(timestamp)
+        if self._seen:
+            gap = timestamp - self._last
+            if gap > 0.0:
+                self._interval += (gap - self._interval) / min(self._seen, 1000)
+            for model, predicted in enumerate(self._predictions(bucket)):
+                error = (value - predicted) ** 2
+                self._errors[model] += (error - self._errors[model]) / min(self._seen,
+                                                                          self._horizon())
+        else:
+            self._first = timestamp
+        self._last = timestamp
+        self._seen += 1
+        self._level += (value - self._level) / min(self._seen, self._horizon())
+        count = self._counts[bucket]
+        cap = max(1.0, PROFILE_WEEKS * _HOUR / self._interval) if self._interval > 0.0 else 1.0
+        old = self._means[bucket]
+        new = value if count == 0 else old + (value - old) / min(count + 1.0, cap)
+        self._means[bucket] = new
+        self._total += new - (old if count else 0.0)
+        if count == 0:
+            self._filled += 1
+        if count < 65535:
+            self._counts[bucket] = count + 1
+        self.season = self._chosen()
+
+    def _horizon(self) -> float:
+        """Points in :data:`PROFILE_WEEKS` weeks at the series' pace (1,000 until it is known)."""
+        if self._interval <= 0.0:
+            return 1000.0
+        return max(1.0, PROFILE_WEEKS * _WEEK / self._interval)
+
+    def _chosen(self) -> int:
+        if self.choice == "hour_of_day":
+            return SEASON_DAY
+        if self.choice == "hour_of_week":
+            return SEASON_WEEK
+        span = self._last - self._first
+        level, daily, weekly = self._errors
+        best, error = SEASON_NONE, level
+        if span >= 2 * 86400.0 and daily < error:
+            best, error = SEASON_DAY, daily
+        if span >= 2 * _WEEK and weekly < WEEKLY_GAIN * error:
+            best, error = SEASON_WEEK, weekly
+        return best if error <= EXPLAINED * level else SEASON_NONE
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything, JSON-serialisable; :meth:`from_state` continues exactly."""
+        return {"choice": self.choice, "season": self.season, "means": list(self._means),
+                "counts": list(self._counts), "total": self._total, "filled": self._filled,
+                "level": self._level, "seen": self._seen, "errors": list(self._errors),
+                "interval": self._interval,
+                "first": None if math.isnan(self._first) else self._first,
+                "last": None if math.isnan(self._last) else self._last}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> SeasonalProfile:
+        """Rebuild the profile saved by :meth:`state_dict`."""
+        profile = cls(state["choice"])
+        means = [float(v) for v in state["means"]]
+        counts = [int(v) for v in state["counts"]]
+        errors = [float(v) for v in state["errors"]]
+        if len(means) != 168 or len(counts) != 168 or len(errors) != 3 \
+                or not all(0 <= c <= 65535 for c in counts):
+            raise ValueError("bad seasonal profile state: need 168 means and counts, 3 errors")
+        profile._means = array("d", means)
+        profile._counts = array("H", counts)
+        profile._errors = array("d", errors)
+        profile.season = int(state["season"])
+        profile._total = float(state["total"])
+        profile._filled = int(state["filled"])
+        profile._level = float(state["level"])
+        profile._seen = int(state["seen"])
+        profile._interval = float(state["interval"])
+        first, last = state["first"], state["last"]
+        profile._first = math.nan if first is None else float(first)
+        profile._last = math.nan if last is None else float(last)
+        return profile
