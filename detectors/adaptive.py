@@ -72,10 +72,11 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any, Self
 
 from detectors.base import PointResult, register
-from detectors.extremes import BlockExtremes, scale_floor
+from detectors.extremes import BLOCKS, BlockExtremes, scale_floor
 from detectors.seasonal import PROFILE_CHOICES, SEASON_NONE, SeasonalProfile
 from detectors.shewhart import check_positive
 
@@ -99,6 +100,11 @@ HORIZON = 1000
 """The baseline averages over about this many points."""
 WINSOR = 4.0
 """After warm-up, a point moves the baseline as if it were at most this many spreads away."""
+LEVEL_BLOCKS = BLOCKS
+"""Blocks of the memory of smoothed levels."""
+SPREAD_CHANGE = 2.0
+"""A re-baseline whose spread differs by this factor or more also restarts the memory of
+extremes from the episode (the old extremes were of another spread)."""
 TESTS = 4
 """One-sided tests combined (extreme high and low, shift up and down): the Bonferroni factor."""
 EXTREME_HIGH, EXTREME_LOW, SHIFT = 1, -1, 2
@@ -153,8 +159,8 @@ class Baseline:
         self.last_z = 0.0
         self.count = 0
         """Points learned (reset to a few by a re-baseline, so the new level settles fast)."""
-        self.pending = array("d")
-        """Points waiting to be learned, oldest first."""
+        self.pending = array("f")
+        """Points waiting to be learned, oldest first (single precision: they count 1/1,000)."""
 
     def sigma(self, floor: float) -> float:
         """The spread as a standard deviation, at least ``floor``."""
@@ -197,7 +203,7 @@ class Baseline:
         """Accept ``level`` and ``spread`` as the new normal (a re-baseline)."""
         self.mean, self.spread = level, spread
         self.count = min(self.count, SPAN)
-        self.pending = array("d")
+        self.pending = array("f")
 
     def state_dict(self) -> dict[str, Any]:
         return {"mean": self.mean, "spread": self.spread, "lagged_square": self.lagged_square,
@@ -210,7 +216,7 @@ class Baseline:
         for name in ("mean", "spread", "lagged_square", "lagged_product", "last_z"):
             setattr(baseline, name, float(state[name]))
         baseline.count = int(state["count"])
-        baseline.pending = array("d", (float(v) for v in state["pending"]))
+        baseline.pending = array("f", (float(v) for v in state["pending"]))
         if baseline.count < 0 or len(baseline.pending) > LAG or not all(
                 math.isfinite(v) for v in (baseline.mean, baseline.spread, *baseline.pending)):
             raise ValueError("bad adaptive baseline state")
@@ -218,11 +224,14 @@ class Baseline:
 
 
 class Episode:
-    """An open anomaly episode: how long, how quiet, what opened it, where it went."""
+    """An open anomaly episode: how long, how quiet, what opened it, where it went, and the
+    range it has to come back to."""
 
-    __slots__ = ("length", "quiet", "test", "level", "spread", "high", "low")
+    __slots__ = ("length", "quiet", "test", "level", "spread", "high", "low", "normal_low",
+                 "normal_high")
 
-    def __init__(self, test: int, value: float, spread: float) -> None:
+    def __init__(self, test: int, value: float, spread: float,
+                 normal: tuple[float, float]) -> None:
         self.length = 1
         self.quiet = 0
         self.test = test
@@ -233,21 +242,28 @@ class Episode:
         """Mean absolute deviation of its values from that level."""
         self.high = value
         self.low = value
+        self.normal_low, self.normal_high = normal
+        """The memory's anchors when it opened (deviations from the baseline): the values
+        are back to normal inside them."""
 
-    def add(self, value: float, quiet: bool) -> None:
+    def add(self, value: float, deviation: float, quiet: bool) -> None:
+        """One more point: ``quiet`` if its other tests are quiet; it must also be inside the
+        range it came from."""
         self.length += 1
         self.spread += (abs(value - self.level) - self.spread) / self.length
         self.level += (value - self.level) / SPAN
         self.high = max(self.high, value)
         self.low = min(self.low, value)
-        self.quiet = self.quiet + 1 if quiet else 0
+        back = self.normal_low <= deviation <= self.normal_high
+        self.quiet = self.quiet + 1 if quiet and back else 0
 
     def state_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Episode:
-        episode = cls(int(state["test"]), float(state["level"]), float(state["spread"]))
+        episode = cls(int(state["test"]), float(state["level"]), float(state["spread"]),
+                      (float(state["normal_low"]), float(state["normal_high"])))
         episode.length, episode.quiet = int(state["length"]), int(state["quiet"])
         episode.high, episode.low = float(state["high"]), float(state["low"])
         if episode.test not in (EXTREME_HIGH, EXTREME_LOW, SHIFT) or episode.length < 1 \
@@ -261,6 +277,9 @@ class AdaptiveDetector:
     """Extreme and shift tests against the series' own history, with a calibrated score."""
 
     name: str = "adaptive"
+    __slots__ = ("alpha", "season", "visibility", "warmup", "rebaseline_after", "_limits",
+                 "_profile", "_values", "_levels", "_baseline", "_episode", "_cusum_up",
+                 "_cusum_down", "_ewma", "_previous", "_resolution", "_seen")
 
     def __init__(
         self,
@@ -288,13 +307,10 @@ class AdaptiveDetector:
             raise ValueError(f"rebaseline_after must be an integer > {CLEAR_AFTER} (the quiet "
                              f"wait), got {rebaseline_after!r}")
         self.rebaseline_after = rebaseline_after
-        self._threshold = -math.log10(alpha)
-        self._test_target = self._threshold + _LOG_TESTS  # one test's evidence at the threshold
-        self._alarm_cusum = cusum_for(self._test_target)
-        self._quiet_cusum = cusum_for(0.5 * self._test_target)
+        self._limits = _limits(alpha)
         self._profile = None if season is None else SeasonalProfile(season)
         self._values = BlockExtremes()  # deviations of the (deseasonalised) values
-        self._levels = BlockExtremes()  # deviations of the EWMA, one in SPAN points
+        self._levels = _level_memory()  # deviations of the EWMA, 1 in SPAN
         self._baseline = Baseline()
         self._episode: Episode | None = None
         self._cusum_up = 0.0
@@ -310,6 +326,7 @@ class AdaptiveDetector:
         """Score ``value`` against the series' history, then learn it."""
         if not math.isfinite(value):
             raise ValueError(f"value must be a finite number, got {value!r}")
+        threshold, target, alarm_cusum, quiet_cusum = self._limits
         profile = self._profile
         component = 0.0
         season = SEASON_NONE
@@ -326,7 +343,7 @@ class AdaptiveDetector:
 
         # the extreme test, against the memory widened by the open episode's extremes
         deviation = x - mean
-        tail = self._values.tail(deviation, self.visibility, floor, self._test_target,
+        tail = self._values.tail(deviation, self.visibility, floor, target,
                                  None if episode is None else
                                  (episode.low - mean, episode.high - mean))
         extreme = tail.evidence
@@ -350,14 +367,15 @@ class AdaptiveDetector:
         opened = resolved = rebaselined = False
         test = 0
         if episode is None:
-            if self._seen >= self.warmup and evidence >= self._threshold:
+            if self._seen >= self.warmup and evidence >= threshold:
                 opened = True
                 test = SHIFT if shift >= extreme else tail.side
-                episode = self._episode = Episode(test, x, baseline.spread)
+                anchors = self._values.anchors() or (-math.inf, math.inf)
+                episode = self._episode = Episode(test, x, baseline.spread, anchors)
                 if test == SHIFT:
                     up = down = 0.0
         else:
-            episode.add(x, tail.side == 0 and cusum < self._quiet_cusum)
+            episode.add(x, deviation, cusum < quiet_cusum)
             resolved = episode.quiet >= CLEAR_AFTER
             rebaselined = not resolved and episode.length >= self.rebaseline_after
         self._cusum_up, self._cusum_down = up, down
@@ -382,10 +400,10 @@ class AdaptiveDetector:
             self._restart()
 
         details = {"extreme": max(0.0, extreme - _LOG_TESTS),
-                   "shift": max(0.0, shift - _LOG_TESTS), "threshold": self._threshold,
-                   "cusum": cusum, "cusum_limit": self._alarm_cusum, "test": float(test),
+                   "shift": max(0.0, shift - _LOG_TESTS), "threshold": threshold,
+                   "cusum": cusum, "cusum_limit": alarm_cusum, "test": float(test),
                    "season": float(season), "episode": float(length)}
-        return PointResult(_score(evidence, self._threshold), opened, mean + component,
+        return PointResult(_score(evidence, threshold), opened, mean + component,
                            tail.lower + mean + component, tail.upper + mean + component, z,
                            self._values.count, resolved=resolved, rebaselined=rebaselined,
                            details=details)
@@ -395,7 +413,8 @@ class AdaptiveDetector:
         extreme also replaces the memory of extremes by its own."""
         episode = self._episode
         assert episode is not None  # noqa: S101 - only called with an open episode
-        if episode.test != SHIFT:
+        spread = self._baseline.spread
+        if episode.test != SHIFT or not spread / SPREAD_CHANGE <= episode.spread <= spread * SPREAD_CHANGE:
             self._values.keep_recent(episode.length)
         self._baseline.move(episode.level, episode.spread)
         self._episode = None
@@ -405,7 +424,7 @@ class AdaptiveDetector:
         """Forget what was learned before the series gained or lost a season: the values the
         tests see are another stream now (only the resolution is kept)."""
         self._values = BlockExtremes()
-        self._levels = BlockExtremes()
+        self._levels = _level_memory()
         self._baseline = Baseline()
         self._episode = None
         self._cusum_up = self._cusum_down = 0.0
@@ -461,6 +480,22 @@ class AdaptiveDetector:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
         return f"AdaptiveDetector({args})"
+
+
+def _level_memory() -> BlockExtremes:
+    """The memory of smoothed levels: one EWMA value in :data:`SPAN` points, in half as many
+    blocks as the memory of values and without runners-up (it only bounds the levels seen)."""
+    return BlockExtremes(runners_up=False, capacity=LEVEL_BLOCKS)
+
+
+@lru_cache(maxsize=64)
+def _limits(alpha: float) -> tuple[float, float, float, float]:
+    """For ``alpha``: the evidence at the alert threshold, one test's evidence there (with the
+    Bonferroni factor), the CUSUM that reaches it, and the CUSUM below which a point is quiet
+    (half that evidence). Shared by every detector with that ``alpha``."""
+    threshold = -math.log10(alpha)
+    target = threshold + _LOG_TESTS
+    return threshold, target, cusum_for(target), cusum_for(0.5 * target)
 
 
 def _score(evidence: float, threshold: float) -> float:

@@ -171,10 +171,11 @@ class SeasonalProfile:
     learned (prequential): the series' level, the daily profile, the weekly profile. With
     ``choice="auto"`` the profile follows the season whose squared prediction error, averaged
     over the same weeks, is smallest, if it is at most :data:`EXPLAINED` times that of the level
-    (and the series has spanned two of its periods); a series without a season, or without real
-    timestamps, keeps none. :meth:`component` is the chosen season's deviation from the
-    profile's mean at a time: the series minus its component keeps its level and loses its
-    season.
+    (and the series has spanned two of its periods; the weekly one must also beat the daily one
+    by :data:`WEEKLY_GAIN`); a series without a season, or without real timestamps, keeps none.
+    :meth:`component` is the chosen season's deviation from the profile's mean at a time: the
+    series minus its component keeps its level and loses its season. The means are kept in
+    single precision (168 × 4 bytes).
 
     >>> profile = SeasonalProfile()
     >>> for i in range(14 * 24):  # two weeks, hourly: high by day, low by night
@@ -184,8 +185,8 @@ class SeasonalProfile:
     (1, 45.0)
     """
 
-    __slots__ = ("choice", "season", "_means", "_counts", "_total", "_filled", "_level",
-                 "_seen", "_errors", "_interval", "_first", "_last")
+    __slots__ = ("choice", "season", "_means", "_total", "_filled", "_level", "_seen",
+                 "_errors", "_interval", "_first", "_last")
 
     def __init__(self, choice: str = "auto") -> None:
         if choice not in PROFILE_CHOICES:
@@ -194,13 +195,12 @@ class SeasonalProfile:
         self.choice = choice
         self.season = SEASON_NONE
         """The season followed now: 0 none, 1 daily, 2 weekly."""
-        self._means = array("d", bytes(8 * 168))
-        self._counts = array("H", bytes(2 * 168))
+        self._means = array("f", (math.nan,) * 168)  # NaN: no point in the bucket yet
         self._total = 0.0  # sum of the filled buckets' means
         self._filled = 0
         self._level = 0.0
         self._seen = 0
-        self._errors = array("d", (0.0, 0.0, 0.0))  # squared errors: level, daily, weekly
+        self._errors = array("d", (0.0, 0.0, 0.0))  # mean squared errors: level, daily, weekly
         self._interval = 0.0  # mean seconds between points
         self._first = math.nan
         self._last = math.nan
@@ -213,23 +213,25 @@ class SeasonalProfile:
         """The daily profile's value at the bucket's hour (the level if no day has it yet)."""
         hour = bucket % 24
         total, seen = 0.0, 0
+        means = self._means
         for day in range(7):
-            if self._counts[day * 24 + hour]:
-                total += self._means[day * 24 + hour]
+            mean = means[day * 24 + hour]
+            if mean == mean:  # not NaN
+                total += mean
                 seen += 1
         return total / seen if seen else self._level
 
     def _predictions(self, bucket: int) -> tuple[float, float, float]:
         daily = self._daily(bucket)
-        return (self._level, daily, self._means[bucket] if self._counts[bucket] else daily)
+        weekly = self._means[bucket]
+        return (self._level, daily, weekly if weekly == weekly else daily)
 
     def component(self, timestamp: float) -> float:
         """The followed season's deviation from the profile's mean at ``timestamp`` (0 with no
         season)."""
         if self.season == SEASON_NONE or not self._filled:
             return 0.0
-        bucket = self._bucket(timestamp)
-        value = self._predictions(bucket)[self.season]
+        value = self._predictions(self._bucket(timestamp))[self.season]
         return value - self._total / self._filled
 
     def learn(self, value: float, timestamp: float) -> None:
@@ -237,30 +239,36 @@ class SeasonalProfile:
         if not math.isfinite(timestamp):
             raise ValueError(f"timestamp must be a finite number of seconds, got {timestamp!r}")
         bucket = self._bucket(timestamp)
+        horizon = self._horizon()
         if self._seen:
             gap = timestamp - self._last
             if gap > 0.0:
                 self._interval += (gap - self._interval) / min(self._seen, 1000)
+            errors = self._errors
             for model, predicted in enumerate(self._predictions(bucket)):
-                error = (value - predicted) ** 2
-                self._errors[model] += (error - self._errors[model]) / min(self._seen,
-                                                                          self._horizon())
+                errors[model] += ((value - predicted) ** 2 - errors[model]) / min(self._seen,
+                                                                                 horizon)
         else:
             self._first = timestamp
         self._last = timestamp
         self._seen += 1
-        self._level += (value - self._level) / min(self._seen, self._horizon())
-        count = self._counts[bucket]
-        cap = max(1.0, PROFILE_WEEKS * _HOUR / self._interval) if self._interval > 0.0 else 1.0
+        self._level += (value - self._level) / min(self._seen, horizon)
         old = self._means[bucket]
-        new = value if count == 0 else old + (value - old) / min(count + 1.0, cap)
-        self._means[bucket] = new
-        self._total += new - (old if count else 0.0)
-        if count == 0:
+        if old != old:  # the bucket's first point
+            self._means[bucket] = value
+            self._total += self._means[bucket]
             self._filled += 1
-        if count < 65535:
-            self._counts[bucket] = count + 1
+        else:
+            self._means[bucket] = old + (value - old) / self._bucket_points()
+            self._total += self._means[bucket] - old
         self.season = self._chosen()
+
+    def _bucket_points(self) -> float:
+        """Points a bucket's mean averages over: the points it has had (about one hour's
+        worth per week seen), up to :data:`PROFILE_WEEKS` weeks' worth."""
+        per_hour = _HOUR / self._interval if self._interval > 0.0 else 1.0
+        weeks = math.ceil((self._last - self._first) / _WEEK + 1e-9)
+        return max(1.0, per_hour * min(float(weeks), PROFILE_WEEKS))
 
     def _horizon(self) -> float:
         """Points in :data:`PROFILE_WEEKS` weeks at the series' pace (1,000 until it is known)."""
@@ -283,11 +291,12 @@ class SeasonalProfile:
         return best if error <= EXPLAINED * level else SEASON_NONE
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything, JSON-serialisable; :meth:`from_state` continues exactly."""
-        return {"choice": self.choice, "season": self.season, "means": list(self._means),
-                "counts": list(self._counts), "total": self._total, "filled": self._filled,
-                "level": self._level, "seen": self._seen, "errors": list(self._errors),
-                "interval": self._interval,
+        """Everything, JSON-serialisable (an empty bucket as None); :meth:`from_state`
+        continues exactly."""
+        return {"choice": self.choice, "season": self.season,
+                "means": [None if v != v else v for v in self._means],
+                "total": self._total, "filled": self._filled, "level": self._level,
+                "seen": self._seen, "errors": list(self._errors), "interval": self._interval,
                 "first": None if math.isnan(self._first) else self._first,
                 "last": None if math.isnan(self._last) else self._last}
 
@@ -295,14 +304,12 @@ class SeasonalProfile:
     def from_state(cls, state: Mapping[str, Any]) -> SeasonalProfile:
         """Rebuild the profile saved by :meth:`state_dict`."""
         profile = cls(state["choice"])
-        means = [float(v) for v in state["means"]]
-        counts = [int(v) for v in state["counts"]]
+        means = [math.nan if v is None else float(v) for v in state["means"]]
         errors = [float(v) for v in state["errors"]]
-        if len(means) != 168 or len(counts) != 168 or len(errors) != 3 \
-                or not all(0 <= c <= 65535 for c in counts):
-            raise ValueError("bad seasonal profile state: need 168 means and counts, 3 errors")
-        profile._means = array("d", means)
-        profile._counts = array("H", counts)
+        if len(means) != 168 or len(errors) != 3 or int(state["season"]) not in (
+                SEASON_NONE, SEASON_DAY, SEASON_WEEK):
+            raise ValueError("bad seasonal profile state: need 168 means, 3 errors, a season")
+        profile._means = array("f", means)
         profile._errors = array("d", errors)
         profile.season = int(state["season"])
         profile._total = float(state["total"])
