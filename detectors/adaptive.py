@@ -79,6 +79,7 @@ from detectors.base import PointResult, register
 from detectors.extremes import BLOCKS, BlockExtremes, scale_floor
 from detectors.seasonal import PROFILE_CHOICES, SEASON_NONE, SeasonalProfile
 from detectors.shewhart import check_positive
+from detectors.stats import START_POINTS, WARMUP_SCREEN, robust_start
 
 DEFAULT_ALPHA = 5e-5
 """False-alarm probability per point at the alert threshold: one per 20,000 in-control points."""
@@ -145,10 +146,12 @@ def cusum_for(evidence: float) -> float:
 
 
 class Baseline:
-    """The series' level, spread and lag-1 autocorrelation, learned :data:`LAG` points late."""
+    """The series' level, spread and lag-1 autocorrelation, learned :data:`LAG` points late;
+    they start from the first points held and screened together
+    (:func:`~detectors.stats.robust_start`), so one wild point cannot set them."""
 
     __slots__ = ("mean", "spread", "lagged_square", "lagged_product", "last_z", "count",
-                 "pending")
+                 "pending", "start")
 
     def __init__(self) -> None:
         self.mean = 0.0
@@ -161,6 +164,15 @@ class Baseline:
         """Points learned (reset to a few by a re-baseline, so the new level settles fast)."""
         self.pending = array("f")
         """Points waiting to be learned, oldest first (single precision: they count 1/1,000)."""
+        self.start: list[float] = []
+        """The first points, held until there are ``min(START_POINTS, warmup)`` of them."""
+
+    def centre(self, value: float) -> float:
+        """The level: the mean, or before it starts the median of the points held (``value``
+        if none)."""
+        if self.count:
+            return self.mean
+        return _median(sorted(self.start)) if self.start else value
 
     def sigma(self, floor: float) -> float:
         """The spread as a standard deviation, at least ``floor``."""
@@ -174,14 +186,21 @@ class Baseline:
         return 0.0 if rho < 0.0 else 0.995 if rho > 0.995 else rho
 
     def offer(self, value: float, warmup: int) -> None:
-        """Queue ``value``; learn the point that has waited :data:`LAG` points (at once while
-        fewer than :data:`LAG` points are learned)."""
+        """Hold ``value`` among the first points, or queue it and learn the point that has
+        waited :data:`LAG` points (at once while fewer than :data:`LAG` points are learned)."""
+        if not self.count:
+            self.start.append(value)
+            if len(self.start) >= min(START_POINTS, warmup):
+                for held in robust_start(self.start):  # screened together already
+                    self._learn(held, warmup, screen=False)
+                self.start = []
+            return
         pending = self.pending
         pending.append(value)
         if len(pending) > LAG or self.count < LAG:
             self._learn(pending.pop(0), warmup)
 
-    def _learn(self, x: float, warmup: int) -> None:
+    def _learn(self, x: float, warmup: int, screen: bool = True) -> None:
         self.count += 1
         if self.count == 1:
             self.mean = x
@@ -189,9 +208,10 @@ class Baseline:
         weight = 1.0 / min(self.count, HORIZON)
         sigma = self.sigma(scale_floor(0.0, self.mean))
         deviation = x - self.mean
-        if self.count > warmup:  # one wild point moves the baseline by a bounded step
-            bound = WINSOR * sigma
-            deviation = -bound if deviation < -bound else bound if deviation > bound else deviation
+        if screen:  # one wild point moves the baseline by a bounded step (wider in warm-up)
+            bound = (WINSOR if self.count > warmup else WARMUP_SCREEN) * sigma
+            deviation = -bound if deviation < -bound else bound if deviation > bound \
+                else deviation
         self.mean += weight * deviation
         self.spread += weight * (abs(deviation) - self.spread)
         z = deviation / sigma
@@ -208,7 +228,7 @@ class Baseline:
     def state_dict(self) -> dict[str, Any]:
         return {"mean": self.mean, "spread": self.spread, "lagged_square": self.lagged_square,
                 "lagged_product": self.lagged_product, "last_z": self.last_z,
-                "count": self.count, "pending": list(self.pending)}
+                "count": self.count, "pending": list(self.pending), "start": list(self.start)}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Baseline:
@@ -217,8 +237,11 @@ class Baseline:
             setattr(baseline, name, float(state[name]))
         baseline.count = int(state["count"])
         baseline.pending = array("f", (float(v) for v in state["pending"]))
-        if baseline.count < 0 or len(baseline.pending) > LAG or not all(
-                math.isfinite(v) for v in (baseline.mean, baseline.spread, *baseline.pending)):
+        baseline.start = [float(v) for v in state.get("start", [])]
+        if baseline.count < 0 or len(baseline.pending) > LAG or len(baseline.start) >= \
+                START_POINTS or (baseline.count and baseline.start) or not all(
+                math.isfinite(v) for v in (baseline.mean, baseline.spread, *baseline.pending,
+                                           *baseline.start)):
             raise ValueError("bad adaptive baseline state")
         return baseline
 
@@ -333,13 +356,19 @@ class AdaptiveDetector:
         if profile is not None:
             season = profile.season
             component = profile.component(timestamp)
-            profile.learn(value, timestamp)
         x = value - component
         baseline = self._baseline
-        mean = baseline.mean if baseline.count else x
+        mean = baseline.centre(x)
         floor = scale_floor(0.0 if self._resolution == math.inf else self._resolution, mean)
         sigma = baseline.sigma(floor)
         episode = self._episode
+        if profile is not None and baseline.count:
+            # the profile learns the value screened like the baseline's warm-up: one wild
+            # point moves a bucket's mean by a bounded step
+            anchors = self._values.anchors()
+            bound = WARMUP_SCREEN * max(sigma, 0.0 if anchors is None else anchors[1] - anchors[0])
+            expected = mean + component
+            profile.learn(min(max(value, expected - bound), expected + bound), timestamp)
 
         # the extreme test, against the memory widened by the open episode's extremes
         deviation = x - mean
@@ -414,7 +443,8 @@ class AdaptiveDetector:
         episode = self._episode
         assert episode is not None  # noqa: S101 - only called with an open episode
         spread = self._baseline.spread
-        if episode.test != SHIFT or not spread / SPREAD_CHANGE <= episode.spread <= spread * SPREAD_CHANGE:
+        same = spread / SPREAD_CHANGE < episode.spread < spread * SPREAD_CHANGE
+        if episode.test != SHIFT or not same:
             self._values.keep_recent(episode.length)
         self._baseline.move(episode.level, episode.spread)
         self._episode = None
@@ -496,6 +526,11 @@ def _limits(alpha: float) -> tuple[float, float, float, float]:
     threshold = -math.log10(alpha)
     target = threshold + _LOG_TESTS
     return threshold, target, cusum_for(target), cusum_for(0.5 * target)
+
+
+def _median(ordered: list[float]) -> float:
+    half = len(ordered) // 2
+    return ordered[half] if len(ordered) % 2 else 0.5 * (ordered[half - 1] + ordered[half])
 
 
 def _score(evidence: float, threshold: float) -> float:

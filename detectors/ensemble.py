@@ -163,8 +163,9 @@ class EnsembleDetector:
         self._confirmations = 0  # points of the open episode confirming a lasting change
 
     def _new_members(self) -> tuple[ShewhartChart, CusumChart, EwmaChart]:
+        # no learning lag: an episode's points never reach the members' baselines anyway
         common: dict[str, Any] = {"warmup": self.warmup, "outliers": self.outliers,
-                                  "season": self.season}
+                                  "season": self.season, "lag": 0}
         return (ShewhartChart(k=self.shewhart_k, **common),
                 CusumChart(k=self.cusum_k, h=self.cusum_h, **common),
                 EwmaChart(lambda_=self.ewma_lambda, L=self.ewma_L, **common))

@@ -9,14 +9,14 @@ a warm-up per bucket (24 or 168 times as many points before every bucket can ala
 The charts take the option as ``season=...`` and then delegate to a :class:`Seasonal`:
 
 >>> from detectors.shewhart import ShewhartChart
->>> chart = ShewhartChart(warmup=3, season="hour_of_day")
->>> for day in range(5):  # quiet at 03:00, busy at 15:00, every day
+>>> chart = ShewhartChart(warmup=5, season="hour_of_day")
+>>> for day in range(6):  # quiet at 03:00, busy at 15:00, every day
 ...     _ = chart.update(10.0 + day % 2, day * 86400.0 + 3 * 3600)
 ...     _ = chart.update(100.0 + day % 2, day * 86400.0 + 15 * 3600)
->>> r = chart.update(100.0, 5 * 86400.0 + 15 * 3600)
+>>> r = chart.update(100.0, 6 * 86400.0 + 15 * 3600)
 >>> r.anomaly, r.centre, r.details
 (False, 100.4, {'bucket': 15.0})
->>> chart.update(100.0, 5 * 86400.0 + 3 * 3600).anomaly
+>>> chart.update(100.0, 6 * 86400.0 + 3 * 3600).anomaly
 True
 """
 
@@ -185,7 +185,7 @@ class SeasonalProfile:
     (1, 45.0)
     """
 
-    __slots__ = ("choice", "season", "_means", "_total", "_filled", "_level", "_seen",
+    __slots__ = ("choice", "season", "_means", "_unit", "_total", "_filled", "_level", "_seen",
                  "_errors", "_interval", "_first", "_last")
 
     def __init__(self, choice: str = "auto") -> None:
@@ -195,7 +195,10 @@ class SeasonalProfile:
         self.choice = choice
         self.season = SEASON_NONE
         """The season followed now: 0 none, 1 daily, 2 weekly."""
-        self._means = array("f", (math.nan,) * 168)  # NaN: no point in the bucket yet
+        # in units of _unit, a power of two near the series' magnitude, single precision;
+        # NaN: no point in the bucket yet
+        self._means = array("f", (math.nan,) * 168)
+        self._unit = 0.0  # set by the first point
         self._total = 0.0  # sum of the filled buckets' means
         self._filled = 0
         self._level = 0.0
@@ -219,12 +222,12 @@ class SeasonalProfile:
             if mean == mean:  # not NaN
                 total += mean
                 seen += 1
-        return total / seen if seen else self._level
+        return total * self._unit / seen if seen else self._level
 
     def _predictions(self, bucket: int) -> tuple[float, float, float]:
         daily = self._daily(bucket)
         weekly = self._means[bucket]
-        return (self._level, daily, weekly if weekly == weekly else daily)
+        return (self._level, daily, weekly * self._unit if weekly == weekly else daily)
 
     def component(self, timestamp: float) -> float:
         """The followed season's deviation from the profile's mean at ``timestamp`` (0 with no
@@ -253,15 +256,27 @@ class SeasonalProfile:
         self._last = timestamp
         self._seen += 1
         self._level += (value - self._level) / min(self._seen, horizon)
+        self._fit_unit(value)
+        unit = self._unit
         old = self._means[bucket]
         if old != old:  # the bucket's first point
-            self._means[bucket] = value
-            self._total += self._means[bucket]
+            self._means[bucket] = value / unit
+            self._total += self._means[bucket] * unit
             self._filled += 1
         else:
-            self._means[bucket] = old + (value - old) / self._bucket_points()
-            self._total += self._means[bucket] - old
+            self._means[bucket] = old + (value / unit - old) / self._bucket_points()
+            self._total += (self._means[bucket] - old) * unit
         self.season = self._chosen()
+
+    def _fit_unit(self, value: float) -> None:
+        """Make ``value`` representable in units of ``_unit`` in single precision: the unit
+        starts at the first value's power of two and grows by 2^32 while a value is over
+        2^96 units (the means are divided exactly by the same power of two)."""
+        if self._unit == 0.0:
+            self._unit = math.ldexp(1.0, math.frexp(value)[1]) if value else 1.0
+        while abs(value) > math.ldexp(self._unit, 96):
+            self._unit = math.ldexp(self._unit, 32)
+            self._means = array("f", (math.ldexp(m, -32) if m == m else m for m in self._means))
 
     def _bucket_points(self) -> float:
         """Points a bucket's mean averages over: the points it has had (about one hour's
@@ -294,7 +309,7 @@ class SeasonalProfile:
         """Everything, JSON-serialisable (an empty bucket as None); :meth:`from_state`
         continues exactly."""
         return {"choice": self.choice, "season": self.season,
-                "means": [None if v != v else v for v in self._means],
+                "means": [None if v != v else v for v in self._means], "unit": self._unit,
                 "total": self._total, "filled": self._filled, "level": self._level,
                 "seen": self._seen, "errors": list(self._errors), "interval": self._interval,
                 "first": None if math.isnan(self._first) else self._first,
@@ -310,6 +325,11 @@ class SeasonalProfile:
                 SEASON_NONE, SEASON_DAY, SEASON_WEEK):
             raise ValueError("bad seasonal profile state: need 168 means, 3 errors, a season")
         profile._means = array("f", means)
+        profile._unit = float(state["unit"])
+        if not (profile._unit == 0.0 or (math.isfinite(profile._unit)
+                                         and math.frexp(profile._unit)[0] == 0.5)):
+            raise ValueError(f"bad seasonal profile state: unit {profile._unit!r} is not a power "
+                             "of two")
         profile._errors = array("d", errors)
         profile.season = int(state["season"])
         profile._total = float(state["total"])
