@@ -7,6 +7,7 @@ from detectors.adaptive import AdaptiveDetector
 from detectors.bank import BankSeries, SeriesBank
 from detectors.base import (
     Detector,
+    Explanation,
     PointResult,
     build_detector,
     detector_names,
@@ -39,6 +40,7 @@ __all__ = [
     "Detector",
     "EnsembleDetector",
     "EwmaChart",
+    "Explanation",
     "GroupPool",
     "HalfSpaceTreesDetector",
     "KswinDrift",

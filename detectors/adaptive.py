@@ -75,10 +75,10 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, Self
 
-from detectors.base import PointResult, register
+from detectors.base import Explanation, PointResult, register
 from detectors.extremes import BLOCKS, BlockExtremes, scale_floor
 from detectors.seasonal import PROFILE_CHOICES, SEASON_NONE, SeasonalProfile
-from detectors.shewhart import check_positive
+from detectors.shewhart import check_positive, limit_crossed
 from detectors.stats import START_POINTS, WARMUP_SCREEN, robust_start
 
 DEFAULT_ALPHA = 5e-5
@@ -386,6 +386,8 @@ class AdaptiveDetector:
             * math.sqrt((1.0 - rho) / (1.0 + rho))
         up = max(0.0, self._cusum_up + step - REFERENCE)
         down = max(0.0, self._cusum_down - step - REFERENCE)
+        if episode is None and baseline.count < 2 * LAG:  # no test yet: nothing accumulates
+            up = down = 0.0
         cusum = up if up > down else down
         shift = 0.0
         if episode is None and baseline.count >= 2 * LAG and self._seen >= SPAN \
@@ -395,6 +397,7 @@ class AdaptiveDetector:
         evidence = max(extreme, shift) - _LOG_TESTS
         opened = resolved = rebaselined = False
         test = 0
+        explanation = None
         if episode is None:
             if self._seen >= self.warmup and evidence >= threshold:
                 opened = True
@@ -402,7 +405,14 @@ class AdaptiveDetector:
                 anchors = self._values.anchors() or (-math.inf, math.inf)
                 episode = self._episode = Episode(test, x, baseline.spread, anchors)
                 if test == SHIFT:
+                    explanation = Explanation("shift up" if up > down else "shift down", cusum,
+                                              alarm_cusum)
                     up = down = 0.0
+                else:
+                    explanation = limit_crossed(
+                        "extreme high" if test == EXTREME_HIGH else "extreme low", value,
+                        mean + component, tail.lower + mean + component,
+                        tail.upper + mean + component)
         else:
             episode.add(x, deviation, cusum < quiet_cusum)
             resolved = episode.quiet >= CLEAR_AFTER
@@ -430,23 +440,30 @@ class AdaptiveDetector:
 
         details = {"extreme": max(0.0, extreme - _LOG_TESTS),
                    "shift": max(0.0, shift - _LOG_TESTS), "threshold": threshold,
+                   "extreme_score": _score(extreme - _LOG_TESTS, threshold),
+                   "shift_score": _score(shift - _LOG_TESTS, threshold),
                    "cusum": cusum, "cusum_limit": alarm_cusum, "test": float(test),
                    "season": float(season), "episode": float(length)}
         return PointResult(_score(evidence, threshold), opened, mean + component,
                            tail.lower + mean + component, tail.upper + mean + component, z,
                            self._values.count, resolved=resolved, rebaselined=rebaselined,
-                           details=details)
+                           details=details, explanation=explanation)
 
     def _rebaseline(self) -> None:
-        """Accept the episode's level and spread as the new normal; an episode opened by an
-        extreme also replaces the memory of extremes by its own."""
+        """Accept the episode's level and spread as the new normal. The memories hold
+        deviations from the level: the episode's are moved to the new level, and when the
+        episode changed the spread they replace the older ones."""
         episode = self._episode
         assert episode is not None  # noqa: S101 - only called with an open episode
-        spread = self._baseline.spread
+        baseline = self._baseline
+        spread = baseline.spread
         same = spread / SPREAD_CHANGE < episode.spread < spread * SPREAD_CHANGE
-        if episode.test != SHIFT or not same:
+        if not same:
             self._values.keep_recent(episode.length)
-        self._baseline.move(episode.level, episode.spread)
+        moved = baseline.mean - episode.level if baseline.count else 0.0
+        self._values.shift_recent(episode.length, moved)
+        self._levels.shift_recent(-(-episode.length // SPAN), moved)
+        baseline.move(episode.level, episode.spread)
         self._episode = None
         self._cusum_up = self._cusum_down = 0.0
 
@@ -459,6 +476,7 @@ class AdaptiveDetector:
         self._episode = None
         self._cusum_up = self._cusum_down = 0.0
         self._ewma = math.nan
+        self._seen = 0  # a warm-up again
 
     # --- state --------------------------------------------------------------------------
 

@@ -44,10 +44,10 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.base import Detector, PointResult, restore_detector, score_from_ratio
-from detectors.cusum import _HUGE, CusumChart
+from detectors.cusum import _HUGE, CusumChart, cusum_crossed
 from detectors.ensemble import EnsembleDetector
 from detectors.ewma import SCREEN_K, EwmaChart
-from detectors.shewhart import ShewhartChart
+from detectors.shewhart import ShewhartChart, limit_crossed
 from detectors.stats import WARMUP_SCREEN
 
 Floats = npt.NDArray[np.float64]
@@ -310,19 +310,28 @@ class _ChartColumns:
             return PointResult(0.0, False, mean if n else value, -_INF, _INF, 0.0, n)
         z = float(step.z[at])
         anomaly = bool(step.anomaly[at])
+        lower, upper = float(step.lower[at]), float(step.upper[at])
         details: dict[str, float] | None
+        explanation = None
         if self.kind == "shewhart":
             score = score_from_ratio(abs(z) / self.k)
             details = {"rule": 1.0} if anomaly else None
+            if anomaly:
+                explanation = limit_crossed("shewhart", value, mean, lower, upper)
         elif self.kind == "cusum":
             score = score_from_ratio(float(step.ratio[at]))
-            details = {"cusum_pos": float(step.extra[0][at]),
-                       "cusum_neg": float(step.extra[1][at])}
+            pos, neg = float(step.extra[0][at]), float(step.extra[1][at])
+            details = {"cusum_pos": pos, "cusum_neg": neg}
+            if anomaly:
+                explanation = cusum_crossed(pos, neg, self.h)
         else:
             score = score_from_ratio(float(step.ratio[at]))
-            details = {"ewma": float(step.extra[0][at])}
-        return PointResult(score, anomaly, mean, float(step.lower[at]), float(step.upper[at]),
-                           z, n, details=details)
+            ewma = float(step.extra[0][at])
+            details = {"ewma": ewma}
+            if anomaly:
+                explanation = limit_crossed("ewma", ewma, mean, lower, upper)
+        return PointResult(score, anomaly, mean, lower, upper, z, n, details=details,
+                           explanation=explanation)
 
 
 class BankSeries:

@@ -14,6 +14,29 @@ from dataclasses import dataclass
 from typing import Any, Protocol, Self, runtime_checkable
 
 
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """What raised an alarm: the test that fired, its statistic and the limit it crossed.
+
+    >>> Explanation("cusum up", 12.34, 9.84).describe()
+    'cusum up 12.34 > 9.84'
+    >>> Explanation("extreme low", 3.2, 5.1).describe()
+    'extreme low 3.2 < 5.1'
+    """
+
+    test: str
+    """The test, e.g. ``"shewhart"``, ``"cusum up"``, ``"extreme high"``, ``"shift down"``."""
+    statistic: float
+    """Its statistic at the alarm (for limits on the values, the value itself)."""
+    limit: float
+    """The limit the statistic crossed (upwards, or downwards when it is below it)."""
+
+    def describe(self) -> str:
+        """``test statistic > limit`` (or ``<``), numbers to four significant digits."""
+        sign = ">" if self.statistic >= self.limit else "<"
+        return f"{self.test} {self.statistic:.4g} {sign} {self.limit:.4g}"
+
+
 @dataclass(slots=True)
 class PointResult:
     """How one point looks against a detector's limits, computed before it learned the point.
@@ -41,6 +64,8 @@ class PointResult:
     """True while the limits rest on borrowed (pooled) statistics rather than the series' own."""
     details: dict[str, float] | None = None
     """Detector-specific figures (e.g. the CUSUM sums), for alerts and plots."""
+    explanation: Explanation | None = None
+    """On an alarm: the test that fired, its statistic and its limit."""
 
 
 def score_from_ratio(ratio: float) -> float:

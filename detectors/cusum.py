@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any, Self
 
-from detectors.base import PointResult, register, score_from_ratio
+from detectors.base import Explanation, PointResult, register, score_from_ratio
 from detectors.budget import cusum_h_for_arl
 from detectors.ewma import SCREEN_K
 from detectors.seasonal import Season, Seasonal, check_season
@@ -43,6 +43,11 @@ from detectors.shewhart import (
 from detectors.stats import LAG, ChartBaseline
 
 _HUGE = 1e300  # a deviation from a σ of 0 adds this to a sum: score 1.0, still finite
+
+
+def cusum_crossed(pos: float, neg: float, h: float) -> Explanation:
+    """The explanation of a CUSUM alarm: the larger sum against the decision interval."""
+    return Explanation("cusum up", pos, h) if pos > neg else Explanation("cusum down", neg, h)
 
 
 @register("cusum")
@@ -131,15 +136,17 @@ class CusumChart:
                 baseline.offer(low if value < low else high if value > high else value)
             else:
                 baseline.offer(value if abs(value - mean) <= screen else None)
+        anomaly = warm and ratio > 1.0
         return PointResult(
             score_from_ratio(ratio),
-            warm and ratio > 1.0,
+            anomaly,
             mean,
             lower,
             upper,
             z,
             n,
             details={"cusum_pos": pos, "cusum_neg": neg},
+            explanation=cusum_crossed(pos, neg, h) if anomaly else None,
         )
 
     def state_dict(self) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from detectors.shewhart import (
     check_outliers,
     check_positive,
     check_warmup,
+    limit_crossed,
 )
 from detectors.stats import LAG, ChartBaseline
 
@@ -159,15 +160,18 @@ class EwmaChart:
                 baseline.offer(low if value < low else high if value > high else value)
             else:
                 baseline.offer(value if abs(value - mean) <= screen else None)
+        anomaly = warm and ratio > 1.0
         return PointResult(
             score_from_ratio(ratio),
-            warm and ratio > 1.0,
+            anomaly,
             mean,
             mean - width,
             mean + width,
             z,
             n,
             details={"ewma": ewma},
+            explanation=limit_crossed("ewma", ewma, mean, mean - width, mean + width)
+            if anomaly else None,
         )
 
     def state_dict(self) -> dict[str, Any]:

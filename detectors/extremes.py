@@ -184,6 +184,21 @@ class BlockExtremes:
         self._blocks = self._blocks[(whole - keep) * self._fields:]
         self._summary = None
 
+    def shift_recent(self, points: int, delta: float) -> None:
+        """Add ``delta`` to the extremes of the blocks that hold the last ``points`` points (the
+        memory holds deviations from a level, and the level of those points has moved)."""
+        fields = self._fields
+        for i in range(fields):
+            if self._filled:
+                self._current[i] += delta
+        whole = len(self._blocks) // fields
+        shifted = min(whole, max(0, -(-(points - self._filled) // self.block_length)))
+        if shifted:
+            blocks = self._blocks
+            self._blocks = blocks[:(whole - shifted) * fields] + array(
+                "d", (v + delta for v in blocks[(whole - shifted) * fields:]))
+        self._summary = None
+
     def _refreshed(self) -> array[float]:
         """The complete blocks' two largest maxima, two smallest minima and tail scales above
         and below (median gap between an extreme and its runner-up, over ln 2)."""

@@ -40,7 +40,13 @@ from typing import Any, Self
 from detectors.base import PointResult, register, score_from_ratio
 from detectors.budget import shewhart_k_for_arl
 from detectors.seasonal import Season, Seasonal, check_season
-from detectors.shewhart import check_arl0, check_outliers, check_positive, check_warmup
+from detectors.shewhart import (
+    check_arl0,
+    check_outliers,
+    check_positive,
+    check_warmup,
+    limit_crossed,
+)
 from detectors.stats import WARMUP_SCREEN
 
 METHODS = ("mad", "quantile")
@@ -174,6 +180,7 @@ class RobustChart:
             return self._seasonal.update(value, timestamp)
         if not math.isfinite(value):
             raise ValueError(f"value must be a finite number, got {value!r}")
+        value_in = value
         ordered = self._sorted
         n = len(ordered)
         if n < 2:
@@ -215,7 +222,9 @@ class RobustChart:
         elif policy == "learn" or not (warm and ratio > 1.0):
             self._learn(value)
         anomaly = warm and ratio > 1.0
-        return PointResult(score_from_ratio(ratio), anomaly, centre, lower, upper, z, n)
+        return PointResult(score_from_ratio(ratio), anomaly, centre, lower, upper, z, n,
+                           explanation=limit_crossed("robust", value_in, centre, lower, upper)
+                           if anomaly else None)
 
     def _learn(self, value: float) -> None:
         arrivals, ordered = self._arrivals, self._sorted

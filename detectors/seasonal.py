@@ -156,6 +156,9 @@ PROFILE_WEEKS = 4.0
 EXPLAINED = 0.5
 """``auto`` takes a season only when it predicts the series with at most this share of the
 squared error of its level alone: the season must explain at least half of the variance."""
+KEEP = 0.75
+"""``auto`` keeps a season it follows while its squared error stays at most this share of
+the level's (it takes one at :data:`EXPLAINED`)."""
 WEEKLY_GAIN = 0.8
 """``auto`` prefers the weekly season to the daily one only when its squared error is at most
 this share of the daily one's: the days of the week must differ, not just the noise."""
@@ -172,7 +175,8 @@ class SeasonalProfile:
     ``choice="auto"`` the profile follows the season whose squared prediction error, averaged
     over the same weeks, is smallest, if it is at most :data:`EXPLAINED` times that of the level
     (and the series has spanned two of its periods; the weekly one must also beat the daily one
-    by :data:`WEEKLY_GAIN`); a series without a season, or without real timestamps, keeps none.
+    by :data:`WEEKLY_GAIN`), and keeps it while it is at most :data:`KEEP` times that; a series
+    without a season, or without real timestamps, keeps none.
     :meth:`component` is the chosen season's deviation from the profile's mean at a time: the
     series minus its component keeps its level and loses its season. The means are kept in
     single precision (168 × 4 bytes).
@@ -303,7 +307,13 @@ class SeasonalProfile:
             best, error = SEASON_DAY, daily
         if span >= 2 * _WEEK and weekly < WEEKLY_GAIN * error:
             best, error = SEASON_WEEK, weekly
-        return best if error <= EXPLAINED * level else SEASON_NONE
+        if error <= EXPLAINED * level:
+            return best
+        # a season followed is kept while it still explains a quarter of the variance, so a
+        # series near the bar does not flip in and out of it (each flip restarts the tests)
+        if self.season != SEASON_NONE and self._errors[self.season] <= KEEP * level:
+            return self.season
+        return SEASON_NONE
 
     def state_dict(self) -> dict[str, Any]:
         """Everything, JSON-serialisable (an empty bucket as None); :meth:`from_state`

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any, Self
 
-from detectors.base import PointResult, register, score_from_ratio
+from detectors.base import Explanation, PointResult, register, score_from_ratio
 from detectors.budget import shewhart_k_for_arl
 from detectors.rules import RunRules, check_rules
 from detectors.seasonal import Season, Seasonal, check_season
@@ -58,6 +58,13 @@ def check_lag(lag: object) -> int:
         raise ValueError(f"lag must be an integer from 0 to 4096 (points before a point is "
                          f"learned, once warm), got {lag!r}")
     return lag
+
+
+def limit_crossed(test: str, value: float, centre: float, lower: float,
+                  upper: float) -> Explanation:
+    """The explanation of an alarm on limits for the values: ``value`` against the limit on
+    its side of ``centre``."""
+    return Explanation(test, value, upper if value >= centre else lower)
 
 
 def _starting(baseline: ChartBaseline, value: float) -> PointResult:
@@ -159,18 +166,21 @@ class ShewhartChart:
             z = math.inf if value > mean else -math.inf
         beyond = abs(z) > k
         warm = n >= self.warmup
-        details = None
+        details = explanation = None
         rules = self._rules
         if rules is None:
             score = score_from_ratio(abs(z) / k)
             anomaly = warm and beyond
             if anomaly:
                 details = {"rule": 1.0}
+                explanation = limit_crossed("shewhart", value, mean, lower, upper)
         else:
-            score = score_from_ratio(rules.evaluate(z))
+            ratio = rules.evaluate(z)
+            score = score_from_ratio(ratio)
             anomaly = warm and rules.fired > 0
             if anomaly:
                 details = {"rule": float(rules.fired)}
+                explanation = Explanation(f"rule we{rules.fired}", ratio, 1.0)
 
         if not warm:
             baseline.offer(value)
@@ -178,7 +188,8 @@ class ShewhartChart:
             baseline.offer(lower if value < lower else upper if value > upper else value)
         else:
             baseline.offer(None if self.outliers == "exclude" and beyond else value)
-        return PointResult(score, anomaly, mean, lower, upper, z, n, details=details)
+        return PointResult(score, anomaly, mean, lower, upper, z, n, details=details,
+                           explanation=explanation)
 
     def state_dict(self) -> dict[str, Any]:
         """Parameters and statistics, JSON-serialisable; ``from_state`` continues exactly."""

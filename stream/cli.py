@@ -95,7 +95,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="also draw one series' control chart to this PNG "
                         "(needs the 'plot' extra: pip install 'vigil[plot]')")
     replay.add_argument("--series", metavar="KEY/METRIC",
-                        help="the series to draw with --plot (default: the first series)")
+                        help="the series to draw with --plot (default: the one with the most "
+                        "alarms)")
     replay.set_defaults(handler=_replay)
 
     generate = commands.add_parser(
@@ -280,8 +281,9 @@ def _replay(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise VigilError(f"cannot write the chart to {str(args.plot)!r}: "
                              f"{exc.strerror}") from exc
-        print(f"drew {capture.series} ({len(capture.points)} points) to {args.plot}",
-              file=sys.stderr)
+        alarms = sum(point.result.anomaly for point in capture.points)
+        print(f"drew {capture.series} ({len(capture.points)} points, {alarms} "
+              f"alarm{'' if alarms == 1 else 's'}) to {args.plot}", file=sys.stderr)
     return 0
 
 

@@ -195,3 +195,13 @@ def test_one_wild_point_in_warm_up_cannot_blind_a_detector(name: str, wild_at: i
     spike = detector.update(1e6, START + STEP * 300)
     assert spike.anomaly, spike
     assert spike.upper < 1e3, spike
+
+
+def test_every_alarm_explains_itself(reference: dict[str, Any]) -> None:
+    alarms = [r for r in reference["results"] if r.anomaly]
+    assert alarms, "the series has a spike and a shift: every detector alarms on them"
+    for r in alarms:
+        assert r.explanation is not None, r
+        assert math.isfinite(r.explanation.limit), r
+        assert r.explanation.describe().startswith(r.explanation.test)
+    assert all(r.explanation is None for r in reference["results"] if not r.anomaly)
