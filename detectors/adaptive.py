@@ -20,9 +20,15 @@ wander and their points are correlated, which would make a CUSUM alarm all the t
 deviation is shrunk by ``√((1 − ρ) / (1 + ρ))`` (ρ the lag-1 autocorrelation of the
 deviations, so that their sum has the variance of independent ones), and the test counts only
 while the smoothed level (an EWMA of span :data:`SPAN`) is beyond the range of smoothed
-levels the series has had, by at least one tail scale. The baseline (mean, spread, ρ) learns
-every point :data:`LAG` points late and never from an open anomaly, so a shift is judged
-against the level before it, not chased.
+levels the series has had, by at least one tail scale. Even so, a series whose deviations
+are correlated over long stretches (residuals of an imperfect season, a level that wanders)
+reaches CUSUM values that independent points would not: the test keeps its own *record*, a
+block-extremes memory of the CUSUM at every point where it counted (0 elsewhere), and its
+nominal evidence is lowered by as much as the record's anchor (its second-largest block
+maximum) is more frequent in the series than nominally, so a CUSUM is judged against what
+this series' CUSUM does. The baseline (mean, spread, ρ) learns every point :data:`LAG` points
+late and never from an open anomaly, so a shift is judged against the level before it, not
+chased.
 
 **Seasons.** A :class:`~detectors.seasonal.SeasonalProfile` finds a daily or weekly season by
 itself (``season="auto"``) and both tests see the series minus its seasonal component; name
@@ -302,7 +308,7 @@ class AdaptiveDetector:
     name: str = "adaptive"
     __slots__ = ("alpha", "season", "visibility", "warmup", "rebaseline_after", "_limits",
                  "_profile", "_values", "_levels", "_baseline", "_episode", "_cusum_up",
-                 "_cusum_down", "_ewma", "_previous", "_resolution", "_seen")
+                 "_cusum_down", "_ewma", "_previous", "_resolution", "_seen", "_shifts")
 
     def __init__(
         self,
@@ -334,6 +340,7 @@ class AdaptiveDetector:
         self._profile = None if season is None else SeasonalProfile(season)
         self._values = BlockExtremes()  # deviations of the (deseasonalised) values
         self._levels = _level_memory()  # deviations of the EWMA, 1 in SPAN
+        self._shifts = _shift_memory()  # the shift test's CUSUM where it counted, else 0
         self._baseline = Baseline()
         self._episode: Episode | None = None
         self._cusum_up = 0.0
@@ -390,9 +397,11 @@ class AdaptiveDetector:
             up = down = 0.0
         cusum = up if up > down else down
         shift = 0.0
+        counted = 0.0  # the CUSUM where the test counts, signed by its direction
         if episode is None and baseline.count >= 2 * LAG and self._seen >= SPAN \
                 and self._levels.tail(ewma - mean, self.visibility, floor).beyond >= GATE:
-            shift = shift_evidence(cusum)
+            counted = cusum if up > down else -cusum
+            shift = shift_evidence(cusum) - self._excess(up > down)
 
         evidence = max(extreme, shift) - _LOG_TESTS
         opened = resolved = rebaselined = False
@@ -418,6 +427,8 @@ class AdaptiveDetector:
             resolved = episode.quiet >= CLEAR_AFTER
             rebaselined = not resolved and episode.length >= self.rebaseline_after
         self._cusum_up, self._cusum_down = up, down
+        if (episode is None or opened) and baseline.count >= 2 * LAG:
+            self._shifts.learn(counted)
         length = 0 if episode is None else episode.length
 
         # learn: the memories everything, the baseline what is not in an episode
@@ -449,6 +460,19 @@ class AdaptiveDetector:
                            self._values.count, resolved=resolved, rebaselined=rebaselined,
                            details=details, explanation=explanation)
 
+    def _excess(self, upward: bool) -> float:
+        """How much the series' own record of the shift test's CUSUM (in that direction)
+        overstates its nominal evidence: the nominal evidence of the record's anchor less the
+        anchor's rarity in the record (0 if the record is as rare as nominal or rarer)."""
+        shifts = self._shifts
+        anchors = shifts.anchors()
+        if anchors is None:
+            return 0.0
+        anchor = anchors[1] if upward else -anchors[0]
+        if anchor <= 0.0:
+            return 0.0
+        return max(0.0, shift_evidence(anchor) - shifts.anchor_evidence())
+
     def _rebaseline(self) -> None:
         """Accept the episode's level and spread as the new normal. The memories hold
         deviations from the level: the episode's are moved to the new level, and when the
@@ -472,6 +496,7 @@ class AdaptiveDetector:
         tests see are another stream now (only the resolution is kept)."""
         self._values = BlockExtremes()
         self._levels = _level_memory()
+        self._shifts = _shift_memory()
         self._baseline = Baseline()
         self._episode = None
         self._cusum_up = self._cusum_down = 0.0
@@ -491,6 +516,7 @@ class AdaptiveDetector:
             "profile": None if self._profile is None else self._profile.state_dict(),
             "values": self._values.state_dict(),
             "levels": self._levels.state_dict(),
+            "shifts": self._shifts.state_dict(),
             "baseline": self._baseline.state_dict(),
             "episode": None if self._episode is None else self._episode.state_dict(),
             "cusum": [self._cusum_up, self._cusum_down],
@@ -511,6 +537,7 @@ class AdaptiveDetector:
             det._profile = SeasonalProfile.from_state(state["profile"])
         det._values = BlockExtremes.from_state(state["values"])
         det._levels = BlockExtremes.from_state(state["levels"])
+        det._shifts = BlockExtremes.from_state(state["shifts"])
         det._baseline = Baseline.from_state(state["baseline"])
         if state["episode"] is not None:
             det._episode = Episode.from_state(state["episode"])
@@ -533,7 +560,14 @@ class AdaptiveDetector:
 def _level_memory() -> BlockExtremes:
     """The memory of smoothed levels: one EWMA value in :data:`SPAN` points, in half as many
     blocks as the memory of values and without runners-up (it only bounds the levels seen)."""
-    return BlockExtremes(runners_up=False, capacity=LEVEL_BLOCKS)
+    return BlockExtremes(runners_up=False, capacity=LEVEL_BLOCKS, single=True)
+
+
+def _shift_memory() -> BlockExtremes:
+    """The record of the shift test: its CUSUM at each point where the test counted, signed by
+    direction (0 elsewhere); without runners-up (only its anchors are used), in single
+    precision."""
+    return BlockExtremes(runners_up=False, single=True)
 
 
 @lru_cache(maxsize=64)

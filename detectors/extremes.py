@@ -61,6 +61,8 @@ points."""
 ANCHOR_RANK = 1.5
 """Blocks beyond the anchor, the second-largest block maximum, in the plotting position
 (k − 0.5) of its rank k = 2."""
+_SUMMARY = 6
+"""Numbers in a memory's cached summary (kept after its current block)."""
 _LN10 = math.log(10.0)
 _LN2 = math.log(2.0)
 
@@ -100,10 +102,10 @@ class BlockExtremes:
     """
 
     __slots__ = ("_fields", "_low", "capacity", "longest", "_blocks", "_current", "_filled",
-                 "block_length", "_summary")
+                 "block_length")
 
     def __init__(self, runners_up: bool = True, capacity: int = BLOCKS,
-                 longest: int = LONGEST_BLOCK) -> None:
+                 longest: int = LONGEST_BLOCK, single: bool = False) -> None:
         if not 2 <= capacity <= 1024 or capacity % 2 or not FIRST_BLOCK <= longest <= 1 << 20:
             raise ValueError(f"need an even capacity of 2 to 1,024 blocks and a longest block "
                              f"of {FIRST_BLOCK} to 2^20 points, got {capacity!r}, {longest!r}")
@@ -114,17 +116,22 @@ class BlockExtremes:
         """Complete blocks kept."""
         self.longest = longest
         """Longest block: the memory spans the last ``capacity × longest`` points."""
-        self._blocks = array("d")  # complete blocks, oldest first
+        # complete blocks, oldest first, in double or (``single``) single precision
+        self._blocks = array("f" if single else "d")
         self._current = self._empty()
         self._filled = 0  # points in the current block
         self.block_length = FIRST_BLOCK
-        # of the complete blocks, refreshed when one closes: the two largest maxima, the two
-        # smallest minima, the tail scales above and below; None until needed
-        self._summary: array[float] | None = None
 
     def _empty(self) -> array[float]:
+        """An empty current block, followed by a stale summary (see :meth:`_refreshed`)."""
         half = self._fields // 2
-        return array("d", [-math.inf] * half + [math.inf] * half)
+        return array(self._blocks.typecode,
+                     [-math.inf] * half + [math.inf] * half + [math.nan] * _SUMMARY)
+
+    @property
+    def single(self) -> bool:
+        """Whether the extremes are kept in single precision (half the bytes)."""
+        return self._blocks.typecode == "f"
 
     @property
     def runners_up(self) -> bool:
@@ -164,11 +171,13 @@ class BlockExtremes:
             self._close()
 
     def _close(self) -> None:
-        fields = self._fields
-        blocks = self._blocks + self._current  # a new array of exactly this size
-        self._current = self._empty()
+        fields, current = self._fields, self._current
+        blocks = self._blocks + current[:fields]  # a new array of exactly this size
+        half = fields // 2
+        for i in range(fields):
+            current[i] = -math.inf if i < half else math.inf
+        current[fields] = math.nan  # the summary is stale
         self._filled = 0
-        self._summary = None
         whole = len(blocks) // fields
         if whole >= self.capacity and self.block_length < self.longest:
             blocks = _merged(blocks, fields)
@@ -182,7 +191,7 @@ class BlockExtremes:
         whole = len(self._blocks) // self._fields
         keep = min(whole, max(0, -(-(points - self._filled) // self.block_length)))
         self._blocks = self._blocks[(whole - keep) * self._fields:]
-        self._summary = None
+        self._current[self._fields] = math.nan
 
     def shift_recent(self, points: int, delta: float) -> None:
         """Add ``delta`` to the extremes of the blocks that hold the last ``points`` points (the
@@ -196,15 +205,18 @@ class BlockExtremes:
         if shifted:
             blocks = self._blocks
             self._blocks = blocks[:(whole - shifted) * fields] + array(
-                "d", (v + delta for v in blocks[(whole - shifted) * fields:]))
-        self._summary = None
+                blocks.typecode, (v + delta for v in blocks[(whole - shifted) * fields:]))
+        self._current[fields] = math.nan
 
-    def _refreshed(self) -> array[float]:
-        """The complete blocks' two largest maxima, two smallest minima and tail scales above
-        and below (median gap between an extreme and its runner-up, over ln 2)."""
-        if self._summary is not None:
-            return self._summary
-        fields, low, blocks = self._fields, self._low, self._blocks
+    def _refreshed(self) -> int:
+        """Where the summary of the complete blocks starts in ``_current`` (after the current
+        block), refreshed first if a block closed since: their two largest maxima, two
+        smallest minima and tail scales above and below (median gap between an extreme and
+        its runner-up, over ln 2)."""
+        fields, current = self._fields, self._current
+        if current[fields] == current[fields]:  # not NaN: fresh
+            return fields
+        low, blocks = self._low, self._blocks
         maxima = sorted(blocks[0::fields])
         minima = sorted(blocks[low::fields])
         theta_high = theta_low = 0.0
@@ -213,22 +225,32 @@ class BlockExtremes:
                                                               strict=True) if b > -math.inf))
             theta_low = _median(sorted(b - a for a, b in zip(blocks[2::4], blocks[3::4],
                                                              strict=True) if b < math.inf))
-        self._summary = array("d", (
+        current[fields:] = array(blocks.typecode, (
             maxima[-1] if maxima else -math.inf, maxima[-2] if len(maxima) > 1 else -math.inf,
             minima[0] if minima else math.inf, minima[1] if len(minima) > 1 else math.inf,
             theta_high / _LN2, theta_low / _LN2))
-        return self._summary
+        return fields
 
     def anchors(self) -> tuple[float, float] | None:
         """(lower, upper) anchor: second-smallest block minimum, second-largest block maximum
         (the current block included); None with fewer than two blocks."""
         if len(self) < 2:
             return None
-        first, second, lowest, next_lowest = self._refreshed()[:4]
-        top, bottom = self._current[0], self._current[self._low]
+        at, current = self._refreshed(), self._current
+        first, second, lowest, next_lowest = current[at:at + 4]
+        top, bottom = current[0], current[self._low]
         high = first if top > first else max(second, top)
         low = lowest if bottom < lowest else min(next_lowest, bottom)
         return low, high
+
+    def anchor_evidence(self) -> float:
+        """Evidence (−log10 p per point) of a value at an anchor: ``p₀``, the share of points
+        in memory reaching it by the blocks' plotting position (0 with fewer than two
+        blocks)."""
+        blocks = float(len(self))
+        if blocks < 2.0:
+            return 0.0
+        return -math.log10(_per_point(ANCHOR_RANK / blocks, self.count / blocks))
 
     def tail(self, value: float, visibility: float, floor: float,
              target: float | None = None, inside: tuple[float, float] | None = None) -> Tail:
@@ -244,10 +266,10 @@ class BlockExtremes:
         span = high - low
         blocks = float(len(self))
         per_block = self.count / blocks
-        base = -math.log10(_per_point(ANCHOR_RANK / blocks, per_block))
-        summary = self._refreshed()
-        scale_high = max(summary[4], visibility * span, floor)
-        scale_low = max(summary[5], visibility * span, floor)
+        base = self.anchor_evidence()
+        at = self._refreshed()
+        scale_high = max(self._current[at + 4], visibility * span, floor)
+        scale_low = max(self._current[at + 5], visibility * span, floor)
         side, beyond = 0, 0.0
         if value > high:
             beyond, side = (value - high) / scale_high, 1
@@ -272,15 +294,17 @@ class BlockExtremes:
 
     def state_dict(self) -> dict[str, Any]:
         """Blocks, current block and block length, JSON-serialisable (infinities as None)."""
-        return {"runners_up": self._fields == 4, "capacity": self.capacity,
+        return {"runners_up": self._fields == 4, "capacity": self.capacity, "single": self.single,
                 "longest": self.longest, "block_length": self.block_length,
                 "blocks": [_finite(v) for v in self._blocks],
-                "current": [_finite(v) for v in self._current], "filled": self._filled}
+                "current": [_finite(v) for v in self._current[:self._fields]],
+                "filled": self._filled}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> BlockExtremes:
         """Rebuild the memory saved by :meth:`state_dict`."""
-        memory = cls(bool(state["runners_up"]), int(state["capacity"]), int(state["longest"]))
+        memory = cls(bool(state["runners_up"]), int(state["capacity"]), int(state["longest"]),
+                     bool(state.get("single", False)))
         fields = memory._fields
         half = fields // 2
         blocks = [_infinite(v, i % fields < half) for i, v in enumerate(state["blocks"])]
@@ -290,8 +314,9 @@ class BlockExtremes:
                 or len(current) != fields or not FIRST_BLOCK <= length <= memory.longest
                 or length & (length - 1) or not 0 <= filled < length):
             raise ValueError("bad block extremes state: wrong block count, size or length")
-        memory._blocks = array("d", blocks)
-        memory._current = array("d", current)
+        code = memory._blocks.typecode
+        memory._blocks = array(code, blocks)
+        memory._current = array(code, current + [math.nan] * _SUMMARY)
         memory.block_length = length
         memory._filled = filled
         return memory
@@ -316,7 +341,7 @@ def _merged(blocks: array[float], fields: int) -> array[float]:
             out.extend((tops[3], tops[2], bottoms[0], bottoms[1]))
         else:
             out.extend((max(a[0], b[0]), min(a[1], b[1])))
-    return array("d", out)
+    return array(blocks.typecode, out)
 
 
 def _median(ordered: list[float]) -> float:
