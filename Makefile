@@ -35,7 +35,7 @@ test: system-deps lint typecheck
 demo: install
 	$(BIN)/vigil demo
 
-BENCHMARKS := quality updaters drift engine throughput latency memory replay
+BENCHMARKS := quality nab updaters drift engine throughput latency memory replay
 
 bench: install
 	@for name in $(BENCHMARKS); do \

@@ -3,9 +3,11 @@
 Importing this package registers every detector, so ``build_detector(name)`` knows them all.
 """
 
+from detectors.adaptive import AdaptiveDetector
 from detectors.bank import BankSeries, SeriesBank
 from detectors.base import (
     Detector,
+    Explanation,
     PointResult,
     build_detector,
     detector_names,
@@ -30,6 +32,7 @@ from detectors.shewhart import ShewhartChart  # importing a detector module regi
 from detectors.stats import RunningStats
 
 __all__ = [
+    "AdaptiveDetector",
     "AdwinDrift",
     "BankSeries",
     "ColdStart",
@@ -37,6 +40,7 @@ __all__ = [
     "Detector",
     "EnsembleDetector",
     "EwmaChart",
+    "Explanation",
     "GroupPool",
     "HalfSpaceTreesDetector",
     "KswinDrift",

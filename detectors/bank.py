@@ -14,18 +14,23 @@ one at a time by :meth:`BankSeries.update` — the handle holds an object detect
 exactly the series' state, and :meth:`SeriesBank.rebank` takes it back once it is in control.
 
 >>> from detectors.shewhart import ShewhartChart
->>> bank = SeriesBank.for_template(ShewhartChart(warmup=4))
+>>> bank = SeriesBank.for_template(ShewhartChart(warmup=4, lag=2))
 >>> series = [bank.new_series(owner=name) for name in ("a", "b")]
->>> for step in range(6):
+>>> for handle in series:  # a new series holds its first points as an object chart
+...     for v in (10.0, 11.0, 12.0, 10.0):
+...         _ = handle.update(v, 0.0)
+>>> [bank.rebank(handle) for handle in series], [handle.slot for handle in series]
+([True, True], [0, 1])
+>>> for step in range(3):
 ...     for handle in series:
 ...         bank.pending_slots.append(handle.slot)
 ...         bank.pending_values.append(10.0 + step % 3)
 >>> bank.pending_slots.append(series[0].slot)
 >>> bank.pending_values.append(99.0)
 >>> [(j, owner, r.anomaly, r.n) for j, owner, r in bank.flush(lambda j: 0.0)]
-[(12, 'a', True, 6)]
->>> series[0].state_dict()["stats"]["count"], series[1].state_dict()["stats"]["count"]
-(7, 6)
+[(6, 'a', True, 5)]
+>>> series[0].state_dict()["pending"], series[1].state_dict()["stats"]["count"]  # 99 clipped
+([12.0, 13.283281572999748], 5)
 """
 
 from __future__ import annotations
@@ -39,10 +44,11 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.base import Detector, PointResult, restore_detector, score_from_ratio
-from detectors.cusum import _HUGE, CusumChart
+from detectors.cusum import _HUGE, CusumChart, cusum_crossed
 from detectors.ensemble import EnsembleDetector
 from detectors.ewma import SCREEN_K, EwmaChart
-from detectors.shewhart import ShewhartChart
+from detectors.shewhart import ShewhartChart, limit_crossed
+from detectors.stats import WARMUP_SCREEN
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -58,8 +64,9 @@ MAX_EWMA_TABLE = 1 << 20
 """Longest table of exact EWMA limit factors; a smaller ``λ`` stays on the object path."""
 
 _INF = math.inf
-_DYNAMIC = {"shewhart": ("stats",), "cusum": ("stats", "pos", "neg"),
-            "ewma": ("stats", "ewma", "i")}
+_DYNAMIC = {"shewhart": ("stats", "start", "pending"),
+            "cusum": ("stats", "start", "pending", "pos", "neg"),
+            "ewma": ("stats", "start", "pending", "ewma", "i")}
 _ENSEMBLE_DYNAMIC = ("members", "recent", "offset", "episode", "quiet", "z", "confirmations",
                      "snapshot", "reference")
 
@@ -94,8 +101,12 @@ class _ChartColumns:
                          if name not in _DYNAMIC[kind]}
         self.warmup = int(state["warmup"])
         self.outliers = str(state["outliers"])
+        self.lag = int(state.get("lag", 0))
         self.columns: dict[str, npt.NDArray[Any]] = {
             "n": np.zeros(0, np.int64), "mean": np.zeros(0), "m2": np.zeros(0)}
+        if self.lag:  # the points waiting to be learned: a ring per slot (NaN: learn nothing)
+            self.columns.update(ring=np.zeros((0, self.lag)), ring_length=np.zeros(0, np.int64),
+                                ring_head=np.zeros(0, np.int64))
         if kind == "shewhart":
             self.k = float(state["k"])
         elif kind == "cusum":
@@ -123,7 +134,7 @@ class _ChartColumns:
 
     def grow(self, capacity: int) -> None:
         for name, column in self.columns.items():
-            grown = np.zeros(capacity, column.dtype)
+            grown = np.zeros((capacity, *column.shape[1:]), column.dtype)
             grown[:len(column)] = column
             self.columns[name] = grown
 
@@ -131,11 +142,22 @@ class _ChartColumns:
         for column in self.columns.values():
             column[slot] = 0
 
+    def bankable(self, state: Mapping[str, Any]) -> bool:
+        """Whether a chart in ``state`` can live in the columns: its statistics have started
+        (the first points held by the object chart are behind it)."""
+        return int(state["stats"]["count"]) >= 2 and not state.get("start")
+
     def load(self, slot: int, state: Mapping[str, Any]) -> None:
         stats, columns = state["stats"], self.columns
         columns["n"][slot] = int(stats["count"])
         columns["mean"][slot] = float(stats["mean"])
         columns["m2"][slot] = float(stats["m2"])
+        if self.lag:
+            pending = state.get("pending", [])
+            columns["ring"][slot, :len(pending)] = [math.nan if v is None else float(v)
+                                                    for v in pending]
+            columns["ring_length"][slot] = len(pending)
+            columns["ring_head"][slot] = 0
         if self.kind == "cusum":
             columns["pos"][slot] = float(state["pos"])
             columns["neg"][slot] = float(state["neg"])
@@ -145,10 +167,19 @@ class _ChartColumns:
             columns["i"][slot] = int(state["i"])
 
     def export(self, values: Mapping[str, npt.NDArray[Any]], at: int) -> dict[str, Any]:
-        """The chart's ``state_dict`` from ``values[name][at]`` (columns or a round's pre)."""
+        """The chart's ``state_dict`` from ``values[name][at]`` (columns or, without a lag, a
+        round's pre)."""
         state = dict(self.template)
         state["stats"] = {"count": int(values["n"][at]), "mean": float(values["mean"][at]),
                           "m2": float(values["m2"][at])}
+        state["start"] = []
+        pending: list[float | None] = []
+        if self.lag:
+            ring, head = values["ring"][at], int(values["ring_head"][at])
+            for i in range(int(values["ring_length"][at])):
+                value = float(ring[(head + i) % self.lag])
+                pending.append(None if math.isnan(value) else value)
+        state["pending"] = pending
         if self.kind == "cusum":
             state["pos"] = float(values["pos"][at])
             state["neg"] = float(values["neg"][at])
@@ -161,7 +192,7 @@ class _ChartColumns:
     def step(self, slots: Slots, x: Floats) -> _Step:
         """Score and learn one point for each of ``slots`` (distinct), as the chart does."""
         columns = self.columns
-        pre = {name: column[slots] for name, column in columns.items()}
+        pre = {name: column[slots] for name, column in columns.items() if column.ndim == 1}
         n, mean, m2 = pre["n"], pre["mean"], pre["m2"]
         warm = n >= self.warmup
         cold = n < 2
@@ -233,11 +264,35 @@ class _ChartColumns:
 
     def _learn(self, slots: Slots, n: Ints, mean: Floats, m2: Floats, x: Floats,
                keep: Bools | None) -> None:
-        """Welford's update of :class:`~detectors.stats.RunningStats`, where ``keep``."""
+        """What :class:`~detectors.stats.ChartBaseline` does with the points the chart's policy
+        learns (``x`` where ``keep``): in warm-up each is learned at once, winsorised at the
+        mean ± WARMUP_SCREEN σ; once warm each waits ``lag`` points in the ring."""
+        warm = n >= self.warmup
+        bound = WARMUP_SCREEN * np.maximum(np.sqrt(m2 / (n - 1)), 1e-6 * np.abs(mean))
+        low, high = mean - bound, mean + bound
+        screened = np.where(x < low, low, np.where(x > high, high, x))
+        value = np.where(warm, x, screened)
+        if self.lag:
+            columns = self.columns
+            ring, lengths, heads = columns["ring"], columns["ring_length"], columns["ring_head"]
+            waiting = slots[warm]
+            incoming = x[warm] if keep is None else np.where(keep[warm], x[warm], math.nan)
+            length, head = lengths[waiting], heads[waiting]
+            full = length >= self.lag
+            oldest = ring[waiting, head]
+            ring[waiting, np.where(full, head, (head + length) % self.lag)] = incoming
+            heads[waiting] = np.where(full, (head + 1) % self.lag, head)
+            lengths[waiting] = np.where(full, length, length + 1)
+            leaving = np.full(len(slots), math.nan)
+            leaving[warm] = np.where(full, oldest, math.nan)
+            value = np.where(warm, leaving, value)
+            keep = ~warm | ~np.isnan(leaving)
+        elif keep is not None:
+            keep = ~warm | keep
         count = n + 1
-        delta = x - mean
+        delta = value - mean
         new_mean = mean + delta / count
-        new_m2 = m2 + delta * (x - new_mean)
+        new_m2 = m2 + delta * (value - new_mean)
         if keep is not None:
             count = np.where(keep, count, n)
             new_mean = np.where(keep, new_mean, mean)
@@ -255,19 +310,28 @@ class _ChartColumns:
             return PointResult(0.0, False, mean if n else value, -_INF, _INF, 0.0, n)
         z = float(step.z[at])
         anomaly = bool(step.anomaly[at])
+        lower, upper = float(step.lower[at]), float(step.upper[at])
         details: dict[str, float] | None
+        explanation = None
         if self.kind == "shewhart":
             score = score_from_ratio(abs(z) / self.k)
             details = {"rule": 1.0} if anomaly else None
+            if anomaly:
+                explanation = limit_crossed("shewhart", value, mean, lower, upper)
         elif self.kind == "cusum":
             score = score_from_ratio(float(step.ratio[at]))
-            details = {"cusum_pos": float(step.extra[0][at]),
-                       "cusum_neg": float(step.extra[1][at])}
+            pos, neg = float(step.extra[0][at]), float(step.extra[1][at])
+            details = {"cusum_pos": pos, "cusum_neg": neg}
+            if anomaly:
+                explanation = cusum_crossed(pos, neg, self.h)
         else:
             score = score_from_ratio(float(step.ratio[at]))
-            details = {"ewma": float(step.extra[0][at])}
-        return PointResult(score, anomaly, mean, float(step.lower[at]), float(step.upper[at]),
-                           z, n, details=details)
+            ewma = float(step.extra[0][at])
+            details = {"ewma": ewma}
+            if anomaly:
+                explanation = limit_crossed("ewma", ewma, mean, lower, upper)
+        return PointResult(score, anomaly, mean, lower, upper, z, n, details=details,
+                           explanation=explanation)
 
 
 class BankSeries:
@@ -323,6 +387,7 @@ class SeriesBank:
     def __init__(self, template: Detector) -> None:
         kind = type(template)
         state = template.state_dict()
+        self._fresh = state
         if kind is EnsembleDetector:
             if state["season"] is not None:
                 raise ValueError("seasonal ensembles stay on the object path")
@@ -357,9 +422,10 @@ class SeriesBank:
             return None
 
     def new_series(self, owner: object) -> BankSeries:
-        """A fresh series (no points yet) in a slot of its own."""
+        """A fresh series (no points yet): an object detector until it has started its
+        statistics from its first points (then :meth:`rebank` moves it into a slot)."""
         handle = BankSeries(self, owner)
-        handle.slot = self._allocate(handle)
+        handle.detector = restore_detector(self.name, self._fresh)
         return handle
 
     def adopt(self, detector: Detector, owner: object) -> BankSeries:
@@ -405,7 +471,8 @@ class SeriesBank:
         else:
             states = [state]
         for chart, chart_state in zip(self.charts, states, strict=True):
-            if {k: chart_state[k] for k in chart.template} != chart.template:
+            if {k: chart_state[k] for k in chart.template} != chart.template \
+                    or not chart.bankable(chart_state):
                 return None
         return states
 

@@ -8,10 +8,34 @@ growing (never clipped) as the evidence grows.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, Self, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """What raised an alarm: the test that fired, its statistic and the limit it crossed.
+
+    >>> Explanation("cusum up", 12.34, 9.84).describe()
+    'cusum up 12.34 > 9.84'
+    >>> Explanation("extreme low", 3.2, 5.1).describe()
+    'extreme low 3.2 < 5.1'
+    """
+
+    test: str
+    """The test, e.g. ``"shewhart"``, ``"cusum up"``, ``"extreme high"``, ``"shift down"``."""
+    statistic: float
+    """Its statistic at the alarm (for limits on the values, the value itself)."""
+    limit: float
+    """The limit the statistic crossed (upwards, or downwards when it is below it)."""
+
+    def describe(self) -> str:
+        """``test statistic > limit`` (or ``<``), numbers to four significant digits."""
+        sign = ">" if self.statistic >= self.limit else "<"
+        return f"{self.test} {self.statistic:.4g} {sign} {self.limit:.4g}"
 
 
 @dataclass(slots=True)
@@ -41,6 +65,8 @@ class PointResult:
     """True while the limits rest on borrowed (pooled) statistics rather than the series' own."""
     details: dict[str, float] | None = None
     """Detector-specific figures (e.g. the CUSUM sums), for alerts and plots."""
+    explanation: Explanation | None = None
+    """On an alarm: the test that fired, its statistic and its limit."""
 
 
 def score_from_ratio(ratio: float) -> float:
@@ -115,6 +141,14 @@ def build_detector(name: str, params: Mapping[str, Any] | None = None) -> Detect
         return factory(**dict(params or {}))
     except TypeError as exc:
         raise ValueError(f"bad parameters for detector {name!r}: {exc}") from exc
+
+
+def detector_parameters(name: str) -> frozenset[str]:
+    """The keyword parameters the detector registered as ``name`` takes (empty if unknown)."""
+    factory = _REGISTRY.get(name)
+    if factory is None:
+        return frozenset()
+    return frozenset(inspect.signature(factory).parameters)
 
 
 def restore_detector(name: str, state: Mapping[str, Any]) -> Detector:

@@ -47,6 +47,7 @@ from detectors.base import (
     score_from_ratio,
 )
 from detectors.budget import shewhart_k_for_arl
+from detectors.shewhart import limit_crossed
 from detectors.stats import RunningStats
 
 PROVISIONAL_ARL0 = 20_000.0
@@ -144,7 +145,9 @@ class ColdStart:
         basis.update(min(max(value, lower), upper))  # as the Shewhart chart's "clip" policy
         details = None if beyond else self.inner.update(value, timestamp).details
         return PointResult(score_from_ratio(abs(z) / self.k), anomaly, mean, lower, upper, z, n,
-                           provisional=True, details=details)
+                           provisional=True, details=details,
+                           explanation=limit_crossed("provisional", value, mean, lower, upper)
+                           if anomaly else None)
 
     def state_dict(self) -> dict[str, Any]:
         """The inner detector's name and state, the prior and the provisional chart."""
@@ -230,9 +233,10 @@ class GroupPool:
     def seed(self, detector: Detector, group: str, metric: str,
              member: str | None = None) -> Detector:
         """``detector`` wrapped in a :class:`ColdStart` on the group's pool, or unchanged when
-        the pool is not ready, or the detector is seasonal or takes vectors (a pool of plain
-        values would mislead those)."""
-        if getattr(detector, "season", None) is not None or getattr(
+        the pool is not ready, or the detector has a configured season or takes vectors (a pool
+        of plain values would mislead those; a season found by the detector itself, ``"auto"``,
+        is not known yet on a new series)."""
+        if getattr(detector, "season", None) not in (None, "auto") or getattr(
                 detector, "input_kind", "scalar") != "scalar":
             return detector
         prior = self.pooled(group, metric, exclude=member)

@@ -18,7 +18,7 @@ sums before it (``μ ± σ·(h + k − C)``), ``z`` is the point's own standardi
 [False, False, False, True, False]
 >>> alarm, after = results[3:]
 >>> round(alarm.details["cusum_pos"], 2), after.details["cusum_pos"] == after.z - 0.5
-(4.52, True)
+(4.38, True)
 """
 
 from __future__ import annotations
@@ -28,14 +28,26 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any, Self
 
-from detectors.base import PointResult, register, score_from_ratio
+from detectors.base import Explanation, PointResult, register, score_from_ratio
 from detectors.budget import cusum_h_for_arl
 from detectors.ewma import SCREEN_K
 from detectors.seasonal import Season, Seasonal, check_season
-from detectors.shewhart import check_arl0, check_outliers, check_positive, check_warmup
-from detectors.stats import RunningStats
+from detectors.shewhart import (
+    _starting,
+    check_arl0,
+    check_lag,
+    check_outliers,
+    check_positive,
+    check_warmup,
+)
+from detectors.stats import LAG, ChartBaseline
 
 _HUGE = 1e300  # a deviation from a σ of 0 adds this to a sum: score 1.0, still finite
+
+
+def cusum_crossed(pos: float, neg: float, h: float) -> Explanation:
+    """The explanation of a CUSUM alarm: the larger sum against the decision interval."""
+    return Explanation("cusum up", pos, h) if pos > neg else Explanation("cusum down", neg, h)
 
 
 @register("cusum")
@@ -56,6 +68,7 @@ class CusumChart:
         outliers: str = "clip",
         arl0: float | None = None,
         season: Season | None = None,
+        lag: int = LAG,
     ) -> None:
         self.k = check_positive("k", k, "reference value (slack) in σ", zero=True)
         h = check_positive("h", h, "decision interval in σ")
@@ -64,13 +77,15 @@ class CusumChart:
         self.warmup = check_warmup(warmup)
         self.outliers = check_outliers(outliers)
         self.season = None if season is None else check_season(season)
-        self._stats = RunningStats()
+        self.lag = check_lag(lag)
+        self._baseline = ChartBaseline(self.warmup, self.lag)
         self._pos = 0.0
         self._neg = 0.0
         self._seasonal: Seasonal[CusumChart] | None = None
         if self.season is not None:
             make = partial(
-                CusumChart, k=self.k, h=self.h, warmup=self.warmup, outliers=self.outliers
+                CusumChart, k=self.k, h=self.h, warmup=self.warmup, outliers=self.outliers,
+                lag=self.lag,
             )
             self._seasonal = Seasonal(self.season, make, CusumChart.from_state)
 
@@ -80,12 +95,12 @@ class CusumChart:
             return self._seasonal.update(value, timestamp)
         if not math.isfinite(value):
             raise ValueError(f"value must be a finite number, got {value!r}")
-        stats = self._stats
+        baseline = self._baseline
+        stats = baseline.stats
         n = stats.count
         mean = stats.mean
         if n < 2:
-            stats.update(value)
-            return PointResult(0.0, False, mean if n else value, -math.inf, math.inf, 0.0, n)
+            return _starting(baseline, value)
 
         sigma = math.sqrt(stats.m2 / (n - 1))
         k, h = self.k, self.h
@@ -112,25 +127,26 @@ class CusumChart:
         else:
             self._pos, self._neg = pos, neg
 
-        policy = self.outliers
-        if policy == "learn" or not warm:
-            stats.update(value)
+        if self.outliers == "learn" or not warm:
+            baseline.offer(value)
         else:
             screen = SCREEN_K * sigma
-            if policy == "clip":
+            if self.outliers == "clip":
                 low, high = mean - screen, mean + screen
-                stats.update(low if value < low else high if value > high else value)
-            elif abs(value - mean) <= screen:
-                stats.update(value)
+                baseline.offer(low if value < low else high if value > high else value)
+            else:
+                baseline.offer(value if abs(value - mean) <= screen else None)
+        anomaly = warm and ratio > 1.0
         return PointResult(
             score_from_ratio(ratio),
-            warm and ratio > 1.0,
+            anomaly,
             mean,
             lower,
             upper,
             z,
             n,
             details={"cusum_pos": pos, "cusum_neg": neg},
+            explanation=cusum_crossed(pos, neg, h) if anomaly else None,
         )
 
     def state_dict(self) -> dict[str, Any]:
@@ -142,11 +158,12 @@ class CusumChart:
             "outliers": self.outliers,
             "arl0": self.arl0,
             "season": self.season,
+            "lag": self.lag,
         }
         if self._seasonal is not None:
             state["buckets"] = self._seasonal.state_dict()["buckets"]
         else:
-            state.update(stats=self._stats.state_dict(), pos=self._pos, neg=self._neg)
+            state.update(self._baseline.state_dict(), pos=self._pos, neg=self._neg)
         return state
 
     @classmethod
@@ -159,12 +176,13 @@ class CusumChart:
             warmup=state["warmup"],
             outliers=state["outliers"],
             season=season,
+            lag=state.get("lag", 0),
         )
         chart.arl0 = check_arl0(state.get("arl0"))  # h is saved: no recomputation from arl0
         if chart._seasonal is not None:
             chart._seasonal.load_state({"season": season, "buckets": state["buckets"]})
             return chart
-        chart._stats = RunningStats.from_state(state["stats"])
+        chart._baseline.load_state(state)
         pos, neg = float(state["pos"]), float(state["neg"])
         if not (0.0 <= pos < math.inf and 0.0 <= neg < math.inf):
             raise ValueError(f"bad CUSUM state: need finite sums >= 0, got {pos!r}, {neg!r}")
@@ -174,7 +192,7 @@ class CusumChart:
     def __repr__(self) -> str:
         extra = "".join(
             f", {name}={value!r}"
-            for name, value in (("arl0", self.arl0), ("season", self.season))
+            for name, value in (("arl0", self.arl0), ("season", self.season), ("lag", self.lag))
             if value is not None
         )
         return (

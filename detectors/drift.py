@@ -38,7 +38,7 @@ from typing import Any, Self
 
 from river import drift
 
-from detectors.base import PointResult, register, score_from_ratio
+from detectors.base import Explanation, PointResult, register, score_from_ratio
 from detectors.stats import RunningStats
 
 BAND_SIGMAS = 3.0
@@ -263,7 +263,8 @@ class AdwinDrift:
         anomaly = bool(adwin.drift_detected)
         details = {"width": float(adwin.width), "cut_ratio": ratio}
         return PointResult(score_from_ratio(ratio), anomaly, centre, lower, upper, z, n,
-                           details=details)
+                           details=details,
+                           explanation=Explanation("adwin cut", ratio, 1.0) if anomaly else None)
 
     def _params(self) -> dict[str, Any]:
         return {"delta": self.delta, "clock": self.clock, "max_buckets": self.max_buckets,
@@ -353,8 +354,12 @@ class PageHinkleyDrift:
         statistic = (increase if self.mode == "up" else decrease if self.mode == "down"
                      else max(increase, decrease))
         details = {"ph_increase": increase, "ph_decrease": decrease}
-        return PointResult(score_from_ratio(statistic / self.threshold), bool(ph.drift_detected),
-                           centre, lower, upper, z, n, details=details)
+        anomaly = bool(ph.drift_detected)
+        test = "page_hinkley up" if increase >= decrease else "page_hinkley down"
+        return PointResult(score_from_ratio(statistic / self.threshold), anomaly,
+                           centre, lower, upper, z, n, details=details,
+                           explanation=Explanation(test, statistic, self.threshold)
+                           if anomaly else None)
 
     def _params(self) -> dict[str, Any]:
         return {"min_instances": self.min_instances, "delta": self.delta,
@@ -443,8 +448,11 @@ class KswinDrift:
             ratio = math.log(p_value) / math.log(self.alpha) if p_value > 0.0 else math.inf
         else:
             p_value, ratio = 1.0, 0.0
-        return PointResult(score_from_ratio(ratio), bool(ks.drift_detected), centre, lower,
-                           upper, z, n, details={"p_value": p_value})
+        anomaly = bool(ks.drift_detected)
+        return PointResult(score_from_ratio(ratio), anomaly, centre, lower, upper, z, n,
+                           details={"p_value": p_value},
+                           explanation=Explanation("kswin p-value", p_value, self.alpha)
+                           if anomaly else None)
 
     def _params(self) -> dict[str, Any]:
         return {"alpha": self.alpha, "window_size": self.window_size,

@@ -58,7 +58,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
-from detectors.base import PointResult, register
+from detectors.base import Explanation, PointResult, register
 from detectors.budget import cusum_h_for_arl, ewma_L_for_arl, shewhart_k_for_arl
 from detectors.cusum import CusumChart
 from detectors.ewma import EwmaChart
@@ -94,6 +94,21 @@ def member_limits(arl0: float, cusum_k: float, ewma_lambda: float) -> tuple[floa
         return known
     return (shewhart_k_for_arl(share), cusum_h_for_arl(share, cusum_k),
             ewma_L_for_arl(share, ewma_lambda, "exact"))
+
+
+def opening_explanation(members: Sequence[PointResult], offset: float) -> Explanation | None:
+    """What opened an episode: the explanation of the alarming member with the highest score
+    (values moved back by the seasonal re-baselines' ``offset``)."""
+    fired = max((m for m in members if m.anomaly), key=_by_score)
+    explanation = fired.explanation
+    if explanation is not None and explanation.test in ("shewhart", "ewma") and offset:
+        explanation = Explanation(explanation.test, explanation.statistic + offset,
+                                  explanation.limit + offset)
+    return explanation
+
+
+def _by_score(result: PointResult) -> float:
+    return result.score
 
 
 def _check_count(name: str, value: object, minimum: int) -> int:
@@ -163,8 +178,9 @@ class EnsembleDetector:
         self._confirmations = 0  # points of the open episode confirming a lasting change
 
     def _new_members(self) -> tuple[ShewhartChart, CusumChart, EwmaChart]:
+        # no learning lag: an episode's points never reach the members' baselines anyway
         common: dict[str, Any] = {"warmup": self.warmup, "outliers": self.outliers,
-                                  "season": self.season}
+                                  "season": self.season, "lag": 0}
         return (ShewhartChart(k=self.shewhart_k, **common),
                 CusumChart(k=self.cusum_k, h=self.cusum_h, **common),
                 EwmaChart(lambda_=self.ewma_lambda, L=self.ewma_L, **common))
@@ -219,9 +235,10 @@ class EnsembleDetector:
         for member in (cusum, ewma):
             if member.details:
                 details.update(member.details)
+        explanation = opening_explanation((shewhart, cusum, ewma), offset) if opened else None
         return PointResult(score, opened, shewhart.centre + offset, shewhart.lower + offset,
                            shewhart.upper + offset, shewhart.z, shewhart.n, resolved=resolved,
-                           rebaselined=rebaselined, details=details)
+                           rebaselined=rebaselined, details=details, explanation=explanation)
 
     @property
     def in_control(self) -> bool:

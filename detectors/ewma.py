@@ -21,8 +21,8 @@ tables assume). During warm-up the chart runs, restarts included, but raises no 
 >>> [r.anomaly for r in results]
 [False, False, True, False]
 >>> after = results[3]  # the EWMA restarted at the baseline mean after the alarm
->>> after.details["ewma"] == 0.2 * 11.5 + 0.8 * after.centre, after.n
-(True, 43)
+>>> after.details["ewma"] == 0.2 * 11.5 + 0.8 * after.centre, after.n  # 30 points wait
+(True, 10)
 """
 
 from __future__ import annotations
@@ -35,8 +35,16 @@ from typing import Any, Self
 from detectors.base import PointResult, register, score_from_ratio
 from detectors.budget import EWMA_LIMITS, ewma_L_for_arl
 from detectors.seasonal import Season, Seasonal, check_season
-from detectors.shewhart import check_arl0, check_outliers, check_positive, check_warmup
-from detectors.stats import RunningStats
+from detectors.shewhart import (
+    _starting,
+    check_arl0,
+    check_lag,
+    check_outliers,
+    check_positive,
+    check_warmup,
+    limit_crossed,
+)
+from detectors.stats import LAG, ChartBaseline
 
 SCREEN_K = 3.0
 """Individual points beyond mean ± SCREEN_K·σ are clipped or excluded from the baseline."""
@@ -63,6 +71,7 @@ class EwmaChart:
         outliers: str = "clip",
         arl0: float | None = None,
         season: Season | None = None,
+        lag: int = LAG,
     ) -> None:
         lambda_ = check_positive("lambda_", lambda_, "smoothing weight in (0, 1]")
         if lambda_ > 1.0:
@@ -82,7 +91,8 @@ class EwmaChart:
         self._spread = lambda_ / (2.0 - lambda_)  # variance of the EWMA over σ², asymptotic
         self._decay = (1.0 - lambda_) ** 2
         self._exact = self.limits == "exact"
-        self._stats = RunningStats()
+        self.lag = check_lag(lag)
+        self._baseline = ChartBaseline(self.warmup, self.lag)
         self._ewma: float | None = None  # None: (re)start at the baseline mean next point
         self._i = 0  # points in the EWMA since it (re)started
         self._seasonal: Seasonal[EwmaChart] | None = None
@@ -94,6 +104,7 @@ class EwmaChart:
                 warmup=self.warmup,
                 limits=self.limits,
                 outliers=self.outliers,
+                lag=self.lag,
             )
             self._seasonal = Seasonal(self.season, make, EwmaChart.from_state)
 
@@ -103,12 +114,12 @@ class EwmaChart:
             return self._seasonal.update(value, timestamp)
         if not math.isfinite(value):
             raise ValueError(f"value must be a finite number, got {value!r}")
-        stats = self._stats
+        baseline = self._baseline
+        stats = baseline.stats
         n = stats.count
         mean = stats.mean
         if n < 2:
-            stats.update(value)
-            return PointResult(0.0, False, mean if n else value, -math.inf, math.inf, 0.0, n)
+            return _starting(baseline, value)
 
         sigma = math.sqrt(stats.m2 / (n - 1))
         lam = self.lambda_
@@ -140,25 +151,27 @@ class EwmaChart:
             self._ewma = ewma
             self._i = i
 
-        policy = self.outliers
-        if policy == "learn" or not warm:
-            stats.update(value)
+        if self.outliers == "learn" or not warm:
+            baseline.offer(value)
         else:
             screen = SCREEN_K * sigma
-            if policy == "clip":
+            if self.outliers == "clip":
                 low, high = mean - screen, mean + screen
-                stats.update(low if value < low else high if value > high else value)
-            elif abs(value - mean) <= screen:
-                stats.update(value)
+                baseline.offer(low if value < low else high if value > high else value)
+            else:
+                baseline.offer(value if abs(value - mean) <= screen else None)
+        anomaly = warm and ratio > 1.0
         return PointResult(
             score_from_ratio(ratio),
-            warm and ratio > 1.0,
+            anomaly,
             mean,
             mean - width,
             mean + width,
             z,
             n,
             details={"ewma": ewma},
+            explanation=limit_crossed("ewma", ewma, mean, mean - width, mean + width)
+            if anomaly else None,
         )
 
     def state_dict(self) -> dict[str, Any]:
@@ -171,11 +184,12 @@ class EwmaChart:
             "outliers": self.outliers,
             "arl0": self.arl0,
             "season": self.season,
+            "lag": self.lag,
         }
         if self._seasonal is not None:
             state["buckets"] = self._seasonal.state_dict()["buckets"]
         else:
-            state.update(stats=self._stats.state_dict(), ewma=self._ewma, i=self._i)
+            state.update(self._baseline.state_dict(), ewma=self._ewma, i=self._i)
         return state
 
     @classmethod
@@ -189,12 +203,13 @@ class EwmaChart:
             limits=state["limits"],
             outliers=state["outliers"],
             season=season,
+            lag=state.get("lag", 0),
         )
         chart.arl0 = check_arl0(state.get("arl0"))  # L is saved: no recomputation from arl0
         if chart._seasonal is not None:
             chart._seasonal.load_state({"season": season, "buckets": state["buckets"]})
             return chart
-        chart._stats = RunningStats.from_state(state["stats"])
+        chart._baseline.load_state(state)
         ewma, i = state["ewma"], int(state["i"])
         if (ewma is None) != (i == 0) or i < 0:
             raise ValueError(f"bad EWMA state: ewma={ewma!r}, i={i!r}")
@@ -205,7 +220,7 @@ class EwmaChart:
     def __repr__(self) -> str:
         extra = "".join(
             f", {name}={value!r}"
-            for name, value in (("arl0", self.arl0), ("season", self.season))
+            for name, value in (("arl0", self.arl0), ("season", self.season), ("lag", self.lag))
             if value is not None
         )
         return (

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Self
 from river import anomaly
 from river.tree.padded import PaddedBranch, PaddedLeaf
 
-from detectors.base import PointResult, register, score_from_ratio
+from detectors.base import Explanation, PointResult, register, score_from_ratio
 from detectors.stats import RunningStats
 
 SCALAR_FEATURE = "value"
@@ -164,7 +164,9 @@ class HalfSpaceTreesDetector:
         mass = 1.0 - raw
         ratio = (1.0 - self.threshold) / mass if mass > 0.0 else math.inf
         return PointResult(score_from_ratio(ratio) if warm else 0.0, anomaly, centre, 0.0,
-                           self.threshold, z, n, details={"hst_score": raw})
+                           self.threshold, z, n, details={"hst_score": raw},
+                           explanation=Explanation("hst", raw, self.threshold)
+                           if anomaly else None)
 
     def _params(self) -> dict[str, Any]:
         return {"n_trees": self.n_trees, "height": self.height, "window_size": self.window_size,

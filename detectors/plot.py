@@ -1,5 +1,7 @@
 """The control chart of one series, drawn as for a control-chart review: values, centre line,
-upper and lower control limits, alarms marked, episode ends and re-baselines flagged.
+upper and lower control limits, alarms marked, episode ends and re-baselines flagged; and
+below it what fires: each test's statistic against its own limit (as a score, 0.5 at the
+limit), every alarm labelled with the test that raised it, its statistic and its limit.
 
 Rendering returns PNG bytes (no file is written here). matplotlib is an optional extra:
 ``pip install 'vigil[plot]'``; without it :func:`render_control_chart` raises
@@ -80,9 +82,9 @@ def render_control_chart(
     upper = [_finite(p.result.upper) for p in points]
     lower = [_finite(p.result.lower) for p in points]
 
-    figure = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
+    figure = Figure(figsize=(width, height * 1.45), dpi=dpi, layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    axes, tests = figure.subplots(2, 1, sharex=True, height_ratios=(3.0, 1.5))
     dense = len(points) > DENSE_POINTS
     axes.plot(x, values, color="#1f4e79", linewidth=0.6 if dense else 0.9,
               marker="" if dense else "o", markersize=2.2, label="value", zorder=3)
@@ -115,11 +117,55 @@ def render_control_chart(
     axes.text(1.0, 1.01, f"{len(points)} points, {anomalies} alarms", transform=axes.transAxes,
               ha="right", va="bottom", fontsize=9, color="#555555")
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    axes.set_xlabel("")
+    _draw_tests(tests, x, points, dense)
+    tests.set_xlabel("time (UTC)" if as_dates else "timestamp")
     if as_dates:
         figure.autofmt_xdate()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+TEST_SCORES = {"shewhart_score": "shewhart", "cusum_score": "cusum", "ewma_score": "ewma",
+               "extreme_score": "extreme", "shift_score": "shift"}
+"""``details`` keys that hold one test's score (its statistic over its limit, 0.5 at the
+limit), and the test's name in the panel."""
+LABELLED_ALARMS = 12
+"""Up to this many alarms are labelled with what fired; more are only marked."""
+
+
+def _draw_tests(axes: Any, x: Sequence[Any], points: Sequence[ChartPoint], dense: bool) -> None:
+    """The panel of what fires: each test's score (its statistic over its own limit; 0.5 at
+    the limit), or the detector's score when it has one test, and every alarm's test."""
+    present = [key for key in TEST_SCORES
+               if any(p.result.details and key in p.result.details for p in points)]
+    width = 0.6 if dense else 0.9
+    if present:
+        for key in present:
+            axes.plot(x, [_finite((p.result.details or {}).get(key, math.nan)) for p in points],
+                      linewidth=width, label=TEST_SCORES[key])
+    else:
+        axes.plot(x, [p.result.score for p in points], linewidth=width, color="#1f4e79",
+                  label="score")
+    axes.axhline(0.5, color="#c62828", linestyle="--", linewidth=1.1, label="limit")
+    alarms = [i for i, p in enumerate(points) if p.result.anomaly]
+    axes.scatter([x[i] for i in alarms], [points[i].result.score for i in alarms], s=40,
+                 marker="o", facecolors="none", edgecolors="#d50000", linewidths=1.4,
+                 zorder=4, label="alarm")
+    if len(alarms) <= LABELLED_ALARMS:
+        for i in alarms:
+            explanation = points[i].result.explanation
+            if explanation is not None:
+                axes.annotate(explanation.describe(), (x[i], points[i].result.score),
+                              xytext=(3, 4), textcoords="offset points", fontsize=7,
+                              rotation=20, color="#b71c1c")
+    axes.set_ylim(0.0, 1.02)
+    axes.set_ylabel("test score")
+    axes.grid(True, color="#e0e0e0", linewidth=0.6)
+    axes.text(0.0, 1.01, "what fires: each test's statistic over its limit (0.5 = the limit)",
+              transform=axes.transAxes, ha="left", va="bottom", fontsize=8, color="#555555")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
 
 
 def _episodes(points: Sequence[ChartPoint]) -> list[tuple[int, int]]:

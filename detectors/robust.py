@@ -14,9 +14,10 @@ values (about 10 kB of JSON for the default 500).
 
 When over half the window is one value the MAD (or a side's quantile spread) is 0; σ̂ then
 falls back to 1.2533 × the mean absolute deviation from the median (O(window) per point
-while that lasts), and is 0 only for a constant window. ``k`` keeps its meaning of "σ for
-normal data" throughout, so ``arl0`` sets it as for the Shewhart chart (exact for normal
-data, not for the skewed data this chart is for).
+while that lasts; each deviation counts at most six times the typical non-zero one, so one
+wild value cannot blind the chart), and is 0 when fewer than two values differ from it.
+``k`` keeps its meaning of "σ for normal data" throughout, so ``arl0`` sets it as for the
+Shewhart chart (exact for normal data, not for the skewed data this chart is for).
 
 >>> chart = RobustChart(k=3.0, warmup=5, window=50)
 >>> for v in [10.0, 11.0, 9.0, 10.0, 10.5, 9.5, 10.0]:
@@ -39,7 +40,14 @@ from typing import Any, Self
 from detectors.base import PointResult, register, score_from_ratio
 from detectors.budget import shewhart_k_for_arl
 from detectors.seasonal import Season, Seasonal, check_season
-from detectors.shewhart import check_arl0, check_outliers, check_positive, check_warmup
+from detectors.shewhart import (
+    check_arl0,
+    check_outliers,
+    check_positive,
+    check_warmup,
+    limit_crossed,
+)
+from detectors.stats import WARMUP_SCREEN
 
 METHODS = ("mad", "quantile")
 MAD_SCALE = 1.4826
@@ -157,8 +165,14 @@ class RobustChart:
             self._seasonal = Seasonal(self.season, make, RobustChart.from_state)
 
     def _mean_deviation_sigma(self, centre: float) -> float:
+        """1.2533 × the mean absolute deviation from ``centre``, each deviation counting at
+        most WARMUP_SCREEN times the typical non-zero one (their median without the largest),
+        so that one wild value in the window cannot blind the chart."""
         ordered = self._sorted
-        return MEAN_DEVIATION_SCALE * sum(abs(v - centre) for v in ordered) / len(ordered)
+        deviations = sorted(abs(v - centre) for v in ordered if v != centre)[:-1]
+        cap = WARMUP_SCREEN * median_of(deviations) if deviations else 0.0
+        return MEAN_DEVIATION_SCALE * sum(min(abs(v - centre), cap) for v in ordered) / len(
+            ordered)
 
     def update(self, value: float, timestamp: float) -> PointResult:
         """Score ``value`` against the window of points before it, then learn from it."""
@@ -166,6 +180,7 @@ class RobustChart:
             return self._seasonal.update(value, timestamp)
         if not math.isfinite(value):
             raise ValueError(f"value must be a finite number, got {value!r}")
+        value_in = value
         ordered = self._sorted
         n = len(ordered)
         if n < 2:
@@ -207,7 +222,9 @@ class RobustChart:
         elif policy == "learn" or not (warm and ratio > 1.0):
             self._learn(value)
         anomaly = warm and ratio > 1.0
-        return PointResult(score_from_ratio(ratio), anomaly, centre, lower, upper, z, n)
+        return PointResult(score_from_ratio(ratio), anomaly, centre, lower, upper, z, n,
+                           explanation=limit_crossed("robust", value_in, centre, lower, upper)
+                           if anomaly else None)
 
     def _learn(self, value: float) -> None:
         arrivals, ordered = self._arrivals, self._sorted

@@ -15,11 +15,11 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any, Self
 
-from detectors.base import PointResult, register, score_from_ratio
+from detectors.base import Explanation, PointResult, register, score_from_ratio
 from detectors.budget import shewhart_k_for_arl
 from detectors.rules import RunRules, check_rules
 from detectors.seasonal import Season, Seasonal, check_season
-from detectors.stats import RunningStats
+from detectors.stats import LAG, ChartBaseline
 
 OUTLIER_POLICIES = ("clip", "exclude", "learn")
 """How a point beyond the limits feeds the statistics once warm-up is over."""
@@ -50,6 +50,29 @@ def check_outliers(outliers: object) -> str:
         choices = ", ".join(map(repr, OUTLIER_POLICIES))
         raise ValueError(f"outliers must be one of {choices}, got {outliers!r}")
     return str(outliers)
+
+
+def check_lag(lag: object) -> int:
+    """``lag`` if it is an integer from 0 to 4,096, else ValueError."""
+    if isinstance(lag, bool) or not isinstance(lag, int) or not 0 <= lag <= 4096:
+        raise ValueError(f"lag must be an integer from 0 to 4096 (points before a point is "
+                         f"learned, once warm), got {lag!r}")
+    return lag
+
+
+def limit_crossed(test: str, value: float, centre: float, lower: float,
+                  upper: float) -> Explanation:
+    """The explanation of an alarm on limits for the values: ``value`` against the limit on
+    its side of ``centre``."""
+    return Explanation(test, value, upper if value >= centre else lower)
+
+
+def _starting(baseline: ChartBaseline, value: float) -> PointResult:
+    """The result of a point while a chart holds its first points (no limits yet); the point
+    is held."""
+    centre = baseline.start[0] if baseline.start else value
+    baseline.offer(value)
+    return PointResult(0.0, False, centre, -math.inf, math.inf, 0.0, 0)
 
 
 def check_arl0(arl0: object) -> float | None:
@@ -94,6 +117,7 @@ class ShewhartChart:
         rules: list[str] | None = None,
         arl0: float | None = None,
         season: Season | None = None,
+        lag: int = LAG,
     ) -> None:
         k = check_positive("k", k, "limit width in σ")
         self.arl0 = check_arl0(arl0)
@@ -102,7 +126,8 @@ class ShewhartChart:
         self.outliers = check_outliers(outliers)
         self.rules = check_rules(rules)
         self.season = None if season is None else check_season(season)
-        self._stats = RunningStats()
+        self.lag = check_lag(lag)
+        self._baseline = ChartBaseline(self.warmup, self.lag)
         self._rules = None if self.rules is None else RunRules(self.rules, self.k)
         self._seasonal: Seasonal[ShewhartChart] | None = None
         if self.season is not None:
@@ -112,6 +137,7 @@ class ShewhartChart:
                 warmup=self.warmup,
                 outliers=self.outliers,
                 rules=None if self.rules is None else list(self.rules),
+                lag=self.lag,
             )
             self._seasonal = Seasonal(self.season, make, ShewhartChart.from_state)
 
@@ -121,12 +147,12 @@ class ShewhartChart:
             return self._seasonal.update(value, timestamp)
         if not math.isfinite(value):
             raise ValueError(f"value must be a finite number, got {value!r}")
-        stats = self._stats
+        baseline = self._baseline
+        stats = baseline.stats
         n = stats.count
         mean = stats.mean
         if n < 2:
-            stats.update(value)
-            return PointResult(0.0, False, mean if n else value, -math.inf, math.inf, 0.0, n)
+            return _starting(baseline, value)
 
         k = self.k
         sigma = math.sqrt(stats.m2 / (n - 1))
@@ -140,27 +166,30 @@ class ShewhartChart:
             z = math.inf if value > mean else -math.inf
         beyond = abs(z) > k
         warm = n >= self.warmup
-        details = None
+        details = explanation = None
         rules = self._rules
         if rules is None:
             score = score_from_ratio(abs(z) / k)
             anomaly = warm and beyond
             if anomaly:
                 details = {"rule": 1.0}
+                explanation = limit_crossed("shewhart", value, mean, lower, upper)
         else:
-            score = score_from_ratio(rules.evaluate(z))
+            ratio = rules.evaluate(z)
+            score = score_from_ratio(ratio)
             anomaly = warm and rules.fired > 0
             if anomaly:
                 details = {"rule": float(rules.fired)}
+                explanation = Explanation(f"rule we{rules.fired}", ratio, 1.0)
 
-        policy = self.outliers
-        if policy == "clip":
-            if warm:
-                value = lower if value < lower else upper if value > upper else value
-            stats.update(value)
-        elif policy == "learn" or not (warm and beyond):
-            stats.update(value)
-        return PointResult(score, anomaly, mean, lower, upper, z, n, details=details)
+        if not warm:
+            baseline.offer(value)
+        elif self.outliers == "clip":
+            baseline.offer(lower if value < lower else upper if value > upper else value)
+        else:
+            baseline.offer(None if self.outliers == "exclude" and beyond else value)
+        return PointResult(score, anomaly, mean, lower, upper, z, n, details=details,
+                           explanation=explanation)
 
     def state_dict(self) -> dict[str, Any]:
         """Parameters and statistics, JSON-serialisable; ``from_state`` continues exactly."""
@@ -171,11 +200,12 @@ class ShewhartChart:
             "rules": None if self.rules is None else list(self.rules),
             "arl0": self.arl0,
             "season": self.season,
+            "lag": self.lag,
         }
         if self._seasonal is not None:
             state["buckets"] = self._seasonal.state_dict()["buckets"]
             return state
-        state["stats"] = self._stats.state_dict()
+        state.update(self._baseline.state_dict())
         if self._rules is not None:
             state["history"] = self._rules.state_dict()
         return state
@@ -190,12 +220,13 @@ class ShewhartChart:
             outliers=state["outliers"],
             rules=state.get("rules"),
             season=season,
+            lag=state.get("lag", 0),
         )
         chart.arl0 = check_arl0(state.get("arl0"))  # k is saved: no recomputation from arl0
         if chart._seasonal is not None:
             chart._seasonal.load_state({"season": season, "buckets": state["buckets"]})
             return chart
-        chart._stats = RunningStats.from_state(state["stats"])
+        chart._baseline.load_state(state)
         if chart._rules is not None:
             chart._rules.load_state(state["history"])
         return chart
@@ -203,7 +234,8 @@ class ShewhartChart:
     def __repr__(self) -> str:
         extra = "".join(
             f", {name}={value!r}"
-            for name, value in (("rules", self.rules), ("arl0", self.arl0), ("season", self.season))
+            for name, value in (("rules", self.rules), ("arl0", self.arl0), ("season", self.season),
+                                ("lag", self.lag))
             if value is not None
         )
         return (

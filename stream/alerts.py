@@ -1,5 +1,8 @@
 """Alerts: what Vigil publishes when a point falls outside its series' control limits.
 
+An anomaly alert names what fired: the detector's test, its statistic and the limit it crossed
+(``test``, ``statistic``, ``limit``; :meth:`Alert.explain` says it in a few words).
+
 An alert's ``alert_id`` is a hash of the source event's position (topic, partition, offset),
 the series and the detector, so reprocessing the same event (after a crash, or in a backfill)
 yields the same id and subscribers can de-duplicate on it.
@@ -54,6 +57,29 @@ class Alert:
     details: dict[str, float | None] | None = None
     """Kind-specific figures: both models' rolling losses for ``performance`` and
     ``rollback`` alerts; None for series alerts."""
+    test: str | None = None
+    """What fired (an anomaly alert): the detector's test, e.g. ``shewhart``, ``cusum up``,
+    ``extreme high``, ``shift down``; None for other kinds."""
+    statistic: float | None = None
+    """That test's statistic at the alarm (for limits on the values, the value)."""
+    limit: float | None = None
+    """The limit the statistic crossed."""
+
+    def explain(self) -> str:
+        """What raised the alert, in a few words: the test, its statistic and its limit, or,
+        without them, the value and the limits.
+
+        >>> Alert("0" * 32, "anomaly", "warning", "telemetry", "web-1", "cpu", "adaptive",
+        ...       0.93, 0.6, 3.1, 500, 0.4, 0.1, 0.7, None, None, "", "",
+        ...       SourceRef("t", 0, 1), None, test="shift up", statistic=12.3,
+        ...       limit=10.1).explain()
+        'shift up 12.3 > 10.1'
+        """
+        if self.test is not None and self.statistic is not None and self.limit is not None:
+            sign = ">" if self.statistic >= self.limit else "<"
+            return f"{self.test} {self.statistic:.4g} {sign} {self.limit:.4g}"
+        bounds = ", ".join("-" if v is None else f"{v:.4g}" for v in (self.lower, self.upper))
+        return f"value {self.value:.4g} against [{bounds}]"
 
     @property
     def message_key(self) -> bytes:
@@ -123,6 +149,7 @@ def build_alert(
     An ``anomaly`` alert opens an episode: its ``episode_id`` is its own ``alert_id``.
     """
     identifier = alert_id(source, event_type, key, metric, detector, kind)
+    fired = result.explanation if kind == "anomaly" else None
     return Alert(
         alert_id=identifier,
         kind=kind,
@@ -147,6 +174,9 @@ def build_alert(
         details=None if details is None else {
             name: _finite_or_none(value) if value is not None else None
             for name, value in details.items()},
+        test=None if fired is None else fired.test,
+        statistic=None if fired is None else _finite_or_none(fired.statistic),
+        limit=None if fired is None else _finite_or_none(fired.limit),
     )
 
 

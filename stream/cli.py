@@ -113,7 +113,8 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
                         help="also draw one series' control chart to this PNG "
                         "(needs the 'plot' extra: pip install 'vigil[plot]')")
     replay.add_argument("--series", metavar="KEY/METRIC",
-                        help="the series to draw with --plot (default: the first series)")
+                        help="the series to draw with --plot (default: the one with the most "
+                        "alarms)")
     replay.set_defaults(handler=_replay)
 
 
@@ -323,8 +324,9 @@ def _replay(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise VigilError(f"cannot write the chart to {str(args.plot)!r}: "
                              f"{exc.strerror}") from exc
-        print(f"drew {printable(capture.series or '')} ({len(capture.points)} points) to "
-              f"{args.plot}", file=sys.stderr)
+        alarms = sum(point.result.anomaly for point in capture.points)
+        print(f"drew {printable(capture.series or '')} ({len(capture.points)} points, {alarms} "
+              f"alarm{'' if alarms == 1 else 's'}) to {args.plot}", file=sys.stderr)
     return 0
 
 

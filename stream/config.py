@@ -228,7 +228,7 @@ class StateConfig:
 class DetectorConfig:
     """Which detector each series gets: the default, and overrides by series glob."""
 
-    name: str = "ensemble"
+    name: str = "adaptive"
     params: Mapping[str, Any] = field(default_factory=dict)
     overrides: Mapping[str, Any] = field(default_factory=dict)
     """Glob over ``event_type/key/metric`` → ``{ name = ..., params = {...} }``; the first

@@ -5,13 +5,16 @@ holds one prediction or telemetry event per line; either may start with a UTF-8 
 mark. Values obey the same bounds in both (finite, within ±1e150). The output CSV has one row
 per point and series, in input order: ``timestamp,key,metric,value,score,anomaly,centre,lower,
 upper``. A :class:`SeriesCapture` passed to :func:`replay` also keeps one series' points, for
-a chart.
+a chart (by default the series with the most alarms).
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import os
 import sys
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +63,9 @@ class SeriesCapture:
     """Keeps the points of one series as the replay meets them, for drawing its chart.
 
     ``wanted`` is ``"KEY/METRIC"`` (the key may itself contain ``/``), or a bare ``KEY`` for
-    that key's first metric, or None for the first series of the input.
+    that key's first metric, or None for the series with the most alarms (the first of them
+    in the input on a tie): :func:`replay` then counts every series' alarms and replays the
+    input a second time to keep that series' points.
     """
 
     def __init__(self, wanted: str | None = None) -> None:
@@ -75,17 +80,31 @@ class SeriesCapture:
         self.seen: list[str] = []
         """Every series of the input, in order of first appearance (for error messages)."""
         self._seen: set[str] = set()
+        self.alarms: Counter[str] = Counter()
+        """Alarms per series, while the wanted series is not known yet."""
 
     def offer(self, timestamp: float, obs: Observation) -> None:
-        """Keep ``obs`` if it belongs to the wanted series."""
+        """Keep ``obs`` if it belongs to the wanted series (count its alarm if none is)."""
         name = f"{obs.key}/{obs.metric}"
         if name not in self._seen:
             self._seen.add(name)
             self.seen.append(name)
-        if self.series is None and self.wanted in (None, name, obs.key):
+        if self.wanted is None:
+            if obs.result.anomaly:
+                self.alarms[name] += 1
+            return
+        if self.series is None and self.wanted in (name, obs.key):
             self.series = name
         if name == self.series:
             self.points.append(ChartPoint(timestamp, obs.value, obs.result))
+
+    def busiest(self) -> str | None:
+        """The series with the most alarms (the first seen on a tie; the first series if none
+        alarmed), or None for an input without series."""
+        if not self.seen:
+            return None
+        most = max(self.alarms.values(), default=0)
+        return next(name for name in self.seen if self.alarms[name] == most)
 
     def render(self, detector: str) -> bytes:
         """PNG of the captured series' control chart; VigilError when there is nothing to draw
@@ -147,6 +166,12 @@ def replay(
                 if capture is not None:
                     capture.offer(timestamp, obs)
     summary.series = monitor.series_count
+    if capture is not None and capture.wanted is None:
+        capture.wanted = capture.busiest()
+        if capture.wanted is not None:  # the same replay again, keeping that series' points
+            with open(os.devnull, "w", encoding="utf-8") as discard:
+                replay(path, discard, detector=detector, params=params, errors=io.StringIO(),
+                       capture=capture)
     return summary
 
 

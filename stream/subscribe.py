@@ -74,16 +74,20 @@ class AlertFilter:
 
 
 def format_alert_line(alert: Mapping[str, Any]) -> str:
-    """One readable line for an alert message; fields it lacks are shown as ``-``.
+    """One readable line for an alert message; fields it lacks are shown as ``-``. An anomaly
+    alert says what fired: its test, the test's statistic and the limit it crossed.
 
     >>> print(format_alert_line({"alert_id": "e26ead1566bc98e9eb1d57a78d30ab9d",
     ...   "kind": "anomaly", "severity": "critical", "event_type": "telemetry", "key": "web-1",
-    ...   "metric": "latency_ms", "detector": "shewhart", "value": 412.0, "score": 0.76,
-    ...   "z": 9.6, "n": 5120, "centre": 120.3, "lower": 75.1, "upper": 165.5,
+    ...   "metric": "latency_ms", "detector": "ensemble", "value": 131.0, "score": 0.76,
+    ...   "z": 1.3, "n": 5120, "centre": 120.3, "lower": 75.1, "upper": 165.5,
+    ...   "test": "cusum up", "statistic": 12.41, "limit": 9.844,
     ...   "event_timestamp": "2026-01-01T00:00:00.250Z",
-    ...   "episode_id": "e26ead1566bc98e9eb1d57a78d30ab9d"}).replace(" limits", "\\n limits"))
-    2026-01-01T00:00:00.250Z CRITICAL anomaly     telemetry web-1/latency_ms value=412 z=+9.60
-     limits=[75.1, 165.5] n=5120 score=0.760 shewhart episode=e26ead15
+    ...   "episode_id": "e26ead1566bc98e9eb1d57a78d30ab9d"}).replace(" fired", "\\n fired")
+    ...   .replace(" n=", "\\n n="))
+    2026-01-01T00:00:00.250Z CRITICAL anomaly     telemetry web-1/latency_ms value=131 z=+1.30
+     fired=[cusum up 12.41 > 9.844] limits=[75.1, 165.5]
+     n=5120 score=0.760 ensemble episode=e26ead15
     """
     z = alert.get("z")
     if isinstance(z, int | float):
@@ -99,6 +103,7 @@ def format_alert_line(alert: Mapping[str, Any]) -> str:
         f"{alert.get('key', '-')}/{alert.get('metric', '-')}",
         f"value={_number(alert.get('value'), 'g')}",
         f"z={z_text}",
+        *_fired(alert),
         f"limits=[{_number(alert.get('lower'))}, {_number(alert.get('upper'))}]",
         f"n={alert.get('n', '-')}",
         f"score={_number(score, '.3f')}",
@@ -111,6 +116,16 @@ def format_alert_line(alert: Mapping[str, Any]) -> str:
     if isinstance(episode, str) and episode:
         parts.append(f"episode={episode[:8]}")
     return printable(" ".join(parts))  # names come from whoever produced the events
+
+
+def _fired(alert: Mapping[str, Any]) -> list[str]:
+    """``fired=[test statistic > limit]`` when the alert names the test that fired."""
+    test, statistic, limit = alert.get("test"), alert.get("statistic"), alert.get("limit")
+    if not isinstance(test, str) or not test:
+        return []
+    sign = ">" if isinstance(statistic, int | float) and isinstance(limit, int | float) \
+        and statistic >= limit else "<"
+    return [f"fired=[{test} {_number(statistic)} {sign} {_number(limit)}]"]
 
 
 def _number(value: Any, spec: str = ".4g") -> str:

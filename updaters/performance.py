@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from detectors import PointResult, build_detector, restore_detector
+from detectors.base import detector_parameters
 from detectors.shewhart import check_positive
 from updaters.statecheck import StateReader, restored_exactly
 
@@ -82,7 +83,9 @@ class LossChart:
         self.chart = chart
         self.params = dict(params or {})
         self.block = check_block(block)
-        self._detector = build_detector(chart, self.params)
+        defaults = {"lag": 0} if "lag" in detector_parameters(chart) else {}
+        # a block-mean loss learns at once: the guard restarts the chart on a change itself
+        self._detector = build_detector(chart, defaults | self.params)
         self._sum = 0.0
         self._count = 0
         self.last: PointResult | None = None

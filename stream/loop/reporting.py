@@ -43,9 +43,10 @@ class MetricsReporter:
             if alert.kind == "anomaly":
                 metrics.anomalies.labels(detector=alert.detector).inc()
             metrics.alerts_produced.labels(kind=alert.kind).inc()
-            log.info("alert %s %s %s %s/%s value=%g z=%s score=%.3f source=%s/%d/%d",
+            log.info("alert %s %s %s %s/%s value=%g z=%s score=%.3f %s source=%s/%d/%d",
                      alert.kind, alert.severity, alert.event_type, alert.key, alert.metric,
                      alert.value, "-" if alert.z is None else f"{alert.z:.2f}", alert.score,
+                     f"fired=[{alert.explain()}]" if alert.test else alert.detector,
                      alert.source.topic, alert.source.partition, alert.source.offset)
         if batch.suppressed:
             metrics.alerts_suppressed.inc(batch.suppressed)

@@ -21,6 +21,8 @@ SPECS: list[tuple[str, dict[str, Any]]] = [
     ("cusum", {"k": 0.0, "h": 2.0, "warmup": 5}),
     ("ewma", {"lambda_": 0.5, "L": 2.0, "warmup": 5, "limits": "asymptotic"}),
     ("ewma", {"lambda_": 1.0, "L": 2.5, "warmup": 5}),
+    *[(name, {"warmup": 8, "lag": lag, "outliers": "exclude"})
+      for name in ("shewhart", "cusum", "ewma") for lag in (0, 1, 3)],
     ("ensemble", {}),
     *[("ensemble", {"warmup": 10, "clear_after": 5, "rebaseline_after": 20, "arl0": 200.0,
                     "outliers": policy}) for policy in ("clip", "exclude", "learn")],
@@ -133,7 +135,7 @@ def test_state_moves_between_bank_and_object_exactly() -> None:
     assert bank is not None
     handle = bank.adopt(build_detector("ensemble", {"warmup": 10, "clear_after": 5,
                                                     "rebaseline_after": 20}), owner=None)
-    assert handle.slot >= 0
+    assert handle.slot == -1  # a fresh detector holds its first points as an object
     for t, value in enumerate(values):
         expected = reference.update(value, float(t))
         if t % 3:
@@ -177,16 +179,37 @@ def test_an_open_episode_stays_with_the_object() -> None:
         BankSeries.from_state({})
 
 
+def started(name: str) -> Detector:
+    """A detector past its first points (the statistics have started: bankable)."""
+    detector = build_detector(name)
+    for t in range(40):
+        detector.update(float(t % 3), float(t))
+    return detector
+
+
+def test_a_new_series_holds_its_first_points_as_an_object_then_moves_in() -> None:
+    bank = SeriesBank.for_template(build_detector("shewhart", {"warmup": 5}))
+    assert bank is not None
+    handle = bank.new_series(owner="a")
+    assert handle.slot == -1 and isinstance(handle.detector, Detector)
+    for t in range(4):
+        handle.update(float(t), float(t))
+        assert not bank.rebank(handle)
+    handle.update(2.0, 4.0)  # the fifth point: the statistics start
+    assert bank.rebank(handle) and handle.slot == 0
+
+
 def test_dropped_series_slots_are_reused_after_their_points() -> None:
     bank = SeriesBank.for_template(build_detector("shewhart"))
     assert bank is not None
-    first = bank.new_series(owner="a")
+    first = bank.adopt(started("shewhart"), owner="a")
+    assert first.slot == 0
     bank.pending_slots.append(first.slot)
     bank.pending_values.append(1.0)
     bank.discard(first)
-    second = bank.new_series(owner="b")
+    second = bank.adopt(started("shewhart"), owner="b")
     assert second.slot != first.slot  # the queued point still needs the slot
     assert bank.flush(lambda j: 0.0) == []
-    assert first.slot == -1 and bank.new_series(owner="c").slot == 0
+    assert first.slot == -1 and bank.adopt(started("shewhart"), owner="c").slot == 0
     with pytest.raises(RuntimeError):
         first.state_dict()

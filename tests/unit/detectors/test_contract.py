@@ -179,3 +179,29 @@ def test_charts_score_at_least_half_on_alarms_and_catch_the_spike_and_shift(
     assert any(r.anomaly for r in results[SHIFT : SHIFT + 30])
     if "season" not in chart_reference["params"]:  # a bucket may still be warming up at SPIKE
         assert results[SPIKE].anomaly or results[SPIKE + 1].anomaly
+
+
+@pytest.mark.parametrize("name", sorted(CHARTS | {"ensemble", "adaptive"}))
+@pytest.mark.parametrize("wild_at", [0, 7, 40])
+def test_one_wild_point_in_warm_up_cannot_blind_a_detector(name: str, wild_at: int) -> None:
+    # One 1e150 during warm-up used to leave limits of ±2.5e149, so that a later 1e6 spike
+    # scored 0.04; it may count, but only as far as a screened point counts.
+    rng = np.random.default_rng(5)
+    values = rng.normal(10.0, 1.0, 300).tolist()
+    values[wild_at] = 1e150
+    detector = build_detector(name, {"warmup": 50})
+    for t, value in enumerate(values):
+        detector.update(value, START + STEP * t)
+    spike = detector.update(1e6, START + STEP * 300)
+    assert spike.anomaly, spike
+    assert spike.upper < 1e3, spike
+
+
+def test_every_alarm_explains_itself(reference: dict[str, Any]) -> None:
+    alarms = [r for r in reference["results"] if r.anomaly]
+    assert alarms, "the series has a spike and a shift: every detector alarms on them"
+    for r in alarms:
+        assert r.explanation is not None, r
+        assert math.isfinite(r.explanation.limit), r
+        assert r.explanation.describe().startswith(r.explanation.test)
+    assert all(r.explanation is None for r in reference["results"] if not r.anomaly)

@@ -32,9 +32,9 @@ def test_sums_follow_the_tabular_recurrence() -> None:
     k, h = 0.5, 4.0
     values = in_control(80)
     values[40:50] = [v + 0.9 for v in values[40:50]]
-    results = feed(CusumChart(k=k, h=h, warmup=5), values)
+    results = feed(CusumChart(k=k, h=h, warmup=5, lag=0), values)
     pos = neg = 0.0
-    for t in range(2, 80):
+    for t in range(5, 80):  # the first 5 points are held: they start the statistics
         before = RunningStats.of(values[:t])
         u = (values[t] - before.mean) / before.std
         r = results[t]
@@ -75,8 +75,8 @@ def test_both_sums_reset_after_an_alarm() -> None:
 
 
 def test_warm_up_mutes_alarms_and_resets_so_the_first_warm_point_starts_clean() -> None:
-    chart = CusumChart(k=0.5, h=2.0, warmup=30)
-    feed(chart, in_control(10))
+    chart = CusumChart(k=0.5, h=2.0, warmup=40)
+    feed(chart, in_control(32))
     muted = feed(chart, [1.5] * 6)
     assert not any(r.anomaly for r in muted) and any(r.score > 0.5 for r in muted)
     assert all(r.details is not None and r.details["cusum_pos"] <= 2.0 + 1.5 / 0.5
@@ -112,7 +112,7 @@ def test_policies_screen_individual_points_at_three_sigma() -> None:
     n_after: dict[str, int] = {}
     width: dict[str, float] = {}
     for policy in ("clip", "exclude", "learn"):
-        chart = CusumChart(outliers=policy)
+        chart = CusumChart(outliers=policy, lag=0)
         feed(chart, base)
         chart.update(1e6, 200.0)
         r = chart.update(0.0, 201.0)

@@ -52,8 +52,8 @@ def test_score_is_the_members_maximum_and_limits_are_shewharts() -> None:
     values[200] += 6.0
     ensemble = EnsembleDetector(warmup=50)
     k, h, L = ensemble.shewhart_k, ensemble.cusum_h, ensemble.ewma_L
-    members = (ShewhartChart(k=k, warmup=50), CusumChart(h=h, warmup=50),
-               EwmaChart(lambda_=0.2, L=L, warmup=50))
+    members = (ShewhartChart(k=k, warmup=50, lag=0), CusumChart(h=h, warmup=50, lag=0),
+               EwmaChart(lambda_=0.2, L=L, warmup=50, lag=0))
     for t, v in enumerate(values[:201]):  # up to the spike: its episode changes what they learn
         result = ensemble.update(float(v), float(t))
         alone = [m.update(float(v), float(t)) for m in members]
@@ -71,7 +71,7 @@ def test_points_of_a_resolved_episode_are_not_learned() -> None:
     values[200] += 8.0
     values[201:205] += 5.0
     ensemble = EnsembleDetector(warmup=50)
-    alone = ShewhartChart(k=ensemble.shewhart_k, warmup=50)
+    alone = ShewhartChart(k=ensemble.shewhart_k, warmup=50, lag=0)
     results = feed(ensemble, values)
     spread = [alone.update(float(v), float(t)).upper for t, v in enumerate(values)]
     resolved = flags(results, "resolved")[0]

@@ -12,7 +12,7 @@ from typing import Any, Self
 import pytest
 
 from detectors.base import PointResult
-from detectors.ensemble import Z_CLIP, EnsembleDetector
+from detectors.ensemble import Z_CLIP, EnsembleDetector, opening_explanation
 
 
 class AlwaysRecording(EnsembleDetector):
@@ -70,9 +70,10 @@ class AlwaysRecording(EnsembleDetector):
         for member in (cusum, ewma):
             if member.details:
                 details.update(member.details)
+        explanation = opening_explanation((shewhart, cusum, ewma), offset) if opened else None
         return PointResult(score, opened, shewhart.centre + offset, shewhart.lower + offset,
                            shewhart.upper + offset, shewhart.z, shewhart.n, resolved=resolved,
-                           rebaselined=rebaselined, details=details)
+                           rebaselined=rebaselined, details=details, explanation=explanation)
 
 
 def shifty(seed: int, length: int = 3000) -> list[float]:

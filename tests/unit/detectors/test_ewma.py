@@ -31,12 +31,12 @@ def test_registered_and_built_by_name() -> None:
 @pytest.mark.parametrize("limits", ["exact", "asymptotic"])
 def test_statistic_and_limits_follow_the_textbook_formulas(limits: str) -> None:
     lam, L = 0.2, 3.0
-    chart = EwmaChart(lambda_=lam, L=L, warmup=5, limits=limits)
+    chart = EwmaChart(lambda_=lam, L=L, warmup=5, limits=limits, lag=0)
     values = in_control(60)
     results = feed(chart, values)
     ewma = None
     i = 0
-    for t in range(2, 60):
+    for t in range(5, 60):  # the first 5 points are held: they start the statistics
         before = RunningStats.of(values[:t])
         ewma = lam * values[t] + (1 - lam) * (before.mean if ewma is None else ewma)
         i += 1
@@ -51,19 +51,19 @@ def test_statistic_and_limits_follow_the_textbook_formulas(limits: str) -> None:
         assert r.n == t and r.anomaly == (t >= 5 and abs(r.z) > L)
         if abs(r.z) > L:  # restarted, alarm or muted alarm
             ewma, i = None, 0
-    first = results[2]  # i = 1: the EWMA is λ·x, its σ is λ·σ
+    first = results[5]  # i = 1: the EWMA is λ·x, its σ is λ·σ
     assert first.upper - first.centre == pytest.approx(
-        L * lam * RunningStats.of(values[:2]).std if limits == "exact" else
-        L * math.sqrt(lam / (2 - lam)) * RunningStats.of(values[:2]).std,
+        L * lam * RunningStats.of(values[:5]).std if limits == "exact" else
+        L * math.sqrt(lam / (2 - lam)) * RunningStats.of(values[:5]).std,
         rel=1e-12,
     )
 
 
-def test_first_points_have_open_limits_and_no_ewma() -> None:
-    first, second, third = feed(EwmaChart(), [4.0, 6.0, 5.0])
+def test_first_points_are_held_with_open_limits_and_no_ewma() -> None:
+    first, second, third, fourth = feed(EwmaChart(warmup=3), [4.0, 6.0, 5.0, 5.0])
     assert first == PointResult(0.0, False, 4.0, -math.inf, math.inf, 0.0, 0)
-    assert second == PointResult(0.0, False, 4.0, -math.inf, math.inf, 0.0, 1)
-    assert third.n == 2 and third.details == {"ewma": 0.1 * 5.0 + 0.9 * 5.0}
+    assert second == third == PointResult(0.0, False, 4.0, -math.inf, math.inf, 0.0, 0)
+    assert fourth.n == 3 and fourth.details == {"ewma": 0.1 * 5.0 + 0.9 * 5.0}
 
 
 def test_restarts_at_the_baseline_mean_after_an_alarm() -> None:
@@ -82,9 +82,9 @@ def test_restarts_at_the_baseline_mean_after_an_alarm() -> None:
 
 def test_warm_up_mutes_alarms_but_still_scores_and_restarts() -> None:
     chart = EwmaChart(lambda_=0.5, L=2.0, warmup=40)
-    feed(chart, in_control(20))
-    muted = chart.update(50.0, 20.0)
-    assert not muted.anomaly and muted.score > 0.5 and muted.n == 20
+    feed(chart, in_control(34))
+    muted = chart.update(50.0, 34.0)
+    assert not muted.anomaly and muted.score > 0.5 and muted.n == 34
     nxt = chart.update(0.0, 21.0)
     assert nxt.details is not None
     assert nxt.details["ewma"] == pytest.approx(0.5 * nxt.centre, rel=1e-12)  # restarted
@@ -105,7 +105,7 @@ def test_clip_keeps_sigma_sane_after_a_huge_outlier_where_learn_does_not() -> No
     base = in_control(200)
     width: dict[str, float] = {}
     for policy in ("clip", "exclude", "learn"):
-        chart = EwmaChart(warmup=30, outliers=policy)
+        chart = EwmaChart(warmup=30, outliers=policy, lag=0)
         feed(chart, base)
         chart.update(1e6, 200.0)
         r = chart.update(0.0, 201.0)
@@ -114,7 +114,7 @@ def test_clip_keeps_sigma_sane_after_a_huge_outlier_where_learn_does_not() -> No
 
 
 def test_exclude_skips_points_beyond_three_sigma() -> None:
-    chart = EwmaChart(warmup=30, outliers="exclude")
+    chart = EwmaChart(warmup=30, outliers="exclude", lag=0)
     feed(chart, in_control(100))
     before = chart.update(0.0, 100.0).n
     chart.update(40.0, 101.0)

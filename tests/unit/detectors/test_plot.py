@@ -6,6 +6,7 @@ import io
 import struct
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import detectors.coldstart
 import detectors.drift
 import detectors.ensemble
 import detectors.multivariate  # noqa: F401 - registers the detectors the CLI offers
+import detectors.plot as plot_module
 from detectors.base import PointResult
 from detectors.ensemble import EnsembleDetector
 from detectors.plot import ChartPoint, PlotUnavailable, render_control_chart
@@ -46,7 +48,7 @@ def test_renders_a_png_of_plausible_size() -> None:
     assert any(p.result.anomaly for p in points) and any(p.result.rebaselined for p in points)
     data = render_control_chart(points, title="web-1/latency_ms — ensemble")
     width, height = png_size(data)
-    assert (width, height) == (1210, 528)  # 11 × 4.8 inches at 110 dpi
+    assert (width, height) == (1210, 765)  # 11 × (4.8 × 1.45) inches at 110 dpi
     assert 20_000 < len(data) < 1_000_000
 
 
@@ -84,9 +86,10 @@ def test_replay_captures_the_wanted_series(tmp_path: Path) -> None:
     replay(_csv(tmp_path / "in.csv"), io.StringIO(), detector="shewhart", capture=capture)
     assert capture.series == "web-2/value" and len(capture.points) == 400
     assert capture.seen == ["web-1/value", "web-2/value"]
-    first = SeriesCapture(None)
-    replay(tmp_path / "in.csv", io.StringIO(), detector="shewhart", capture=first)
-    assert first.series == "web-1/value"
+    busiest = SeriesCapture(None)  # the series with the most alarms: web-1 has the spike
+    replay(tmp_path / "in.csv", io.StringIO(), detector="ensemble", capture=busiest)
+    assert busiest.series == "web-1/value" and len(busiest.points) == 400
+    assert busiest.alarms["web-1/value"] > busiest.alarms["web-2/value"]
     by_key = SeriesCapture("web-2")
     replay(tmp_path / "in.csv", io.StringIO(), detector="shewhart", capture=by_key)
     assert by_key.series == "web-2/value"
@@ -101,10 +104,27 @@ def test_vigil_replay_plot_writes_the_chart(tmp_path: Path,
     assert code == 0
     width, height = png_size(out.read_bytes())
     assert width > 800 and height > 300
-    assert "drew web-1/value (400 points)" in capsys.readouterr().err
+    assert "drew web-1/value (400 points, 1 alarm)" in capsys.readouterr().err
     rows = (tmp_path / "out.csv").read_text().splitlines()
     spike = [r for r in rows[1:] if r.split(",")[1] == "web-1" and r.split(",")[5] == "1"]
     assert spike and spike[0].startswith(f"{float(START + 60 * 300)!r},")
+
+
+def test_the_chart_has_a_panel_of_what_fires_labelled_at_each_alarm(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    labels: list[str] = []
+    original = plot_module._draw_tests
+
+    def spy(axes: Any, x: Any, points: Any, dense: bool) -> None:
+        original(axes, x, points, dense)
+        labels.extend(text.get_text() for text in axes.texts)
+        labels.extend(line.get_label() for line in axes.get_lines())
+
+    monkeypatch.setattr(plot_module, "_draw_tests", spy)
+    render_control_chart(chart_points())
+    fired = [p.result.explanation for p in chart_points() if p.result.anomaly]
+    assert fired and all(e is not None and e.describe() in labels for e in fired)
+    assert {"shewhart", "cusum", "ewma", "limit"} <= set(labels)
 
 
 def test_vigil_replay_plot_of_an_unknown_series_lists_the_series(

@@ -152,8 +152,8 @@ def test_chart_reports_the_rule_that_fired(values: list[float], rule: int) -> No
 
 
 def test_rules_only_fire_once_warm() -> None:
-    chart = ShewhartChart(warmup=30, rules=ALL)
-    values = np.random.default_rng(2).uniform(-1, 1, 20).tolist()
+    chart = ShewhartChart(warmup=50, rules=ALL)
+    values = np.random.default_rng(2).uniform(-1, 1, 32).tolist()
     results = [chart.update(v, 0.0) for v in values + [0.9] * 9]
     assert not any(r.anomaly for r in results)
     assert any(r.score >= 0.5 for r in results)  # 8 in a row, muted

@@ -43,7 +43,7 @@ def test_public_surface_and_registry() -> None:
 
 
 def test_limits_come_from_the_points_before() -> None:
-    chart = ShewhartChart(k=3.0, warmup=30)
+    chart = ShewhartChart(k=3.0, warmup=30, lag=0)
     base = in_control(50)
     assert not any(r.anomaly for r in feed(chart, base))
     before = RunningStats.of(base)
@@ -60,34 +60,61 @@ def test_limits_come_from_the_points_before() -> None:
     assert 0.5 < spike.score < 1.0
 
 
-def test_first_points_have_open_limits() -> None:
-    first, second, third = feed(ShewhartChart(), [4.0, 6.0, 5.0])
+def test_first_points_are_held_with_open_limits_then_start_the_statistics() -> None:
+    first, second, third, fourth = feed(ShewhartChart(warmup=3), [4.0, 6.0, 5.0, 5.0])
     assert first == PointResult(0.0, False, 4.0, -math.inf, math.inf, 0.0, 0)
-    assert second == PointResult(0.0, False, 4.0, -math.inf, math.inf, 0.0, 1)
-    assert third.n == 2
-    assert third.centre == 5.0
-    assert math.isfinite(third.lower) and math.isfinite(third.upper)
+    assert second == PointResult(0.0, False, 4.0, -math.inf, math.inf, 0.0, 0)
+    assert third == PointResult(0.0, False, 4.0, -math.inf, math.inf, 0.0, 0)
+    assert fourth.n == 3 and fourth.centre == 5.0
+    assert math.isfinite(fourth.lower) and math.isfinite(fourth.upper)
+    held = ShewhartChart()  # 30 points of warm-up: it holds them all
+    feed(held, in_control(29))
+    assert held.update(0.0, 29.0).n == 0 and held.update(0.0, 30.0).n == 30
+
+
+def test_one_wild_point_in_warm_up_cannot_blind_the_chart() -> None:
+    values = in_control(30)
+    values[7] = 1e150
+    chart = ShewhartChart()
+    feed(chart, values)
+    spike = chart.update(1e6, 30.0)
+    assert spike.anomaly and spike.score > 0.99 and spike.upper < 10.0
+    late = ShewhartChart(warmup=100)  # past its first 32 points: screened by the statistics
+    late_values = in_control(100)
+    late_values[60] = 1e150
+    feed(late, late_values)
+    assert late.update(1e6, 100.0).anomaly
+
+
+def test_points_enter_the_limits_lag_points_late_once_warm() -> None:
+    chart = ShewhartChart(warmup=30, lag=5, outliers="learn")
+    feed(chart, in_control(30))
+    assert chart.state_dict()["stats"]["count"] == 30
+    shifted = feed(chart, [1.0 + v for v in in_control(5, seed=8)])
+    assert [r.n for r in shifted] == [30] * 5
+    assert chart.state_dict()["pending"] == [1.0 + v for v in in_control(5, seed=8)]
+    assert chart.update(0.0, 35.0).n == 30 and chart.update(0.0, 36.0).n == 31
 
 
 def test_warmup_suppresses_alarms_but_still_scores() -> None:
     base = in_control(40)
-    early = ShewhartChart(warmup=30)
-    feed(early, base[:29])
-    muted = early.update(10.0, 29.0)
-    assert muted.n == 29
+    early = ShewhartChart(warmup=39)
+    feed(early, base[:38])
+    muted = early.update(10.0, 38.0)
+    assert muted.n == 38
     assert not muted.anomaly
     assert muted.score > 0.5 and muted.z > 3.0 and muted.upper < 10.0
 
-    warm = ShewhartChart(warmup=30)
-    feed(warm, base[:30])
-    assert warm.update(10.0, 30.0).anomaly
+    warm = ShewhartChart(warmup=39)
+    feed(warm, base[:39])
+    assert warm.update(10.0, 39.0).anomaly
 
 
 def test_clip_keeps_sigma_sane_after_a_huge_outlier_where_learn_does_not() -> None:
     base = in_control(200)
     after: dict[str, PointResult] = {}
     for policy in POLICIES:
-        chart = ShewhartChart(warmup=30, outliers=policy)
+        chart = ShewhartChart(warmup=30, outliers=policy, lag=0)
         feed(chart, base)
         assert chart.update(1e6, 200.0).anomaly
         after[policy] = chart.update(2.5, 201.0)
@@ -98,7 +125,7 @@ def test_clip_keeps_sigma_sane_after_a_huge_outlier_where_learn_does_not() -> No
 
 
 def test_exclude_does_not_learn_from_alarmed_points() -> None:
-    chart = ShewhartChart(warmup=30, outliers="exclude")
+    chart = ShewhartChart(warmup=30, outliers="exclude", lag=0)
     feed(chart, in_control(100))
     spike = chart.update(50.0, 100.0)
     nxt = chart.update(0.0, 101.0)
@@ -121,9 +148,9 @@ def test_constant_series_that_changes_is_an_anomaly() -> None:
     down = chart.update(4.9, 11.0)
     assert down.anomaly and down.z == -math.inf and down.score == 1.0
 
-    early = ShewhartChart(warmup=5)
-    feed(early, [5.0] * 3)
-    muted = early.update(6.0, 3.0)
+    early = ShewhartChart(warmup=40)
+    feed(early, [5.0] * 32)
+    muted = early.update(6.0, 32.0)
     assert not muted.anomaly and muted.z == math.inf and muted.score == 1.0
 
 

@@ -23,6 +23,7 @@ CONFIGS = {
     "ewma": '[detector]\nname = "ewma"\nparams = { outliers = "exclude" }\n',
     "mixed": """
 [detector]
+name = "ensemble"
 params = { warmup = 30, arl0 = 500.0 }
 groups = { telemetry = '^(?P<group>host)-\\d+$' }
 multivariate = { name = "hst" }

@@ -18,7 +18,7 @@ def test_defaults_need_no_file() -> None:
     assert (config.topics.predictions, config.topics.telemetry) == ("predictions", "telemetry")
     assert (config.topics.alerts, config.topics.dead_letter) == ("alerts", "vigil-dlq")
     assert config.metrics.port == 9108
-    assert config.detector.name == "ensemble"
+    assert config.detector.name == "adaptive"
 
 
 def test_file_then_environment_then_flags(tmp_path: Path) -> None:

@@ -19,6 +19,8 @@ P0: PartitionId = ("telemetry", 0)
 P1: PartitionId = ("telemetry", 1)
 T0 = 1_767_225_600.0
 WAVE = [100.0, 103.0, 98.0, 101.0, 97.0, 102.0, 99.0, 104.0, 96.0, 100.5]
+COUNTING = {"warmup": 2, "lag": 0}
+"""A chart whose ``n`` counts every point it has seen (after its first, held one)."""
 
 
 def feed(monitor: Monitor, points: Iterable[tuple[float, float]], *, key: str = "web-1",
@@ -48,7 +50,7 @@ def outcome(observation: Observation) -> tuple[Any, ...]:
 
 
 def test_the_same_series_in_two_partitions_has_two_independent_detectors() -> None:
-    monitor = Monitor("shewhart", {"warmup": 5})
+    monitor = Monitor("shewhart", COUNTING)
     feed(monitor, history(20), partition=P0)
     assert feed(monitor, [(T0 + 20, 100.0)], partition=P1)[0].result.n == 0
     assert feed(monitor, [(T0 + 21, 100.0)], partition=P0)[0].result.n == 20
@@ -57,7 +59,7 @@ def test_the_same_series_in_two_partitions_has_two_independent_detectors() -> No
 
 
 def test_event_time_and_expiry_are_per_partition() -> None:
-    monitor = Monitor("shewhart", series_ttl_s=60.0)
+    monitor = Monitor("shewhart", COUNTING, series_ttl_s=60.0)
     feed(monitor, history(10), partition=P0)
     feed(monitor, [(T0 + 1e6, 1.0)], key="far-ahead", partition=P1)  # P1's clock, not P0's
     assert feed(monitor, [(T0 + 10, 100.0)], partition=P0)[0].result.n == 10
@@ -66,7 +68,7 @@ def test_event_time_and_expiry_are_per_partition() -> None:
 
 
 def test_dropping_or_exporting_a_partition_leaves_the_others_alone() -> None:
-    monitor = Monitor("shewhart")
+    monitor = Monitor("shewhart", COUNTING)
     feed(monitor, history(10), partition=P0)
     feed(monitor, history(7), partition=P1)
     monitor.export_partition(P0)
@@ -83,22 +85,22 @@ def test_dropping_or_exporting_a_partition_leaves_the_others_alone() -> None:
 
 
 def test_the_least_recently_seen_series_is_evicted_at_the_cap_and_counted() -> None:
-    monitor = Monitor("shewhart", max_series=3)
+    monitor = Monitor("shewhart", COUNTING, max_series=3)
     for key, count in (("a", 3), ("b", 4), ("c", 5)):
         feed(monitor, history(count), key=key)
     feed(monitor, [(T0 + 50, 100.0)], key="a")  # a is now the most recent, b the least
-    feed(monitor, [(T0 + 51, 100.0)], key="d")
+    feed(monitor, [(T0 + 51, 100.0), (T0 + 52, 101.0)], key="d")
     assert (monitor.series_count, monitor.evicted) == (3, 1)
     # Order now c, a, d: c, then a, then d are the ones to go.
     assert seen(monitor, key="a") == 4
     assert seen(monitor, key="b") == 0  # b was evicted; coming back evicts c
     assert (monitor.series_count, monitor.evicted) == (3, 2)
-    assert seen(monitor, key="d") == 1
+    assert seen(monitor, key="d") == 2
     assert seen(monitor, key="c") == 0
 
 
 def test_the_cap_spans_partitions() -> None:
-    monitor = Monitor("shewhart", max_series=2)
+    monitor = Monitor("shewhart", COUNTING, max_series=2)
     feed(monitor, history(5), key="old", partition=P1)
     feed(monitor, history(5), key="x", partition=P0)
     feed(monitor, history(5), key="y", partition=P0)
@@ -108,10 +110,10 @@ def test_the_cap_spans_partitions() -> None:
 
 
 def test_an_imported_partition_is_trimmed_to_the_cap() -> None:
-    source = Monitor("shewhart")
+    source = Monitor("shewhart", COUNTING)
     for key in "abcd":
         feed(source, history(3), key=key)
-    target = Monitor("shewhart", max_series=3)
+    target = Monitor("shewhart", COUNTING, max_series=3)
     feed(target, history(3), key="mine", partition=P1)
     target.import_partition(P0, source.export_partition(P0))
     assert target.series_count == 3
@@ -122,7 +124,7 @@ def test_an_imported_partition_is_trimmed_to_the_cap() -> None:
 
 
 def test_a_series_idle_past_the_ttl_restarts_from_warm_up_and_is_counted() -> None:
-    monitor = Monitor("shewhart", series_ttl_s=60.0)
+    monitor = Monitor("shewhart", COUNTING, series_ttl_s=60.0)
     feed(monitor, history(10))  # last seen at T0 + 9
     feed(monitor, [(T0 + 69, 1.0)], key="other")  # exactly the TTL later: not yet idle
     assert feed(monitor, [(T0 + 69, 100.0)])[0].result.n == 10
@@ -133,7 +135,7 @@ def test_a_series_idle_past_the_ttl_restarts_from_warm_up_and_is_counted() -> No
 
 
 def test_a_point_from_far_ahead_expires_its_own_series_and_a_late_one_moves_no_clock() -> None:
-    monitor = Monitor("shewhart", series_ttl_s=60.0)
+    monitor = Monitor("shewhart", COUNTING, series_ttl_s=60.0)
     feed(monitor, history(10))
     assert feed(monitor, [(T0 - 5_000, 100.0)])[0].result.n == 10  # late: keeps the series
     assert feed(monitor, [(T0 + 1_000, 100.0)])[0].result.n == 0
@@ -141,7 +143,7 @@ def test_a_point_from_far_ahead_expires_its_own_series_and_a_late_one_moves_no_c
 
 
 def test_ttl_zero_keeps_every_series() -> None:
-    monitor = Monitor("shewhart", series_ttl_s=0.0)
+    monitor = Monitor("shewhart", COUNTING, series_ttl_s=0.0)
     feed(monitor, history(10))
     feed(monitor, [(T0 + 1e9, 1.0)], key="other")
     assert monitor.expire_idle() == 0
@@ -149,7 +151,7 @@ def test_ttl_zero_keeps_every_series() -> None:
 
 
 def test_expire_idle_frees_what_lazy_expiry_would_restart() -> None:
-    monitor = Monitor("shewhart", series_ttl_s=60.0)
+    monitor = Monitor("shewhart", COUNTING, series_ttl_s=60.0)
     feed(monitor, history(10), key="idle")
     feed(monitor, history(10, start=T0 + 100), key="busy")
     assert monitor.expire_idle() == 1
@@ -174,8 +176,8 @@ operations = st.lists(
 def test_sweeping_with_expire_idle_changes_no_future_result(
     ops: list[tuple[PartitionId, str, int, float, bool]],
 ) -> None:
-    lazy = Monitor("shewhart", {"warmup": 3}, series_ttl_s=60.0)
-    swept = Monitor("shewhart", {"warmup": 3}, series_ttl_s=60.0)
+    lazy = Monitor("shewhart", COUNTING, series_ttl_s=60.0)
+    swept = Monitor("shewhart", COUNTING, series_ttl_s=60.0)
     clock = T0
     for partition, key, step, value, sweep in ops:
         clock += step
@@ -200,12 +202,13 @@ def _by_series(body: dict[str, Any]) -> tuple[Any, list[Any]]:
 
 
 def test_a_series_restarted_after_its_ttl_counts_as_just_seen() -> None:
-    monitor = Monitor("shewhart", max_series=2, series_ttl_s=60.0)
+    monitor = Monitor("shewhart", COUNTING, max_series=2, series_ttl_s=60.0)
     feed(monitor, history(3), key="a")
     feed(monitor, history(3, start=T0 + 100), key="b")
-    assert feed(monitor, [(T0 + 103, 100.0)], key="a")[0].result.n == 0  # restarted
+    restarted = feed(monitor, [(T0 + 103, 100.0), (T0 + 103.5, 101.0)], key="a")
+    assert restarted[0].result.n == 0
     feed(monitor, [(T0 + 104, 100.0)], key="c")  # evicts the least recently seen: b
-    assert seen(monitor, key="a", timestamp=T0 + 105) == 1
+    assert seen(monitor, key="a", timestamp=T0 + 105) == 2
 
 
 # --- checkpoint bodies ------------------------------------------------------------------------
@@ -252,7 +255,7 @@ def test_a_body_for_another_detector_configuration_is_not_restored() -> None:
 
 
 def _good_body() -> dict[str, Any]:
-    monitor = Monitor("shewhart")
+    monitor = Monitor("shewhart", COUNTING)
     for key in ("a", "b", "c"):
         feed(monitor, history(10), key=key)
     return json.loads(json.dumps(monitor.export_partition(P0)))
@@ -284,7 +287,7 @@ def _corrupt(body: dict[str, Any], how: str) -> dict[str, Any]:
     "bad watermark", "series not a list", "series item not an object",
 ])
 def test_a_corrupt_body_raises_state_error_and_imports_nothing(how: str) -> None:
-    monitor = Monitor("shewhart")
+    monitor = Monitor("shewhart", COUNTING)
     feed(monitor, history(6), key="before", partition=P0)
     feed(monitor, history(8), key="kept", partition=P1)
     with pytest.raises(StateError):
