@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The folders stream/, detectors/ and updaters/ install as vigil.stream, vigil.detectors and
+# vigil.updaters; mypy cannot follow setuptools' editable mapping, so it reads a tree of links.
+LINK_TREE = mkdir -p var/typecheck/vigil && for p in stream detectors updaters; do \
+	ln -sfn ../../../$$p var/typecheck/vigil/$$p; done
 
 .PHONY: install system-deps test lint typecheck unit demo docs bench clean
 
@@ -11,6 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(LINK_TREE)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -19,6 +24,7 @@ lint: install
 	$(BIN)/ruff check .
 
 typecheck: install
+	@$(LINK_TREE)
 	$(BIN)/mypy
 
 unit: install

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from detectors.base import PointResult
+from vigil.detectors.base import PointResult
 
 EPOCH_AFTER = 1e8
 """Timestamps beyond this many seconds (1973) are drawn as UTC dates, else as plain numbers."""

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detectors import build_detector, detector_names
-from stream.errors import ConfigError
-from updaters import learner_names
-from updaters.performance import LOSSES
-from updaters.residual import ResidualDetector
+from vigil.detectors import build_detector, detector_names
+from vigil.stream.errors import ConfigError
+from vigil.updaters import learner_names
+from vigil.updaters.performance import LOSSES
+from vigil.updaters.residual import ResidualDetector
 
 
 @dataclass(frozen=True)

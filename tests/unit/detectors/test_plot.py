@@ -11,16 +11,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-import detectors.coldstart
-import detectors.drift
-import detectors.ensemble
-import detectors.multivariate  # noqa: F401 - registers the detectors the CLI offers
-import detectors.plot as plot_module
-from detectors.base import PointResult
-from detectors.ensemble import EnsembleDetector
-from detectors.plot import ChartPoint, PlotUnavailable, render_control_chart
-from stream.cli import main
-from stream.replay import SeriesCapture, replay
+import vigil.detectors.coldstart
+import vigil.detectors.drift
+import vigil.detectors.ensemble
+import vigil.detectors.multivariate  # noqa: F401 - registers the detectors the CLI offers
+import vigil.detectors.plot as plot_module
+from vigil.detectors.base import PointResult
+from vigil.detectors.ensemble import EnsembleDetector
+from vigil.detectors.plot import ChartPoint, PlotUnavailable, render_control_chart
+from vigil.stream.cli import main
+from vigil.stream.replay import SeriesCapture, replay
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 START = 1_767_225_600
