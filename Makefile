@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 LINK_TREE = mkdir -p var/typecheck/vigil && for p in stream detectors updaters; do \
 	ln -sfn ../../../$$p var/typecheck/vigil/$$p; done
 
-.PHONY: install system-deps test lint typecheck unit demo bench clean
+.PHONY: install system-deps test lint typecheck unit demo docs bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Vigil needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -36,10 +36,15 @@ system-deps:
 	.ci/install-system-deps.sh
 
 test: system-deps lint typecheck
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir var/site
 	$(BIN)/pytest -q
 
 demo: install
 	$(BIN)/vigil demo
+
+# The documentation site (docs/, mkdocs.yml) on http://127.0.0.1:8000, rebuilt on every edit.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 BENCHMARKS := quality nab updaters drift engine throughput latency memory replay
 
