@@ -4,7 +4,7 @@ below it what fires: each test's statistic against its own limit (as a score, 0.
 limit), every alarm labelled with the test that raised it, its statistic and its limit.
 
 Rendering returns PNG bytes (no file is written here). matplotlib is an optional extra:
-``pip install 'vigil[plot]'``; without it :func:`render_control_chart` raises
+``pip install 'vigil-kafka[plot]'``; without it :func:`render_control_chart` raises
 :class:`PlotUnavailable` saying so.
 """
 
@@ -54,7 +54,7 @@ def require_matplotlib() -> None:
 
 
 _MISSING = ("drawing the control chart needs matplotlib: install the 'plot' extra "
-            "(pip install 'vigil[plot]')")
+            "(pip install 'vigil-kafka[plot]')")
 
 
 def render_control_chart(

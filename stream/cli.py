@@ -111,7 +111,7 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
                         help="detector parameter, repeatable (e.g. --param k=3.5)")
     replay.add_argument("--plot", type=Path, metavar="OUT.png",
                         help="also draw one series' control chart to this PNG "
-                        "(needs the 'plot' extra: pip install 'vigil[plot]')")
+                        "(needs the 'plot' extra: pip install 'vigil-kafka[plot]')")
     replay.add_argument("--series", metavar="KEY/METRIC",
                         help="the series to draw with --plot (default: the one with the most "
                         "alarms)")

@@ -64,7 +64,7 @@ def _confluent() -> Any:
     except ImportError as exc:
         raise ConfigError(
             "kafka.client = 'confluent-kafka' needs the confluent-kafka package: "
-            "pip install 'vigil[confluent]'"
+            "pip install 'vigil-kafka[confluent]'"
         ) from exc
     return confluent_kafka
 

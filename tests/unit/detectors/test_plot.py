@@ -66,7 +66,7 @@ def test_no_points_is_an_error() -> None:
 def test_missing_matplotlib_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with pytest.raises(PlotUnavailable, match=r"vigil\[plot\]"):
+    with pytest.raises(PlotUnavailable, match=r"vigil-kafka\[plot\]"):
         render_control_chart(chart_points()[:5])
 
 
@@ -154,5 +154,5 @@ def test_vigil_replay_plot_without_matplotlib_fails_before_replaying(
     code = main(["replay", str(_csv(tmp_path / "in.csv")), "-o", str(out),
                  "--plot", str(tmp_path / "chart.png")])
     assert code == 1
-    assert "pip install 'vigil[plot]'" in capsys.readouterr().err
+    assert "pip install 'vigil-kafka[plot]'" in capsys.readouterr().err
     assert not out.exists()
