@@ -58,7 +58,8 @@ class KafkaConfig:
                  f"use one of {', '.join(KAFKA_CLIENTS)}")
         _require(self.client != "confluent-kafka" or _installed("confluent_kafka"),
                  "kafka.client", self.client,
-                 "the confluent-kafka package is not installed: pip install 'vigil-kafka[confluent]'")
+                 "the confluent-kafka package is not installed: "
+                 "pip install 'vigil-kafka[confluent]'")
         _require(0 <= self.fetch_max_wait_ms < self.request_timeout_ms,
                  "kafka.fetch_max_wait_ms", self.fetch_max_wait_ms,
                  "use 0 or more milliseconds, below kafka.request_timeout_ms")
