@@ -35,5 +35,5 @@ def test_confluent_without_the_package_says_how_to_install_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(config_module, "_installed", lambda module: False)
     with pytest.raises(ConfigError, match=r"kafka.client = 'confluent-kafka' is invalid: .*"
-                                          r"pip install 'vigil\[confluent\]'"):
+                                          r"pip install 'vigil-kafka\[confluent\]'"):
         load_config(environ={"VIGIL_KAFKA_CLIENT": "confluent-kafka"})

@@ -303,7 +303,7 @@ def test_the_client_setting_picks_the_library() -> None:
 def test_a_missing_package_names_the_key_and_the_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "confluent_kafka", None)
     config = load_config(environ={})
-    with pytest.raises(ConfigError, match=r"kafka.client.*pip install 'vigil\[confluent\]'"):
+    with pytest.raises(ConfigError, match=r"kafka.client.*pip install 'vigil-kafka\[confluent\]'"):
         make_consumer(config, client="confluent-kafka")
 
 
