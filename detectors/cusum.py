@@ -30,16 +30,10 @@ from typing import Any, Self
 
 from detectors.base import Explanation, PointResult, register, score_from_ratio
 from detectors.budget import cusum_h_for_arl
+from detectors.checks import check_arl0, check_lag, check_outliers, check_positive, check_warmup
 from detectors.ewma import SCREEN_K
 from detectors.seasonal import Season, Seasonal, check_season
-from detectors.shewhart import (
-    _starting,
-    check_arl0,
-    check_lag,
-    check_outliers,
-    check_positive,
-    check_warmup,
-)
+from detectors.shewhart import _starting
 from detectors.stats import LAG, ChartBaseline
 
 _HUGE = 1e300  # a deviation from a σ of 0 adds this to a sum: score 1.0, still finite

@@ -60,10 +60,11 @@ from typing import Any, Self
 
 from detectors.base import Explanation, PointResult, register
 from detectors.budget import cusum_h_for_arl, ewma_L_for_arl, shewhart_k_for_arl
+from detectors.checks import check_outliers, check_positive, check_warmup
 from detectors.cusum import CusumChart
 from detectors.ewma import EwmaChart
 from detectors.seasonal import Season, check_season
-from detectors.shewhart import ShewhartChart, check_outliers, check_positive, check_warmup
+from detectors.shewhart import ShewhartChart
 
 RETURN_Z = 2.0
 """An episode's last points are back at the baseline when their mean z is within this many

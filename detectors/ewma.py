@@ -34,16 +34,9 @@ from typing import Any, Self
 
 from detectors.base import PointResult, register, score_from_ratio
 from detectors.budget import EWMA_LIMITS, ewma_L_for_arl
+from detectors.checks import check_arl0, check_lag, check_outliers, check_positive, check_warmup
 from detectors.seasonal import Season, Seasonal, check_season
-from detectors.shewhart import (
-    _starting,
-    check_arl0,
-    check_lag,
-    check_outliers,
-    check_positive,
-    check_warmup,
-    limit_crossed,
-)
+from detectors.shewhart import _starting, limit_crossed
 from detectors.stats import LAG, ChartBaseline
 
 SCREEN_K = 3.0

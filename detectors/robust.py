@@ -39,14 +39,9 @@ from typing import Any, Self
 
 from detectors.base import PointResult, register, score_from_ratio
 from detectors.budget import shewhart_k_for_arl
+from detectors.checks import check_arl0, check_outliers, check_positive, check_warmup
 from detectors.seasonal import Season, Seasonal, check_season
-from detectors.shewhart import (
-    check_arl0,
-    check_outliers,
-    check_positive,
-    check_warmup,
-    limit_crossed,
-)
+from detectors.shewhart import limit_crossed
 from detectors.stats import WARMUP_SCREEN
 
 METHODS = ("mad", "quantile")

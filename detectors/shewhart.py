@@ -4,8 +4,6 @@ Before two points there is no spread: the limits are ±inf, ``z`` and the score 
 centre is the mean so far (the value itself for the very first point). Once σ is known, a
 constant series that changes is an anomaly: with σ == 0 any value off the mean gets
 ``z = ±inf`` and score 1.0.
-
-This module also holds the parameter checks and the outlier policies the other charts share.
 """
 
 from __future__ import annotations
@@ -17,47 +15,10 @@ from typing import Any, Self
 
 from detectors.base import Explanation, PointResult, register, score_from_ratio
 from detectors.budget import shewhart_k_for_arl
+from detectors.checks import check_arl0, check_lag, check_outliers, check_positive, check_warmup
 from detectors.rules import RunRules, check_rules
 from detectors.seasonal import Season, Seasonal, check_season
 from detectors.stats import LAG, ChartBaseline
-
-OUTLIER_POLICIES = ("clip", "exclude", "learn")
-"""How a point beyond the limits feeds the statistics once warm-up is over."""
-
-
-def check_positive(name: str, value: object, meaning: str, *, zero: bool = False) -> float:
-    """``value`` as a float if it is a finite number > 0 (>= 0 with ``zero``), else ValueError."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not (0.0 <= value < math.inf if zero else 0.0 < value < math.inf)
-    ):
-        bound = ">= 0" if zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound} ({meaning}), got {value!r}")
-    return float(value)
-
-
-def check_warmup(warmup: object) -> int:
-    """``warmup`` if it is an integer >= 2, else ValueError."""
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 2:
-        raise ValueError(f"warmup must be an integer >= 2, got {warmup!r}")
-    return warmup
-
-
-def check_outliers(outliers: object) -> str:
-    """``outliers`` if it names an outlier policy, else ValueError."""
-    if outliers not in OUTLIER_POLICIES:
-        choices = ", ".join(map(repr, OUTLIER_POLICIES))
-        raise ValueError(f"outliers must be one of {choices}, got {outliers!r}")
-    return str(outliers)
-
-
-def check_lag(lag: object) -> int:
-    """``lag`` if it is an integer from 0 to 4,096, else ValueError."""
-    if isinstance(lag, bool) or not isinstance(lag, int) or not 0 <= lag <= 4096:
-        raise ValueError(f"lag must be an integer from 0 to 4096 (points before a point is "
-                         f"learned, once warm), got {lag!r}")
-    return lag
 
 
 def limit_crossed(test: str, value: float, centre: float, lower: float,
@@ -73,17 +34,6 @@ def _starting(baseline: ChartBaseline, value: float) -> PointResult:
     centre = baseline.start[0] if baseline.start else value
     baseline.offer(value)
     return PointResult(0.0, False, centre, -math.inf, math.inf, 0.0, 0)
-
-
-def check_arl0(arl0: object) -> float | None:
-    """``arl0`` if it is None or a finite number > 1, else ValueError."""
-    if arl0 is None:
-        return None
-    if isinstance(arl0, bool) or not isinstance(arl0, int | float) or not 1.0 < arl0 < math.inf:
-        raise ValueError(
-            f"arl0 must be None or a finite number > 1 (points per false alarm), got {arl0!r}"
-        )
-    return float(arl0)
 
 
 @register("shewhart")

@@ -57,7 +57,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detectors import PointResult
-from detectors.shewhart import check_positive
+from detectors.checks import check_positive
 from updaters.base import Label, Learner
 from updaters.performance import LOSSES, LossChart, check_block, loss_function
 from updaters.statecheck import StateReader, check_number, restored_exactly

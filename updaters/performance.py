@@ -28,7 +28,7 @@ from typing import Any
 
 from detectors import PointResult, build_detector, restore_detector
 from detectors.base import detector_parameters
-from detectors.shewhart import check_positive
+from detectors.checks import check_positive
 from updaters.statecheck import StateReader, restored_exactly
 
 _EPS = 1e-15

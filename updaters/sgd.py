@@ -66,7 +66,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 from numpy.typing import NDArray
 
-from detectors.shewhart import check_positive
+from detectors.checks import check_positive
 from updaters.base import (
     Label,
     LinearParams,
