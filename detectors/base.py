@@ -8,11 +8,12 @@ growing (never clipped) as the evidence grows.
 
 from __future__ import annotations
 
-import inspect
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, Self, runtime_checkable
+
+from detectors.registry import Registry
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,58 +104,12 @@ class Detector(Protocol):
         ...
 
 
-DetectorFactory = Callable[..., Detector]
+DETECTORS: Registry[Detector] = Registry("detector")
+"""Every detector by name; importing :mod:`detectors` fills it."""
 
-_REGISTRY: dict[str, DetectorFactory] = {}
-
-
-def register(name: str) -> Callable[[type[Any]], type[Any]]:
-    """Class decorator: make a detector buildable by ``name`` from config and the CLI."""
-
-    def decorate(cls: type[Any]) -> type[Any]:
-        if name in _REGISTRY:
-            raise ValueError(f"detector name {name!r} is registered twice")
-        _REGISTRY[name] = cls
-        cls.name = name
-        return cls
-
-    return decorate
-
-
-def detector_names() -> list[str]:
-    """Names of all registered detectors, sorted."""
-    return sorted(_REGISTRY)
-
-
-def build_detector(name: str, params: Mapping[str, Any] | None = None) -> Detector:
-    """Build the detector registered as ``name`` with keyword ``params``.
-
-    Raises ``ValueError`` naming the valid choices when the name or a parameter is unknown.
-    """
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown detector {name!r}; choose one of: {', '.join(detector_names())}"
-        ) from None
-    try:
-        return factory(**dict(params or {}))
-    except TypeError as exc:
-        raise ValueError(f"bad parameters for detector {name!r}: {exc}") from exc
-
-
-def detector_parameters(name: str) -> frozenset[str]:
-    """The keyword parameters the detector registered as ``name`` takes (empty if unknown)."""
-    factory = _REGISTRY.get(name)
-    if factory is None:
-        return frozenset()
-    return frozenset(inspect.signature(factory).parameters)
-
-
-def restore_detector(name: str, state: Mapping[str, Any]) -> Detector:
-    """Rebuild a detector of the registered type ``name`` from its ``state_dict``."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown detector {name!r} in saved state")
-    factory = _REGISTRY[name]
-    restored: Detector = factory.from_state(state)  # type: ignore[attr-defined]
-    return restored
+register = DETECTORS.register
+"""Class decorator: make a detector buildable by ``name`` from config and the CLI."""
+detector_names = DETECTORS.names
+build_detector = DETECTORS.build
+detector_parameters = DETECTORS.parameters
+restore_detector = DETECTORS.restore
