@@ -8,7 +8,10 @@ from detectors.bank import BankSeries, SeriesBank
 from detectors.base import (
     Detector,
     Explanation,
+    Features,
+    InputKind,
     PointResult,
+    VectorDetector,
     build_detector,
     detector_names,
     restore_detector,
@@ -26,6 +29,7 @@ from detectors.drift import AdwinDrift, KswinDrift, PageHinkleyDrift
 from detectors.ensemble import EnsembleDetector
 from detectors.ewma import EwmaChart
 from detectors.multivariate import HalfSpaceTreesDetector
+from detectors.residual import ResidualDetector
 from detectors.robust import RobustChart
 from detectors.seasonal import Seasonal
 from detectors.shewhart import ShewhartChart  # importing a detector module registers it
@@ -41,16 +45,20 @@ __all__ = [
     "EnsembleDetector",
     "EwmaChart",
     "Explanation",
+    "Features",
     "GroupPool",
     "HalfSpaceTreesDetector",
+    "InputKind",
     "KswinDrift",
     "PageHinkleyDrift",
     "PointResult",
+    "ResidualDetector",
     "RobustChart",
     "RunningStats",
     "Seasonal",
     "SeriesBank",
     "ShewhartChart",
+    "VectorDetector",
     "arl_for_budget",
     "build_detector",
     "cusum_h_for_arl",

@@ -43,7 +43,7 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from detectors.base import Detector, PointResult, restore_detector, score_from_ratio
+from detectors.base import Detector, InputKind, PointResult, restore_detector, score_from_ratio
 from detectors.cusum import _HUGE, CusumChart, cusum_crossed
 from detectors.ensemble import EnsembleDetector
 from detectors.ewma import SCREEN_K, EwmaChart
@@ -339,6 +339,7 @@ class BankSeries:
     or, while ``slot`` is -1, in the object ``detector``."""
 
     __slots__ = ("bank", "slot", "detector", "owner", "name")
+    input_kind: InputKind = "scalar"
 
     def __init__(self, bank: SeriesBank, owner: object) -> None:
         self.bank = bank

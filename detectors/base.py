@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 from detectors.registry import Registry
 
@@ -84,11 +84,20 @@ def score_from_ratio(ratio: float) -> float:
     return ratio / (1.0 + ratio)
 
 
+InputKind = Literal["scalar", "vector"]
+"""What a detector's ``update`` takes: one number, or a mapping of named numbers."""
+
+Features = Mapping[str, float]
+"""The point of a ``"vector"`` detector: named values observed together."""
+
+
 @runtime_checkable
 class Detector(Protocol):
-    """An online detector of one numeric series."""
+    """An online detector of one numeric series, or of feature vectors when its ``input_kind``
+    is ``"vector"`` (then it is a :class:`VectorDetector`)."""
 
     name: str
+    input_kind: InputKind
 
     def update(self, value: float, timestamp: float) -> PointResult:
         """Score ``value`` against the limits learned so far, then learn from it."""
@@ -104,8 +113,30 @@ class Detector(Protocol):
         ...
 
 
-DETECTORS: Registry[Detector] = Registry("detector")
-"""Every detector by name; importing :mod:`detectors` fills it."""
+@runtime_checkable
+class VectorDetector(Protocol):
+    """A detector whose ``input_kind`` is ``"vector"``: each point is a mapping of values."""
+
+    name: str
+    input_kind: InputKind
+
+    def update(self, values: Features, timestamp: float) -> PointResult:
+        """Score ``values`` against what was learned so far, then learn from them."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this detector is (JSON-serialisable)."""
+        ...
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Self:
+        """Rebuild a detector whose future outputs equal those of the one that saved ``state``."""
+        ...
+
+
+DETECTORS: Registry[Detector] = Registry("detector", defaults={"input_kind": "scalar"})
+"""Every detector by name, scalar or vector (a class that declares no ``input_kind`` is
+scalar); importing :mod:`detectors` fills it."""
 
 register = DETECTORS.register
 """Class decorator: make a detector buildable by ``name`` from config and the CLI."""

@@ -40,6 +40,7 @@ from typing import Any, Self
 
 from detectors.base import (
     Detector,
+    InputKind,
     PointResult,
     build_detector,
     register,
@@ -67,6 +68,7 @@ class ColdStart:
     """
 
     name: str = "coldstart"
+    input_kind: InputKind = "scalar"
 
     def __init__(
         self,
@@ -236,8 +238,8 @@ class GroupPool:
         the pool is not ready, or the detector has a configured season or takes vectors (a pool
         of plain values would mislead those; a season found by the detector itself, ``"auto"``,
         is not known yet on a new series)."""
-        if getattr(detector, "season", None) not in (None, "auto") or getattr(
-                detector, "input_kind", "scalar") != "scalar":
+        if getattr(detector, "season", None) not in (None, "auto") \
+                or detector.input_kind != "scalar":
             return detector
         prior = self.pooled(group, metric, exclude=member)
         if prior is None:

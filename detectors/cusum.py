@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any, Self
 
-from detectors.base import Explanation, PointResult, register, score_from_ratio
+from detectors.base import Explanation, InputKind, PointResult, register, score_from_ratio
 from detectors.budget import cusum_h_for_arl
 from detectors.checks import check_arl0, check_lag, check_outliers, check_positive, check_warmup
 from detectors.ewma import SCREEN_K
@@ -53,6 +53,7 @@ class CusumChart:
     """
 
     name: str = "cusum"
+    input_kind: InputKind = "scalar"
 
     def __init__(
         self,

@@ -58,7 +58,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
-from detectors.base import Explanation, PointResult, register
+from detectors.base import Explanation, InputKind, PointResult, register
 from detectors.budget import cusum_h_for_arl, ewma_L_for_arl, shewhart_k_for_arl
 from detectors.checks import check_outliers, check_positive, check_warmup
 from detectors.cusum import CusumChart
@@ -123,6 +123,7 @@ class EnsembleDetector:
     """Shewhart + CUSUM + EWMA on one series: one score, one alarm per anomaly episode."""
 
     name: str = "ensemble"
+    input_kind: InputKind = "scalar"
 
     def __init__(
         self,

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any, Self
 
-from detectors.base import PointResult, register, score_from_ratio
+from detectors.base import InputKind, PointResult, register, score_from_ratio
 from detectors.budget import EWMA_LIMITS, ewma_L_for_arl
 from detectors.checks import check_arl0, check_lag, check_outliers, check_positive, check_warmup
 from detectors.seasonal import Season, Seasonal, check_season
@@ -54,6 +54,7 @@ class EwmaChart:
     """
 
     name: str = "ewma"
+    input_kind: InputKind = "scalar"
 
     def __init__(
         self,

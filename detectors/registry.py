@@ -25,10 +25,12 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Classes registered by name; ``kind`` names what they are in error messages."""
+    """Classes registered by name; ``kind`` names what they are in error messages, and a class
+    that does not set one of the attributes in ``defaults`` gets it at registration."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, defaults: Mapping[str, object] | None = None) -> None:
         self.kind = kind
+        self.defaults = dict(defaults or {})
         self._classes: dict[str, type[Any]] = {}
 
     def register(self, name: str) -> Callable[[type[Any]], type[Any]]:
@@ -39,6 +41,9 @@ class Registry(Generic[T]):
                 raise ValueError(f"{self.kind} name {name!r} is registered twice")
             self._classes[name] = cls
             cls.name = name
+            for attribute, value in self.defaults.items():
+                if not hasattr(cls, attribute):
+                    setattr(cls, attribute, value)
             return cls
 
         return decorate

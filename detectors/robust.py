@@ -37,7 +37,7 @@ from functools import partial
 from statistics import NormalDist
 from typing import Any, Self
 
-from detectors.base import PointResult, register, score_from_ratio
+from detectors.base import InputKind, PointResult, register, score_from_ratio
 from detectors.budget import shewhart_k_for_arl
 from detectors.checks import check_arl0, check_outliers, check_positive, check_warmup
 from detectors.seasonal import Season, Seasonal, check_season
@@ -114,6 +114,7 @@ class RobustChart:
     """
 
     name: str = "robust"
+    input_kind: InputKind = "scalar"
 
     def __init__(
         self,

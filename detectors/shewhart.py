@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any, Self
 
-from detectors.base import Explanation, PointResult, register, score_from_ratio
+from detectors.base import Explanation, InputKind, PointResult, register, score_from_ratio
 from detectors.budget import shewhart_k_for_arl
 from detectors.checks import check_arl0, check_lag, check_outliers, check_positive, check_warmup
 from detectors.rules import RunRules, check_rules
@@ -58,6 +58,7 @@ class ShewhartChart:
     """
 
     name: str = "shewhart"
+    input_kind: InputKind = "scalar"
 
     def __init__(
         self,

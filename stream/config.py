@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detectors import build_detector, detector_names
+from detectors import ResidualDetector, build_detector, detector_names
 from stream.errors import ConfigError
 from updaters import learner_names
 from updaters.performance import LOSSES
-from updaters.residual import ResidualDetector
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from updaters.base import (
 from updaters.guardrails import GuardedLearner, GuardEvent, GuardResult
 from updaters.labels import Expired, Joined, LabelJoinBuffer
 from updaters.performance import LossChart, PerformanceMonitor, PerformanceResult
-from updaters.residual import ResidualDetector
 from updaters.river_io import RiverLearner
 from updaters.sgd import LinearRegressor, LogisticRegressor
 
@@ -36,7 +35,6 @@ __all__ = [
     "LossChart",
     "PerformanceMonitor",
     "PerformanceResult",
-    "ResidualDetector",
     "RiverLearner",
     "build_learner",
     "learner_names",

@@ -171,20 +171,31 @@ def check_regression_label(y: Label) -> float:
 
 
 LEARNERS: Registry[Learner] = Registry("learner")
-"""Every learner by name; importing :mod:`updaters` fills it.
-
->>> import updaters
->>> build_learner("sgd_regressor", {"feature_names": ["a"]}).kind
-'regressor'
->>> build_learner("nope")
-Traceback (most recent call last):
-...
-ValueError: unknown learner 'nope'; choose one of: river, sgd_classifier, sgd_regressor
-"""
+"""Every learner by name; importing :mod:`updaters` fills it."""
 
 register_learner = LEARNERS.register
-learner_names = LEARNERS.names
-build_learner = LEARNERS.build
+"""Class decorator: make a learner buildable by ``name`` from config."""
+
+
+def learner_names() -> list[str]:
+    """Names of all registered learners, sorted."""
+    return LEARNERS.names()
+
+
+def build_learner(name: str, params: Mapping[str, Any] | None = None) -> Learner:
+    """Build the learner registered as ``name`` with keyword ``params``.
+
+    Raises ``ValueError`` naming the valid choices when the name or a parameter is unknown.
+
+    >>> import updaters
+    >>> build_learner("sgd_regressor", {"feature_names": ["a"]}).kind
+    'regressor'
+    >>> build_learner("nope")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown learner 'nope'; choose one of: river, sgd_classifier, sgd_regressor
+    """
+    return LEARNERS.build(name, params)
 
 
 def restore_learner(name: str, state: Mapping[str, Any],

@@ -7,8 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from detectors import build_detector
-from updaters import ResidualDetector
+from detectors import ResidualDetector, build_detector
 
 N = 6000
 
