@@ -82,10 +82,10 @@ from functools import lru_cache
 from typing import Any, Self
 
 from detectors.base import Explanation, PointResult, register
+from detectors.chart import limit_crossed
 from detectors.checks import check_positive
 from detectors.extremes import BLOCKS, BlockExtremes, scale_floor
 from detectors.seasonal import PROFILE_CHOICES, SEASON_NONE, SeasonalProfile
-from detectors.shewhart import limit_crossed
 from detectors.stats import START_POINTS, WARMUP_SCREEN, robust_start
 
 DEFAULT_ALPHA = 5e-5

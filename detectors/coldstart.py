@@ -48,7 +48,7 @@ from detectors.base import (
     score_from_ratio,
 )
 from detectors.budget import shewhart_k_for_arl
-from detectors.shewhart import limit_crossed
+from detectors.chart import limit_crossed
 from detectors.stats import RunningStats
 
 PROVISIONAL_ARL0 = 20_000.0

@@ -289,7 +289,8 @@ class EnsembleDetector:
                 self._load_members(self._snapshot)
         self._replay(self._recent)
 
-    def _params(self) -> dict[str, Any]:
+    def params(self) -> dict[str, Any]:
+        """The ensemble's parameters by name (the keys of its state that are not learned)."""
         return {"arl0": self.arl0, "shewhart_k": self.shewhart_k, "cusum_k": self.cusum_k,
                 "cusum_h": self.cusum_h, "ewma_lambda": self.ewma_lambda, "ewma_L": self.ewma_L,
                 "warmup": self.warmup, "clear_after": self.clear_after,
@@ -299,7 +300,7 @@ class EnsembleDetector:
     def state_dict(self) -> dict[str, Any]:
         """Parameters, the charts' states, the episode and its points; exact round-trip."""
         return {
-            **self._params(),
+            **self.params(),
             "members": {"shewhart": self._shewhart.state_dict(),
                         "cusum": self._cusum.state_dict(), "ewma": self._ewma.state_dict()},
             "recent": [[v, t, d] for v, t, d in self._recent],
@@ -343,5 +344,5 @@ class EnsembleDetector:
         return det
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._params().items() if v is not None)
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items() if v is not None)
         return f"EnsembleDetector({args})"

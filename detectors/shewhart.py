@@ -8,36 +8,33 @@ constant series that changes is an anomaly: with σ == 0 any value off the mean 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from functools import partial
-from typing import Any, Self
+from typing import Any
 
-from detectors.base import Explanation, InputKind, PointResult, register, score_from_ratio
+import numpy as np
+import numpy.typing as npt
+
+from detectors.base import Explanation, PointResult, register, score_from_ratio
 from detectors.budget import shewhart_k_for_arl
+from detectors.chart import (
+    Columns,
+    ColumnStep,
+    Floats,
+    MeanChart,
+    deviation,
+    deviations,
+    limit_crossed,
+    screened,
+    screened_columns,
+)
 from detectors.checks import check_arl0, check_lag, check_outliers, check_positive, check_warmup
 from detectors.rules import RunRules, check_rules
-from detectors.seasonal import Season, Seasonal, check_season
+from detectors.seasonal import Season
 from detectors.stats import LAG, ChartBaseline
 
 
-def limit_crossed(test: str, value: float, centre: float, lower: float,
-                  upper: float) -> Explanation:
-    """The explanation of an alarm on limits for the values: ``value`` against the limit on
-    its side of ``centre``."""
-    return Explanation(test, value, upper if value >= centre else lower)
-
-
-def _starting(baseline: ChartBaseline, value: float) -> PointResult:
-    """The result of a point while a chart holds its first points (no limits yet); the point
-    is held."""
-    centre = baseline.start[0] if baseline.start else value
-    baseline.offer(value)
-    return PointResult(0.0, False, centre, -math.inf, math.inf, 0.0, 0)
-
-
 @register("shewhart")
-class ShewhartChart:
+class ShewhartChart(MeanChart):
     """Individuals control chart with limits learned online from the points before each one.
 
     ``outliers`` keeps one outlier from inflating σ for the points after it: ``"clip"``
@@ -58,7 +55,6 @@ class ShewhartChart:
     """
 
     name: str = "shewhart"
-    input_kind: InputKind = "scalar"
 
     def __init__(
         self,
@@ -76,45 +72,16 @@ class ShewhartChart:
         self.warmup = check_warmup(warmup)
         self.outliers = check_outliers(outliers)
         self.rules = check_rules(rules)
-        self.season = None if season is None else check_season(season)
         self.lag = check_lag(lag)
         self._baseline = ChartBaseline(self.warmup, self.lag)
         self._rules = None if self.rules is None else RunRules(self.rules, self.k)
-        self._seasonal: Seasonal[ShewhartChart] | None = None
-        if self.season is not None:
-            make = partial(
-                ShewhartChart,
-                k=self.k,
-                warmup=self.warmup,
-                outliers=self.outliers,
-                rules=None if self.rules is None else list(self.rules),
-                lag=self.lag,
-            )
-            self._seasonal = Seasonal(self.season, make, ShewhartChart.from_state)
+        self._start_season(season)
 
-    def update(self, value: float, timestamp: float) -> PointResult:
-        """Score ``value`` against the limits from the points before it, then learn from it."""
-        if self._seasonal is not None:
-            return self._seasonal.update(value, timestamp)
-        if not math.isfinite(value):
-            raise ValueError(f"value must be a finite number, got {value!r}")
-        baseline = self._baseline
-        stats = baseline.stats
-        n = stats.count
-        mean = stats.mean
-        if n < 2:
-            return _starting(baseline, value)
-
+    def _judge(self, value: float, n: int, mean: float, sigma: float) -> PointResult:
         k = self.k
-        sigma = math.sqrt(stats.m2 / (n - 1))
         lower = mean - k * sigma
         upper = mean + k * sigma
-        if sigma > 0.0:
-            z = (value - mean) / sigma
-        elif value == mean:
-            z = 0.0
-        else:
-            z = math.inf if value > mean else -math.inf
+        z = deviation(value, mean, sigma)
         beyond = abs(z) > k
         warm = n >= self.warmup
         details = explanation = None
@@ -132,64 +99,46 @@ class ShewhartChart:
             if anomaly:
                 details = {"rule": float(rules.fired)}
                 explanation = Explanation(f"rule we{rules.fired}", ratio, 1.0)
-
-        if not warm:
-            baseline.offer(value)
-        elif self.outliers == "clip":
-            baseline.offer(lower if value < lower else upper if value > upper else value)
-        else:
-            baseline.offer(None if self.outliers == "exclude" and beyond else value)
+        self._baseline.offer(screened(self.outliers, value, lower, upper, warm, beyond))
         return PointResult(score, anomaly, mean, lower, upper, z, n, details=details,
                            explanation=explanation)
 
-    def state_dict(self) -> dict[str, Any]:
-        """Parameters and statistics, JSON-serialisable; ``from_state`` continues exactly."""
-        state: dict[str, Any] = {
-            "k": self.k,
-            "warmup": self.warmup,
-            "outliers": self.outliers,
-            "rules": None if self.rules is None else list(self.rules),
-            "arl0": self.arl0,
-            "season": self.season,
-            "lag": self.lag,
-        }
-        if self._seasonal is not None:
-            state["buckets"] = self._seasonal.state_dict()["buckets"]
-            return state
-        state.update(self._baseline.state_dict())
+    def _statistics(self) -> dict[str, Any]:
+        state = self._baseline.state_dict()
         if self._rules is not None:
             state["history"] = self._rules.state_dict()
         return state
 
-    @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> Self:
-        """Rebuild a chart whose future outputs equal those of the one that saved ``state``."""
-        season = state.get("season")
-        chart = cls(
-            k=state["k"],
-            warmup=state["warmup"],
-            outliers=state["outliers"],
-            rules=state.get("rules"),
-            season=season,
-            lag=state.get("lag", 0),
-        )
-        chart.arl0 = check_arl0(state.get("arl0"))  # k is saved: no recomputation from arl0
-        if chart._seasonal is not None:
-            chart._seasonal.load_state({"season": season, "buckets": state["buckets"]})
-            return chart
-        chart._baseline.load_state(state)
-        if chart._rules is not None:
-            chart._rules.load_state(state["history"])
-        return chart
+    def _load(self, state: Mapping[str, Any]) -> None:
+        self._baseline.load_state(state)
+        if self._rules is not None:
+            self._rules.load_state(state["history"])
 
-    def __repr__(self) -> str:
-        extra = "".join(
-            f", {name}={value!r}"
-            for name, value in (("rules", self.rules), ("arl0", self.arl0), ("season", self.season),
-                                ("lag", self.lag))
-            if value is not None
-        )
-        return (
-            f"ShewhartChart(k={self.k!r}, warmup={self.warmup!r}, outliers={self.outliers!r}"
-            f"{extra})"
-        )
+    def check_columns(self) -> None:
+        super().check_columns()
+        if self.rules is not None:
+            raise ValueError("run rules stay on the object path")
+
+    def step_columns(self, columns: Columns, pre: Columns, slots: npt.NDArray[np.intp],
+                     x: Floats, sigma: Floats) -> ColumnStep:
+        k = self.k
+        mean = pre["mean"]
+        lower = mean - k * sigma
+        upper = mean + k * sigma
+        z = deviations(x, mean, sigma)
+        ratio = np.abs(z) / k
+        beyond = np.abs(z) > k
+        warm = pre["n"] >= self.warmup
+        anomaly = warm & beyond
+        learn, keep = screened_columns(self.outliers, x, lower, upper, warm, beyond)
+        return ColumnStep(pre, lower, upper, z, ratio, anomaly, {}, learn, keep)
+
+    def column_result(self, step: ColumnStep, at: int, value: float) -> PointResult:
+        mean = float(step.pre["mean"][at])
+        z = float(step.z[at])
+        anomaly = bool(step.anomaly[at])
+        lower, upper = float(step.lower[at]), float(step.upper[at])
+        return PointResult(score_from_ratio(abs(z) / self.k), anomaly, mean, lower, upper, z,
+                           int(step.pre["n"][at]), details={"rule": 1.0} if anomaly else None,
+                           explanation=limit_crossed("shewhart", value, mean, lower, upper)
+                           if anomaly else None)
