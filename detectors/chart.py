@@ -44,7 +44,8 @@ def limit_crossed(test: str, value: float, centre: float, lower: float,
 
 def deviation(value: float, centre: float, sd: float, beyond: float = math.inf) -> float:
     """``(value - centre) / sd``; with ``sd`` 0, 0 at the centre and ±``beyond`` off it (a
-    constant series that changes is an anomaly)."""
+    constant series that changes is an anomaly). Hot paths divide themselves when ``sd > 0``
+    and call this for the rest."""
     if sd > 0.0:
         return (value - centre) / sd
     if value == centre:
@@ -209,6 +210,14 @@ class MeanChart(Chart):
     COLUMNS: ClassVar[Mapping[str, type]] = {}
     """The chart's own state columns beyond the baseline's, with their dtype."""
 
+    def update(self, value: float, timestamp: float) -> PointResult:
+        """Score ``value`` against the baseline's limits, then learn from it."""
+        stats = self._baseline.stats
+        n = stats.count
+        if n < 2 or self._seasonal is not None or not math.isfinite(value):
+            return super().update(value, timestamp)  # the skeleton's rarer paths
+        return self._judge(value, n, stats.mean, math.sqrt(stats.m2 / (n - 1)))
+
     def _score(self, value: float) -> PointResult:
         baseline = self._baseline
         stats = baseline.stats
@@ -225,10 +234,11 @@ class MeanChart(Chart):
         offer the baseline what the outlier policy learns."""
         raise NotImplementedError
 
-    def _offer_screened(self, value: float, mean: float, sigma: float, warm: bool) -> None:
-        """Offer the baseline ``value`` as the policy screens it at mean ± SCREEN_K σ."""
+    def _offer_screened(self, value: float, mean: float, sigma: float) -> None:
+        """Offer the baseline ``value`` of a warm chart as the policy screens it at mean ±
+        SCREEN_K σ (the callers learn every point as it is in warm-up or with ``"learn"``)."""
         screen = SCREEN_K * sigma
-        self._baseline.offer(screened(self.outliers, value, mean - screen, mean + screen, warm,
+        self._baseline.offer(screened(self.outliers, value, mean - screen, mean + screen, True,
                                       abs(value - mean) > screen))
 
     def _statistics(self) -> dict[str, Any]:

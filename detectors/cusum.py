@@ -81,8 +81,10 @@ class CusumChart(MeanChart):
     def _judge(self, value: float, n: int, mean: float, sigma: float) -> PointResult:
         k, h = self.k, self.h
         pos, neg = self._pos, self._neg
-        z = deviation(value, mean, sigma)
-        step = deviation(value, mean, sigma, _HUGE)
+        if sigma > 0.0:
+            z = step = (value - mean) / sigma
+        else:
+            z, step = deviation(value, mean, sigma), deviation(value, mean, sigma, _HUGE)
         lower = mean - sigma * (h + k - neg)
         upper = mean + sigma * (h + k - pos)
         pos = pos + step - k
@@ -97,7 +99,10 @@ class CusumChart(MeanChart):
             self._pos = self._neg = 0.0
         else:
             self._pos, self._neg = pos, neg
-        self._offer_screened(value, mean, sigma, warm)
+        if warm and self.outliers != "learn":
+            self._offer_screened(value, mean, sigma)
+        else:
+            self._baseline.offer(value)
         anomaly = warm and ratio > 1.0
         return PointResult(
             score_from_ratio(ratio),

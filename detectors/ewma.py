@@ -116,7 +116,7 @@ class EwmaChart(MeanChart):
             sd = sigma * math.sqrt(self._spread)
         L = self.L
         width = L * sd
-        z = deviation(ewma, mean, sd)
+        z = (ewma - mean) / sd if sd > 0.0 else deviation(ewma, mean, sd)
         ratio = abs(z) / L
         warm = n >= self.warmup
         if ratio > 1.0:
@@ -125,7 +125,10 @@ class EwmaChart(MeanChart):
         else:
             self._ewma = ewma
             self._i = i
-        self._offer_screened(value, mean, sigma, warm)
+        if warm and self.outliers != "learn":
+            self._offer_screened(value, mean, sigma)
+        else:
+            self._baseline.offer(value)
         anomaly = warm and ratio > 1.0
         return PointResult(
             score_from_ratio(ratio),

@@ -180,7 +180,8 @@ class RobustChart(Chart):
         k = self.k
         lower = centre - k * sigma_low
         upper = centre + k * sigma_high
-        z = deviation(value, centre, sigma_high if value >= centre else sigma_low)
+        sigma = sigma_high if value >= centre else sigma_low
+        z = (value - centre) / sigma if sigma > 0.0 else deviation(value, centre, sigma)
         ratio = abs(z) / k
         warm = n >= self.warmup
         anomaly = warm and ratio > 1.0

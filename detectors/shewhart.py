@@ -81,7 +81,7 @@ class ShewhartChart(MeanChart):
         k = self.k
         lower = mean - k * sigma
         upper = mean + k * sigma
-        z = deviation(value, mean, sigma)
+        z = (value - mean) / sigma if sigma > 0.0 else deviation(value, mean, sigma)
         beyond = abs(z) > k
         warm = n >= self.warmup
         details = explanation = None
@@ -99,7 +99,9 @@ class ShewhartChart(MeanChart):
             if anomaly:
                 details = {"rule": float(rules.fired)}
                 explanation = Explanation(f"rule we{rules.fired}", ratio, 1.0)
-        self._baseline.offer(screened(self.outliers, value, lower, upper, warm, beyond))
+        policy = self.outliers
+        self._baseline.offer(value if not warm or policy == "learn" else
+                             screened(policy, value, lower, upper, warm, beyond))
         return PointResult(score, anomaly, mean, lower, upper, z, n, details=details,
                            explanation=explanation)
 
