@@ -185,6 +185,33 @@ class _ChartColumns:
         return self.chart.column_result(step, at, value)
 
 
+class _Flush:
+    """The working state of one :meth:`SeriesBank.flush`."""
+
+    __slots__ = ("slots", "values_in", "want", "timestamp_of", "reported", "hot", "handed",
+                 "handed_slots", "later")
+
+    def __init__(self, slots: Slots, values_in: Sequence[float], want: Bools,
+                 timestamp_of: Callable[[int], float], capacity: int) -> None:
+        self.slots = slots
+        self.values_in = values_in
+        self.want = want
+        self.timestamp_of = timestamp_of
+        self.reported: list[tuple[int, object, PointResult]] = []
+        self.hot = np.zeros(capacity, dtype=bool)
+        """Series that raised an anomaly in this batch (their later points are reported)."""
+        self.handed = np.zeros(capacity, dtype=bool)
+        self.handed_slots: list[int] = []
+        """Series scored by their object detector from a point on."""
+        self.later: list[int] = []
+        """Their points, in round order: queue order per series."""
+
+    def hand(self, slot: int) -> None:
+        """Mark the series in ``slot`` as scored by its object detector from now on."""
+        self.handed[slot] = True
+        self.handed_slots.append(slot)
+
+
 class BankSeries:
     """One series of a :class:`SeriesBank`: a detector whose state lives in the bank's slot,
     or, while ``slot`` is -1, in the object ``detector``."""
@@ -437,12 +464,9 @@ class SeriesBank:
     def _rounds(self, slots: Slots, values: Floats, values_in: Sequence[float], want: Bools,
                 by_round: Slots, bounds: Ints, timestamp_of: Callable[[int], float],
                 ) -> list[tuple[int, object, PointResult]]:
-        reported: list[tuple[int, object, PointResult]] = []
-        handles = self._handles
-        hot = np.zeros(len(handles), dtype=bool)
-        handed = np.zeros(len(handles), dtype=bool)
-        handed_slots: list[int] = []  # series scored by their object detector from a point on
-        later: list[int] = []  # their points, in round order: queue order per series
+        """Score the queued points round by round in the columns, the rest of a hot key's
+        points with object detectors, and settle the series handed to objects."""
+        run = _Flush(slots, values_in, want, timestamp_of, len(self._handles))
         rounds = len(bounds)
         start = 0
         for number, end in enumerate(bounds.tolist()):
@@ -450,62 +474,83 @@ class SeriesBank:
             if (rounds - number) * self.round_cost > \
                     len(points) * self.move_cost + len(by_round) - start:
                 # a few series with many points (a hot key): cheaper one object each
-                later.extend(by_round[start:].tolist())
+                run.later.extend(by_round[start:].tolist())
                 for slot in np.unique(slots[points]).tolist():
-                    if not handed[slot]:
+                    if not run.handed[slot]:
                         self._to_object(slot)
-                        handed[slot] = True
-                        handed_slots.append(slot)
+                        run.hand(slot)
                 break
             start = end
             round_slots = slots[points]
-            if handed_slots:
-                stay = ~handed[round_slots]
+            if run.handed_slots:
+                stay = ~run.handed[round_slots]
                 if not stay.all():
-                    later.extend(points[~stay].tolist())
+                    run.later.extend(points[~stay].tolist())
                     points, round_slots = points[stay], round_slots[stay]
                     if not len(points):
                         continue
-            x = values[points]
-            steps = [chart.step(round_slots, x) for chart in self.charts]
-            if not self.ensemble:
-                anomaly = steps[0].anomaly
-                show = anomaly | want[points] | hot[round_slots]
-                hot[round_slots] |= anomaly
-                chart = self.charts[0]
-                for at in np.flatnonzero(show).tolist():
-                    j = int(points[at])
-                    owner = getattr(handles[int(round_slots[at])], "owner", None)
-                    reported.append((j, owner, chart.result(steps[0], at, values_in[j])))
-                continue
-            opened = steps[0].anomaly | steps[1].anomaly | steps[2].anomaly
-            for at in np.flatnonzero(opened | want[points]).tolist():
-                j = int(points[at])
-                slot = int(round_slots[at])
-                owner = getattr(handles[slot], "owner", None)
-                if opened[at]:
-                    reported.append((j, owner, self._hand_over(slot, steps, at, values_in[j],
-                                                               timestamp_of(j))))
-                    handed[slot] = hot[slot] = True
-                    handed_slots.append(slot)
-                else:
-                    reported.append((j, owner, self._ensemble_result(steps, at, values_in[j])))
-        for j in later:
-            slot = int(slots[j])
-            handle = handles[slot]
+            steps = [chart.step(round_slots, values[points]) for chart in self.charts]
+            if self.ensemble:
+                self._report_ensemble_round(run, points, round_slots, steps)
+            else:
+                self._report_chart_round(run, points, round_slots, steps[0])
+        self._score_later(run)
+        self._settle(run.handed_slots)
+        return run.reported
+
+    def _report_chart_round(self, run: _Flush, points: Slots, round_slots: Slots,
+                            step: ColumnStep) -> None:
+        """Report a chart's round: its anomalies, the wanted points, hot series' points."""
+        show = step.anomaly | run.want[points] | run.hot[round_slots]
+        run.hot[round_slots] |= step.anomaly
+        chart = self.charts[0]
+        for at in np.flatnonzero(show).tolist():
+            j = int(points[at])
+            owner = getattr(self._handles[int(round_slots[at])], "owner", None)
+            run.reported.append((j, owner, chart.result(step, at, run.values_in[j])))
+
+    def _report_ensemble_round(self, run: _Flush, points: Slots, round_slots: Slots,
+                               steps: Sequence[ColumnStep]) -> None:
+        """Report an ensemble's round: a series that opens an episode goes to its object
+        detector from this point on; the wanted points are reported in control."""
+        opened = steps[0].anomaly | steps[1].anomaly | steps[2].anomaly
+        for at in np.flatnonzero(opened | run.want[points]).tolist():
+            j = int(points[at])
+            slot = int(round_slots[at])
+            owner = getattr(self._handles[slot], "owner", None)
+            value = run.values_in[j]
+            if opened[at]:
+                run.reported.append((j, owner, self._hand_over(slot, steps, at, value,
+                                                               run.timestamp_of(j))))
+                run.hand(slot)
+                run.hot[slot] = True
+            else:
+                run.reported.append((j, owner, self._ensemble_result(steps, at, value)))
+
+    def _score_later(self, run: _Flush) -> None:
+        """Score the points left to object detectors, in round order (queue order per series)."""
+        hot, want = run.hot, run.want
+        for j in run.later:
+            slot = int(run.slots[j])
+            handle = self._handles[slot]
             assert handle is not None and handle.detector is not None  # noqa: S101
-            result = handle.detector.update(values_in[j], timestamp_of(j))
+            result = handle.detector.update(run.values_in[j], run.timestamp_of(j))
             if result.anomaly or result.resolved or result.rebaselined or want[j] or hot[slot] \
                     or (result.details or {}).get("episode", 0.0) > 0.0:
-                reported.append((j, handle.owner, result))
+                run.reported.append((j, handle.owner, result))
             hot[slot] = (hot[slot] or result.anomaly) and not result.resolved
+
+    def _settle(self, handed_slots: Sequence[int]) -> None:
+        """Take the series handed to objects back into their slots when in control again, and
+        free the slots of the others."""
+        handles = self._handles
         released = set(self._released)
         for slot in handed_slots:
             handle = handles[slot]
             if handle is None or handle.slot != slot or handle.detector is None:
                 continue
             states = self._chart_states(handle.detector)
-            if states is not None:  # in control again: back into its slot
+            if states is not None:
                 for chart, chart_state in zip(self.charts, states, strict=True):
                     chart.load(slot, chart_state)
                 handle.detector = None
@@ -514,7 +559,6 @@ class SeriesBank:
             handles[slot] = None
             if slot not in released:
                 self._free.append(slot)
-        return reported
 
     def _to_object(self, slot: int) -> None:
         """Give the series in ``slot`` an object detector with exactly its state."""
