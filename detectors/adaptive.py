@@ -81,12 +81,12 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, Self
 
-from detectors.base import Explanation, PointResult, register
-from detectors.chart import limit_crossed
-from detectors.checks import check_positive
-from detectors.extremes import BLOCKS, BlockExtremes, scale_floor
-from detectors.seasonal import PROFILE_CHOICES, SEASON_NONE, SeasonalProfile
-from detectors.stats import START_POINTS, WARMUP_SCREEN, robust_start
+from vigil.detectors.base import Explanation, PointResult, register
+from vigil.detectors.chart import limit_crossed
+from vigil.detectors.checks import check_positive
+from vigil.detectors.extremes import BLOCKS, BlockExtremes, scale_floor
+from vigil.detectors.seasonal import PROFILE_CHOICES, SEASON_NONE, SeasonalProfile
+from vigil.detectors.stats import START_POINTS, WARMUP_SCREEN, robust_start
 
 DEFAULT_ALPHA = 5e-5
 """False-alarm probability per point at the alert threshold: one per 20,000 in-control points."""

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, Self, runtime_checkable
 
-from detectors.registry import Registry
+from vigil.detectors.registry import Registry
 
 
 @dataclass(frozen=True, slots=True)

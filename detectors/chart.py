@@ -21,10 +21,10 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import numpy.typing as npt
 
-from detectors.base import Explanation, InputKind, PointResult
-from detectors.checks import check_arl0
-from detectors.seasonal import Season, Seasonal, check_season
-from detectors.stats import ChartBaseline
+from vigil.detectors.base import Explanation, InputKind, PointResult
+from vigil.detectors.checks import check_arl0
+from vigil.detectors.seasonal import Season, Seasonal, check_season
+from vigil.detectors.stats import ChartBaseline
 
 Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]

@@ -30,12 +30,18 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from detectors.base import Explanation, PointResult, register, score_from_ratio
-from detectors.budget import cusum_h_for_arl
-from detectors.chart import Columns, ColumnStep, Floats, MeanChart, deviation, deviations
-from detectors.checks import check_arl0, check_lag, check_outliers, check_positive, check_warmup
-from detectors.seasonal import Season
-from detectors.stats import LAG, ChartBaseline
+from vigil.detectors.base import Explanation, PointResult, register, score_from_ratio
+from vigil.detectors.budget import cusum_h_for_arl
+from vigil.detectors.chart import Columns, ColumnStep, Floats, MeanChart, deviation, deviations
+from vigil.detectors.checks import (
+    check_arl0,
+    check_lag,
+    check_outliers,
+    check_positive,
+    check_warmup,
+)
+from vigil.detectors.seasonal import Season
+from vigil.detectors.stats import LAG, ChartBaseline
 
 _HUGE = 1e300  # a deviation from a σ of 0 adds this to a sum: score 1.0, still finite
 

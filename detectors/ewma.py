@@ -34,9 +34,9 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from detectors.base import PointResult, register, score_from_ratio
-from detectors.budget import EWMA_LIMITS, ewma_L_for_arl
-from detectors.chart import (
+from vigil.detectors.base import PointResult, register, score_from_ratio
+from vigil.detectors.budget import EWMA_LIMITS, ewma_L_for_arl
+from vigil.detectors.chart import (
     Columns,
     ColumnStep,
     Floats,
@@ -45,9 +45,15 @@ from detectors.chart import (
     deviations,
     limit_crossed,
 )
-from detectors.checks import check_arl0, check_lag, check_outliers, check_positive, check_warmup
-from detectors.seasonal import Season
-from detectors.stats import LAG, ChartBaseline
+from vigil.detectors.checks import (
+    check_arl0,
+    check_lag,
+    check_outliers,
+    check_positive,
+    check_warmup,
+)
+from vigil.detectors.seasonal import Season
+from vigil.detectors.stats import LAG, ChartBaseline
 
 MAX_EWMA_TABLE = 1 << 20
 """Longest table of exact EWMA limit factors; a smaller ``λ`` stays on the object path."""

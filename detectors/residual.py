@@ -24,7 +24,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from detectors.base import (
+from vigil.detectors.base import (
     Features,
     InputKind,
     PointResult,
@@ -34,12 +34,12 @@ from detectors.base import (
 )
 
 if TYPE_CHECKING:
-    from updaters.sgd import LinearRegressor
+    from vigil.updaters.sgd import LinearRegressor
 
 def _regression() -> type[LinearRegressor]:
     """The regression's class, imported when first needed: :mod:`updaters` imports
     :mod:`detectors`, so this module cannot import it while the package loads."""
-    from updaters.sgd import LinearRegressor
+    from vigil.updaters.sgd import LinearRegressor
 
     return LinearRegressor
 
@@ -75,7 +75,7 @@ class ResidualDetector:
         warmup: int = 200,
         learn_anomalies: bool = False,
     ) -> None:
-        from updaters.base import check_feature_names  # see _regression
+        from vigil.updaters.base import check_feature_names  # see _regression
 
         if not isinstance(target, str) or not target:
             raise ValueError(f"target must be a metric name, got {target!r}")

@@ -36,12 +36,12 @@ from collections.abc import Mapping, Sequence
 from statistics import NormalDist
 from typing import Any
 
-from detectors.base import PointResult, register, score_from_ratio
-from detectors.budget import shewhart_k_for_arl
-from detectors.chart import Chart, deviation, limit_crossed, screened
-from detectors.checks import check_arl0, check_outliers, check_positive, check_warmup
-from detectors.seasonal import Season
-from detectors.stats import WARMUP_SCREEN
+from vigil.detectors.base import PointResult, register, score_from_ratio
+from vigil.detectors.budget import shewhart_k_for_arl
+from vigil.detectors.chart import Chart, deviation, limit_crossed, screened
+from vigil.detectors.checks import check_arl0, check_outliers, check_positive, check_warmup
+from vigil.detectors.seasonal import Season
+from vigil.detectors.stats import WARMUP_SCREEN
 
 METHODS = ("mad", "quantile")
 MAD_SCALE = 1.4826

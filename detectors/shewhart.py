@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detectors.base import Explanation, PointResult, register, score_from_ratio
-from detectors.budget import shewhart_k_for_arl
-from detectors.chart import (
+from vigil.detectors.base import Explanation, PointResult, register, score_from_ratio
+from vigil.detectors.budget import shewhart_k_for_arl
+from vigil.detectors.chart import (
     Columns,
     ColumnStep,
     Floats,
@@ -27,10 +27,16 @@ from detectors.chart import (
     screened,
     screened_columns,
 )
-from detectors.checks import check_arl0, check_lag, check_outliers, check_positive, check_warmup
-from detectors.rules import RunRules, check_rules
-from detectors.seasonal import Season
-from detectors.stats import LAG, ChartBaseline
+from vigil.detectors.checks import (
+    check_arl0,
+    check_lag,
+    check_outliers,
+    check_positive,
+    check_warmup,
+)
+from vigil.detectors.rules import RunRules, check_rules
+from vigil.detectors.seasonal import Season
+from vigil.detectors.stats import LAG, ChartBaseline
 
 
 @register("shewhart")

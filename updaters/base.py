@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, Self, runtime_checkable
 
-from detectors.registry import Registry
+from vigil.detectors.registry import Registry
 
 Label = float | int | bool | str
 """A label as it arrives in an event: a number for regressors, one of two classes otherwise."""
@@ -187,7 +187,7 @@ def build_learner(name: str, params: Mapping[str, Any] | None = None) -> Learner
 
     Raises ``ValueError`` naming the valid choices when the name or a parameter is unknown.
 
-    >>> import updaters
+    >>> from vigil import updaters
     >>> build_learner("sgd_regressor", {"feature_names": ["a"]}).kind
     'regressor'
     >>> build_learner("nope")

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from detectors.base import PointResult
-from detectors.ensemble import Z_CLIP, EnsembleDetector
+from vigil.detectors.base import PointResult
+from vigil.detectors.ensemble import Z_CLIP, EnsembleDetector
 
 
 def record_like_before(detector: EnsembleDetector, value: float, timestamp: float,

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from detectors import ResidualDetector, build_detector
+from vigil.detectors import ResidualDetector, build_detector
 
 N = 6000
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.cli import main
-from stream.generate import generate_events
-from stream.replay import OUTPUT_HEADER, replay
+from vigil.stream.cli import main
+from vigil.stream.generate import generate_events
+from vigil.stream.replay import OUTPUT_HEADER, replay
 
 
 def _csv(path: Path, rows: list[str], header: str = "timestamp,value,key") -> Path:
