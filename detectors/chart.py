@@ -7,6 +7,16 @@ A chart lists its parameters once, in ``__init__``, and keeps each as the attrib
 name; ``state_dict`` holds them in that order, then the chart's statistics. Each mean-and-σ
 chart (:class:`MeanChart`) also carries its vectorised step, which :mod:`detectors.bank` runs
 on many series' columns at once with exactly the scalar step's float operations.
+
+>>> from vigil.detectors.cusum import CusumChart
+>>> chart = CusumChart(h=4.0, arl0=None, warmup=10)
+>>> chart.params()
+{'k': 0.5, 'h': 4.0, 'warmup': 10, 'outliers': 'clip', 'arl0': None, 'season': None, 'lag': 64}
+>>> chart
+CusumChart(k=0.5, h=4.0, warmup=10, outliers='clip', lag=64)
+>>> old = {key: value for key, value in chart.state_dict().items() if key != "lag"}
+>>> CusumChart.from_state(old).lag  # a snapshot from before the lag restores without it
+0
 """
 
 from __future__ import annotations
