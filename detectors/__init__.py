@@ -8,7 +8,10 @@ from vigil.detectors.bank import BankSeries, SeriesBank
 from vigil.detectors.base import (
     Detector,
     Explanation,
+    Features,
+    InputKind,
     PointResult,
+    VectorDetector,
     build_detector,
     detector_names,
     restore_detector,
@@ -26,6 +29,7 @@ from vigil.detectors.drift import AdwinDrift, KswinDrift, PageHinkleyDrift
 from vigil.detectors.ensemble import EnsembleDetector
 from vigil.detectors.ewma import EwmaChart
 from vigil.detectors.multivariate import HalfSpaceTreesDetector
+from vigil.detectors.residual import ResidualDetector
 from vigil.detectors.robust import RobustChart
 from vigil.detectors.seasonal import Seasonal
 from vigil.detectors.shewhart import ShewhartChart  # importing a detector module registers it
@@ -41,16 +45,20 @@ __all__ = [
     "EnsembleDetector",
     "EwmaChart",
     "Explanation",
+    "Features",
     "GroupPool",
     "HalfSpaceTreesDetector",
+    "InputKind",
     "KswinDrift",
     "PageHinkleyDrift",
     "PointResult",
+    "ResidualDetector",
     "RobustChart",
     "RunningStats",
     "Seasonal",
     "SeriesBank",
     "ShewhartChart",
+    "VectorDetector",
     "arl_for_budget",
     "build_detector",
     "cusum_h_for_arl",

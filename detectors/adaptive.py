@@ -82,9 +82,10 @@ from functools import lru_cache
 from typing import Any, Self
 
 from vigil.detectors.base import Explanation, PointResult, register
+from vigil.detectors.chart import limit_crossed
+from vigil.detectors.checks import check_positive
 from vigil.detectors.extremes import BLOCKS, BlockExtremes, scale_floor
 from vigil.detectors.seasonal import PROFILE_CHOICES, SEASON_NONE, SeasonalProfile
-from vigil.detectors.shewhart import check_positive, limit_crossed
 from vigil.detectors.stats import START_POINTS, WARMUP_SCREEN, robust_start
 
 DEFAULT_ALPHA = 5e-5

@@ -37,17 +37,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
 
-from vigil.detectors.base import Detector, PointResult, restore_detector, score_from_ratio
-from vigil.detectors.cusum import _HUGE, CusumChart, cusum_crossed
+from vigil.detectors.base import DETECTORS, Detector, InputKind, PointResult, restore_detector
+from vigil.detectors.chart import Columns, ColumnStep, MeanChart
 from vigil.detectors.ensemble import EnsembleDetector
-from vigil.detectors.ewma import SCREEN_K, EwmaChart
-from vigil.detectors.shewhart import ShewhartChart, limit_crossed
 from vigil.detectors.stats import WARMUP_SCREEN
 
 Floats = npt.NDArray[np.float64]
@@ -60,77 +57,30 @@ MOVE_COST = 5.0
 """A round of numpy work, and moving a series to an object detector and back, in units of
 one object detector's point: the rest of a batch goes to objects when that is cheaper."""
 
-MAX_EWMA_TABLE = 1 << 20
-"""Longest table of exact EWMA limit factors; a smaller ``λ`` stays on the object path."""
-
 _INF = math.inf
-_DYNAMIC = {"shewhart": ("stats", "start", "pending"),
-            "cusum": ("stats", "start", "pending", "pos", "neg"),
-            "ewma": ("stats", "start", "pending", "ewma", "i")}
-_ENSEMBLE_DYNAMIC = ("members", "recent", "offset", "episode", "quiet", "z", "confirmations",
-                     "snapshot", "reference")
-
-
-@dataclass(slots=True)
-class _Step:
-    """One round of one chart: the state before the points, and how each point looked."""
-
-    pre: dict[str, npt.NDArray[Any]]
-    lower: Floats
-    upper: Floats
-    z: Floats
-    ratio: Floats
-    anomaly: Bools
-    extra: tuple[Floats, ...]
-
-
-def _deviation(x: Floats, centre: Floats, sd: Floats, beyond: float) -> Floats:
-    """``(x - centre) / sd``, or 0 / ±``beyond`` with a zero ``sd``, as the charts branch."""
-    return np.where(sd > 0.0, (x - centre) / sd,
-                    np.where(x == centre, 0.0, np.where(x > centre, beyond, -beyond)))
+_MEMBERS = ("shewhart", "cusum", "ewma")
 
 
 class _ChartColumns:
-    """The state of one chart kind for every slot, and its vectorised update."""
+    """The state of one chart configuration for every slot; the chart's own vectorised step
+    (:meth:`~detectors.chart.MeanChart.step_columns`) updates it."""
 
     def __init__(self, kind: str, state: Mapping[str, Any]) -> None:
-        if state.get("season") is not None or state.get("rules") is not None:
-            raise ValueError("seasonal charts and run rules stay on the object path")
+        chart_type = DETECTORS.find(kind)
+        if not issubclass(chart_type, MeanChart):
+            raise ValueError(f"no bank for {chart_type.__name__}")
+        self.chart = chart = chart_type.from_state(state)
+        chart.check_columns()
         self.kind = kind
-        self.template = {name: value for name, value in state.items()
-                         if name not in _DYNAMIC[kind]}
-        self.warmup = int(state["warmup"])
-        self.outliers = str(state["outliers"])
-        self.lag = int(state.get("lag", 0))
-        self.columns: dict[str, npt.NDArray[Any]] = {
+        self.template = {name: state[name] for name in chart.parameter_names() if name in state}
+        self.warmup = chart.warmup
+        self.lag = chart.lag
+        self.columns: Columns = {
             "n": np.zeros(0, np.int64), "mean": np.zeros(0), "m2": np.zeros(0)}
         if self.lag:  # the points waiting to be learned: a ring per slot (NaN: learn nothing)
             self.columns.update(ring=np.zeros((0, self.lag)), ring_length=np.zeros(0, np.int64),
                                 ring_head=np.zeros(0, np.int64))
-        if kind == "shewhart":
-            self.k = float(state["k"])
-        elif kind == "cusum":
-            self.k, self.h = float(state["k"]), float(state["h"])
-            self.columns.update(pos=np.zeros(0), neg=np.zeros(0))
-        else:
-            self.lam, self.L = float(state["lambda_"]), float(state["L"])
-            self.factors = self._ewma_factors(self.lam, state["limits"] == "exact")
-            self.columns.update(ewma=np.zeros(0), i=np.zeros(0, np.int64))
-
-    @staticmethod
-    def _ewma_factors(lam: float, exact: bool) -> Floats:
-        """σ of the EWMA over σ after ``i`` points, for ``i`` up to where it stops changing:
-        the expressions of :class:`~detectors.ewma.EwmaChart`, evaluated by Python."""
-        spread = lam / (2.0 - lam)
-        if not exact:
-            return np.array([math.sqrt(spread)] * 2)
-        decay = (1.0 - lam) ** 2
-        factors = [0.0]
-        for i in range(1, MAX_EWMA_TABLE):
-            factors.append(math.sqrt(spread * (1.0 - decay**i)))
-            if 1.0 - decay**i == 1.0:
-                return np.array(factors)
-        raise ValueError(f"EWMA weight {lam!r} too small for a table of exact limits")
+        self.columns.update({name: np.zeros(0, dtype) for name, dtype in chart.COLUMNS.items()})
 
     def grow(self, capacity: int) -> None:
         for name, column in self.columns.items():
@@ -158,13 +108,7 @@ class _ChartColumns:
                                                     for v in pending]
             columns["ring_length"][slot] = len(pending)
             columns["ring_head"][slot] = 0
-        if self.kind == "cusum":
-            columns["pos"][slot] = float(state["pos"])
-            columns["neg"][slot] = float(state["neg"])
-        elif self.kind == "ewma":
-            ewma = state["ewma"]
-            columns["ewma"][slot] = 0.0 if ewma is None else float(ewma)
-            columns["i"][slot] = int(state["i"])
+        self.chart.load_columns(columns, slot, state)
 
     def export(self, values: Mapping[str, npt.NDArray[Any]], at: int) -> dict[str, Any]:
         """The chart's ``state_dict`` from ``values[name][at]`` (columns or, without a lag, a
@@ -180,87 +124,17 @@ class _ChartColumns:
                 value = float(ring[(head + i) % self.lag])
                 pending.append(None if math.isnan(value) else value)
         state["pending"] = pending
-        if self.kind == "cusum":
-            state["pos"] = float(values["pos"][at])
-            state["neg"] = float(values["neg"][at])
-        elif self.kind == "ewma":
-            i = int(values["i"][at])
-            state["ewma"] = None if i == 0 else float(values["ewma"][at])
-            state["i"] = i
+        self.chart.export_columns(values, at, state)
         return state
 
-    def step(self, slots: Slots, x: Floats) -> _Step:
+    def step(self, slots: Slots, x: Floats) -> ColumnStep:
         """Score and learn one point for each of ``slots`` (distinct), as the chart does."""
-        columns = self.columns
-        pre = {name: column[slots] for name, column in columns.items() if column.ndim == 1}
+        pre = {name: column[slots] for name, column in self.columns.items() if column.ndim == 1}
         n, mean, m2 = pre["n"], pre["mean"], pre["m2"]
-        warm = n >= self.warmup
-        cold = n < 2
-        extra: tuple[Floats, ...] = ()
         with np.errstate(all="ignore"):
-            sigma = np.sqrt(m2 / (n - 1))
-            if self.kind == "shewhart":
-                k = self.k
-                lower = mean - k * sigma
-                upper = mean + k * sigma
-                z = _deviation(x, mean, sigma, _INF)
-                ratio = np.abs(z) / k
-                beyond = np.abs(z) > k
-                anomaly = warm & beyond
-                if self.outliers == "clip":
-                    clipped = np.where(x < lower, lower, np.where(x > upper, upper, x))
-                    self._learn(slots, n, mean, m2, np.where(warm, clipped, x), None)
-                else:
-                    keep = None if self.outliers == "learn" else ~anomaly
-                    self._learn(slots, n, mean, m2, x, keep)
-                return _Step(pre, lower, upper, z, ratio, anomaly, extra)
-            if self.kind == "cusum":
-                k, h = self.k, self.h
-                pos, neg = pre["pos"], pre["neg"]
-                z = _deviation(x, mean, sigma, _INF)
-                step = _deviation(x, mean, sigma, _HUGE)
-                lower = mean - sigma * (h + k - neg)
-                upper = mean + sigma * (h + k - pos)
-                pos = pos + step - k
-                pos = np.where(pos < 0.0, 0.0, pos)
-                neg = neg - step - k
-                neg = np.where(neg < 0.0, 0.0, neg)
-                ratio = np.where(pos > neg, pos, neg) / h
-                reset = ratio > 1.0
-                columns["pos"][slots] = np.where(cold, pre["pos"], np.where(reset, 0.0, pos))
-                columns["neg"][slots] = np.where(cold, pre["neg"], np.where(reset, 0.0, neg))
-                extra = (pos, neg)
-            else:
-                lam, L = self.lam, self.L  # noqa: N806 - the SPC name
-                i, previous = pre["i"], pre["ewma"]
-                fresh = i == 0
-                previous = np.where(fresh, mean, previous)
-                i = np.where(fresh, 1, i + 1)
-                ewma = lam * x + (1.0 - lam) * previous
-                factors = self.factors
-                sd = sigma * factors[np.minimum(i, len(factors) - 1)]
-                width = L * sd
-                z = _deviation(ewma, mean, sd, _INF)
-                ratio = np.abs(z) / L
-                reset = ratio > 1.0
-                columns["ewma"][slots] = np.where(cold, pre["ewma"],
-                                                  np.where(reset, 0.0, ewma))
-                columns["i"][slots] = np.where(cold, pre["i"], np.where(reset, 0, i))
-                lower = mean - width
-                upper = mean + width
-                extra = (ewma,)
-            anomaly = warm & reset
-            if self.outliers == "learn":
-                self._learn(slots, n, mean, m2, x, None)
-            else:
-                screen = SCREEN_K * sigma
-                if self.outliers == "clip":
-                    low, high = mean - screen, mean + screen
-                    clipped = np.where(x < low, low, np.where(x > high, high, x))
-                    self._learn(slots, n, mean, m2, np.where(warm, clipped, x), None)
-                else:
-                    self._learn(slots, n, mean, m2, x, ~warm | (np.abs(x - mean) <= screen))
-        return _Step(pre, lower, upper, z, ratio, anomaly, extra)
+            step = self.chart.step_columns(self.columns, pre, slots, x, np.sqrt(m2 / (n - 1)))
+            self._learn(slots, n, mean, m2, step.learn, step.keep)
+        return step
 
     def _learn(self, slots: Slots, n: Ints, mean: Floats, m2: Floats, x: Floats,
                keep: Bools | None) -> None:
@@ -302,36 +176,40 @@ class _ChartColumns:
         columns["mean"][slots] = new_mean
         columns["m2"][slots] = new_m2
 
-    def result(self, step: _Step, at: int, value: float) -> PointResult:
+    def result(self, step: ColumnStep, at: int, value: float) -> PointResult:
         """The chart's PointResult for the round's point ``at`` (``value`` as given)."""
         n = int(step.pre["n"][at])
-        mean = float(step.pre["mean"][at])
         if n < 2:
+            mean = float(step.pre["mean"][at])
             return PointResult(0.0, False, mean if n else value, -_INF, _INF, 0.0, n)
-        z = float(step.z[at])
-        anomaly = bool(step.anomaly[at])
-        lower, upper = float(step.lower[at]), float(step.upper[at])
-        details: dict[str, float] | None
-        explanation = None
-        if self.kind == "shewhart":
-            score = score_from_ratio(abs(z) / self.k)
-            details = {"rule": 1.0} if anomaly else None
-            if anomaly:
-                explanation = limit_crossed("shewhart", value, mean, lower, upper)
-        elif self.kind == "cusum":
-            score = score_from_ratio(float(step.ratio[at]))
-            pos, neg = float(step.extra[0][at]), float(step.extra[1][at])
-            details = {"cusum_pos": pos, "cusum_neg": neg}
-            if anomaly:
-                explanation = cusum_crossed(pos, neg, self.h)
-        else:
-            score = score_from_ratio(float(step.ratio[at]))
-            ewma = float(step.extra[0][at])
-            details = {"ewma": ewma}
-            if anomaly:
-                explanation = limit_crossed("ewma", ewma, mean, lower, upper)
-        return PointResult(score, anomaly, mean, lower, upper, z, n, details=details,
-                           explanation=explanation)
+        return self.chart.column_result(step, at, value)
+
+
+class _Flush:
+    """The working state of one :meth:`SeriesBank.flush`."""
+
+    __slots__ = ("slots", "values_in", "want", "timestamp_of", "reported", "hot", "handed",
+                 "handed_slots", "later")
+
+    def __init__(self, slots: Slots, values_in: Sequence[float], want: Bools,
+                 timestamp_of: Callable[[int], float], capacity: int) -> None:
+        self.slots = slots
+        self.values_in = values_in
+        self.want = want
+        self.timestamp_of = timestamp_of
+        self.reported: list[tuple[int, object, PointResult]] = []
+        self.hot = np.zeros(capacity, dtype=bool)
+        """Series that raised an anomaly in this batch (their later points are reported)."""
+        self.handed = np.zeros(capacity, dtype=bool)
+        self.handed_slots: list[int] = []
+        """Series scored by their object detector from a point on."""
+        self.later: list[int] = []
+        """Their points, in round order: queue order per series."""
+
+    def hand(self, slot: int) -> None:
+        """Mark the series in ``slot`` as scored by its object detector from now on."""
+        self.handed[slot] = True
+        self.handed_slots.append(slot)
 
 
 class BankSeries:
@@ -339,6 +217,7 @@ class BankSeries:
     or, while ``slot`` is -1, in the object ``detector``."""
 
     __slots__ = ("bank", "slot", "detector", "owner", "name")
+    input_kind: InputKind = "scalar"
 
     def __init__(self, bank: SeriesBank, owner: object) -> None:
         self.bank = bank
@@ -388,19 +267,18 @@ class SeriesBank:
         kind = type(template)
         state = template.state_dict()
         self._fresh = state
-        if kind is EnsembleDetector:
+        self._params: frozenset[str] = frozenset()
+        if isinstance(template, EnsembleDetector):
             if state["season"] is not None:
                 raise ValueError("seasonal ensembles stay on the object path")
             members = state["members"]
-            self.charts = [_ChartColumns(name, members[name])
-                           for name in ("shewhart", "cusum", "ewma")]
+            self.charts = [_ChartColumns(name, members[name]) for name in _MEMBERS]
             self.template = {name: value for name, value in state.items()
                              if name != "members"}
-        elif kind in (ShewhartChart, CusumChart, EwmaChart):
+            self._params = frozenset(template.params())
+        else:
             self.charts = [_ChartColumns(template.name, state)]
             self.template = {}
-        else:
-            raise ValueError(f"no bank for {kind.__name__}")
         self.name = template.name
         self.kind = kind
         self.ensemble = kind is EnsembleDetector
@@ -467,7 +345,7 @@ class SeriesBank:
             offset = state["offset"]
             if offset != 0.0 or math.copysign(1.0, offset) < 0.0:
                 return None
-            states = [state["members"][name] for name in ("shewhart", "cusum", "ewma")]
+            states = [state["members"][name] for name in _MEMBERS]
         else:
             states = [state]
         for chart, chart_state in zip(self.charts, states, strict=True):
@@ -477,8 +355,7 @@ class SeriesBank:
         return states
 
     def _same_params(self, state: Mapping[str, Any]) -> bool:
-        return all(state[name] == value for name, value in self.template.items()
-                   if name not in _ENSEMBLE_DYNAMIC)
+        return all(state[name] == self.template[name] for name in self._params)
 
     def release(self, handle: BankSeries) -> None:
         """Take the series out of its slot into an object detector with exactly its state."""
@@ -587,12 +464,9 @@ class SeriesBank:
     def _rounds(self, slots: Slots, values: Floats, values_in: Sequence[float], want: Bools,
                 by_round: Slots, bounds: Ints, timestamp_of: Callable[[int], float],
                 ) -> list[tuple[int, object, PointResult]]:
-        reported: list[tuple[int, object, PointResult]] = []
-        handles = self._handles
-        hot = np.zeros(len(handles), dtype=bool)
-        handed = np.zeros(len(handles), dtype=bool)
-        handed_slots: list[int] = []  # series scored by their object detector from a point on
-        later: list[int] = []  # their points, in round order: queue order per series
+        """Score the queued points round by round in the columns, the rest of a hot key's
+        points with object detectors, and settle the series handed to objects."""
+        run = _Flush(slots, values_in, want, timestamp_of, len(self._handles))
         rounds = len(bounds)
         start = 0
         for number, end in enumerate(bounds.tolist()):
@@ -600,62 +474,83 @@ class SeriesBank:
             if (rounds - number) * self.round_cost > \
                     len(points) * self.move_cost + len(by_round) - start:
                 # a few series with many points (a hot key): cheaper one object each
-                later.extend(by_round[start:].tolist())
+                run.later.extend(by_round[start:].tolist())
                 for slot in np.unique(slots[points]).tolist():
-                    if not handed[slot]:
+                    if not run.handed[slot]:
                         self._to_object(slot)
-                        handed[slot] = True
-                        handed_slots.append(slot)
+                        run.hand(slot)
                 break
             start = end
             round_slots = slots[points]
-            if handed_slots:
-                stay = ~handed[round_slots]
+            if run.handed_slots:
+                stay = ~run.handed[round_slots]
                 if not stay.all():
-                    later.extend(points[~stay].tolist())
+                    run.later.extend(points[~stay].tolist())
                     points, round_slots = points[stay], round_slots[stay]
                     if not len(points):
                         continue
-            x = values[points]
-            steps = [chart.step(round_slots, x) for chart in self.charts]
-            if not self.ensemble:
-                anomaly = steps[0].anomaly
-                show = anomaly | want[points] | hot[round_slots]
-                hot[round_slots] |= anomaly
-                chart = self.charts[0]
-                for at in np.flatnonzero(show).tolist():
-                    j = int(points[at])
-                    owner = getattr(handles[int(round_slots[at])], "owner", None)
-                    reported.append((j, owner, chart.result(steps[0], at, values_in[j])))
-                continue
-            opened = steps[0].anomaly | steps[1].anomaly | steps[2].anomaly
-            for at in np.flatnonzero(opened | want[points]).tolist():
-                j = int(points[at])
-                slot = int(round_slots[at])
-                owner = getattr(handles[slot], "owner", None)
-                if opened[at]:
-                    reported.append((j, owner, self._hand_over(slot, steps, at, values_in[j],
-                                                               timestamp_of(j))))
-                    handed[slot] = hot[slot] = True
-                    handed_slots.append(slot)
-                else:
-                    reported.append((j, owner, self._ensemble_result(steps, at, values_in[j])))
-        for j in later:
-            slot = int(slots[j])
-            handle = handles[slot]
+            steps = [chart.step(round_slots, values[points]) for chart in self.charts]
+            if self.ensemble:
+                self._report_ensemble_round(run, points, round_slots, steps)
+            else:
+                self._report_chart_round(run, points, round_slots, steps[0])
+        self._score_later(run)
+        self._settle(run.handed_slots)
+        return run.reported
+
+    def _report_chart_round(self, run: _Flush, points: Slots, round_slots: Slots,
+                            step: ColumnStep) -> None:
+        """Report a chart's round: its anomalies, the wanted points, hot series' points."""
+        show = step.anomaly | run.want[points] | run.hot[round_slots]
+        run.hot[round_slots] |= step.anomaly
+        chart = self.charts[0]
+        for at in np.flatnonzero(show).tolist():
+            j = int(points[at])
+            owner = getattr(self._handles[int(round_slots[at])], "owner", None)
+            run.reported.append((j, owner, chart.result(step, at, run.values_in[j])))
+
+    def _report_ensemble_round(self, run: _Flush, points: Slots, round_slots: Slots,
+                               steps: Sequence[ColumnStep]) -> None:
+        """Report an ensemble's round: a series that opens an episode goes to its object
+        detector from this point on; the wanted points are reported in control."""
+        opened = steps[0].anomaly | steps[1].anomaly | steps[2].anomaly
+        for at in np.flatnonzero(opened | run.want[points]).tolist():
+            j = int(points[at])
+            slot = int(round_slots[at])
+            owner = getattr(self._handles[slot], "owner", None)
+            value = run.values_in[j]
+            if opened[at]:
+                run.reported.append((j, owner, self._hand_over(slot, steps, at, value,
+                                                               run.timestamp_of(j))))
+                run.hand(slot)
+                run.hot[slot] = True
+            else:
+                run.reported.append((j, owner, self._ensemble_result(steps, at, value)))
+
+    def _score_later(self, run: _Flush) -> None:
+        """Score the points left to object detectors, in round order (queue order per series)."""
+        hot, want = run.hot, run.want
+        for j in run.later:
+            slot = int(run.slots[j])
+            handle = self._handles[slot]
             assert handle is not None and handle.detector is not None  # noqa: S101
-            result = handle.detector.update(values_in[j], timestamp_of(j))
+            result = handle.detector.update(run.values_in[j], run.timestamp_of(j))
             if result.anomaly or result.resolved or result.rebaselined or want[j] or hot[slot] \
                     or (result.details or {}).get("episode", 0.0) > 0.0:
-                reported.append((j, handle.owner, result))
+                run.reported.append((j, handle.owner, result))
             hot[slot] = (hot[slot] or result.anomaly) and not result.resolved
+
+    def _settle(self, handed_slots: Sequence[int]) -> None:
+        """Take the series handed to objects back into their slots when in control again, and
+        free the slots of the others."""
+        handles = self._handles
         released = set(self._released)
         for slot in handed_slots:
             handle = handles[slot]
             if handle is None or handle.slot != slot or handle.detector is None:
                 continue
             states = self._chart_states(handle.detector)
-            if states is not None:  # in control again: back into its slot
+            if states is not None:
                 for chart, chart_state in zip(self.charts, states, strict=True):
                     chart.load(slot, chart_state)
                 handle.detector = None
@@ -664,7 +559,6 @@ class SeriesBank:
             handles[slot] = None
             if slot not in released:
                 self._free.append(slot)
-        return reported
 
     def _to_object(self, slot: int) -> None:
         """Give the series in ``slot`` an object detector with exactly its state."""
@@ -672,7 +566,7 @@ class SeriesBank:
         assert handle is not None  # noqa: S101 - a queued slot always has its handle
         handle.detector = restore_detector(self.name, self.state_dict(slot))
 
-    def _hand_over(self, slot: int, steps: Sequence[_Step], at: int, value: float,
+    def _hand_over(self, slot: int, steps: Sequence[ColumnStep], at: int, value: float,
                    timestamp: float) -> PointResult:
         """Give the series to an ensemble object built with its state before this point, and
         let the object score the point (it opens the episode)."""
@@ -683,7 +577,7 @@ class SeriesBank:
         handle.detector = detector
         return detector.update(value, timestamp)
 
-    def _ensemble_result(self, steps: Sequence[_Step], at: int, value: float) -> PointResult:
+    def _ensemble_result(self, steps: Sequence[ColumnStep], at: int, value: float) -> PointResult:
         """The in-control ensemble's PointResult, from its three charts'."""
         shewhart, cusum, ewma = (chart.result(step, at, value)
                                  for chart, step in zip(self.charts, steps, strict=True))

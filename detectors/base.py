@@ -8,11 +8,12 @@ growing (never clipped) as the evidence grows.
 
 from __future__ import annotations
 
-import inspect
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any, Literal, Protocol, Self, runtime_checkable
+
+from vigil.detectors.registry import Registry
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +84,20 @@ def score_from_ratio(ratio: float) -> float:
     return ratio / (1.0 + ratio)
 
 
+InputKind = Literal["scalar", "vector"]
+"""What a detector's ``update`` takes: one number, or a mapping of named numbers."""
+
+Features = Mapping[str, float]
+"""The point of a ``"vector"`` detector: named values observed together."""
+
+
 @runtime_checkable
 class Detector(Protocol):
-    """An online detector of one numeric series."""
+    """An online detector of one numeric series, or of feature vectors when its ``input_kind``
+    is ``"vector"`` (then it is a :class:`VectorDetector`)."""
 
     name: str
+    input_kind: InputKind
 
     def update(self, value: float, timestamp: float) -> PointResult:
         """Score ``value`` against the limits learned so far, then learn from it."""
@@ -103,58 +113,34 @@ class Detector(Protocol):
         ...
 
 
-DetectorFactory = Callable[..., Detector]
+@runtime_checkable
+class VectorDetector(Protocol):
+    """A detector whose ``input_kind`` is ``"vector"``: each point is a mapping of values."""
 
-_REGISTRY: dict[str, DetectorFactory] = {}
+    name: str
+    input_kind: InputKind
 
+    def update(self, values: Features, timestamp: float) -> PointResult:
+        """Score ``values`` against what was learned so far, then learn from them."""
+        ...
 
-def register(name: str) -> Callable[[type[Any]], type[Any]]:
-    """Class decorator: make a detector buildable by ``name`` from config and the CLI."""
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this detector is (JSON-serialisable)."""
+        ...
 
-    def decorate(cls: type[Any]) -> type[Any]:
-        if name in _REGISTRY:
-            raise ValueError(f"detector name {name!r} is registered twice")
-        _REGISTRY[name] = cls
-        cls.name = name
-        return cls
-
-    return decorate
-
-
-def detector_names() -> list[str]:
-    """Names of all registered detectors, sorted."""
-    return sorted(_REGISTRY)
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Self:
+        """Rebuild a detector whose future outputs equal those of the one that saved ``state``."""
+        ...
 
 
-def build_detector(name: str, params: Mapping[str, Any] | None = None) -> Detector:
-    """Build the detector registered as ``name`` with keyword ``params``.
+DETECTORS: Registry[Detector] = Registry("detector", defaults={"input_kind": "scalar"})
+"""Every detector by name, scalar or vector (a class that declares no ``input_kind`` is
+scalar); importing :mod:`detectors` fills it."""
 
-    Raises ``ValueError`` naming the valid choices when the name or a parameter is unknown.
-    """
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown detector {name!r}; choose one of: {', '.join(detector_names())}"
-        ) from None
-    try:
-        return factory(**dict(params or {}))
-    except TypeError as exc:
-        raise ValueError(f"bad parameters for detector {name!r}: {exc}") from exc
-
-
-def detector_parameters(name: str) -> frozenset[str]:
-    """The keyword parameters the detector registered as ``name`` takes (empty if unknown)."""
-    factory = _REGISTRY.get(name)
-    if factory is None:
-        return frozenset()
-    return frozenset(inspect.signature(factory).parameters)
-
-
-def restore_detector(name: str, state: Mapping[str, Any]) -> Detector:
-    """Rebuild a detector of the registered type ``name`` from its ``state_dict``."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown detector {name!r} in saved state")
-    factory = _REGISTRY[name]
-    restored: Detector = factory.from_state(state)  # type: ignore[attr-defined]
-    return restored
+register = DETECTORS.register
+"""Class decorator: make a detector buildable by ``name`` from config and the CLI."""
+detector_names = DETECTORS.names
+build_detector = DETECTORS.build
+detector_parameters = DETECTORS.parameters
+restore_detector = DETECTORS.restore

@@ -40,6 +40,7 @@ from typing import Any, Self
 
 from vigil.detectors.base import (
     Detector,
+    InputKind,
     PointResult,
     build_detector,
     register,
@@ -47,7 +48,7 @@ from vigil.detectors.base import (
     score_from_ratio,
 )
 from vigil.detectors.budget import shewhart_k_for_arl
-from vigil.detectors.shewhart import limit_crossed
+from vigil.detectors.chart import limit_crossed
 from vigil.detectors.stats import RunningStats
 
 PROVISIONAL_ARL0 = 20_000.0
@@ -67,6 +68,7 @@ class ColdStart:
     """
 
     name: str = "coldstart"
+    input_kind: InputKind = "scalar"
 
     def __init__(
         self,
@@ -236,8 +238,8 @@ class GroupPool:
         the pool is not ready, or the detector has a configured season or takes vectors (a pool
         of plain values would mislead those; a season found by the detector itself, ``"auto"``,
         is not known yet on a new series)."""
-        if getattr(detector, "season", None) not in (None, "auto") or getattr(
-                detector, "input_kind", "scalar") != "scalar":
+        if getattr(detector, "season", None) not in (None, "auto") \
+                or detector.input_kind != "scalar":
             return detector
         prior = self.pooled(group, metric, exclude=member)
         if prior is None:

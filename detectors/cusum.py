@@ -25,21 +25,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from functools import partial
-from typing import Any, Self
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
 
 from vigil.detectors.base import Explanation, PointResult, register, score_from_ratio
 from vigil.detectors.budget import cusum_h_for_arl
-from vigil.detectors.ewma import SCREEN_K
-from vigil.detectors.seasonal import Season, Seasonal, check_season
-from vigil.detectors.shewhart import (
-    _starting,
+from vigil.detectors.chart import Columns, ColumnStep, Floats, MeanChart, deviation, deviations
+from vigil.detectors.checks import (
     check_arl0,
     check_lag,
     check_outliers,
     check_positive,
     check_warmup,
 )
+from vigil.detectors.seasonal import Season
 from vigil.detectors.stats import LAG, ChartBaseline
 
 _HUGE = 1e300  # a deviation from a σ of 0 adds this to a sum: score 1.0, still finite
@@ -51,7 +52,7 @@ def cusum_crossed(pos: float, neg: float, h: float) -> Explanation:
 
 
 @register("cusum")
-class CusumChart:
+class CusumChart(MeanChart):
     """Two-sided tabular CUSUM chart with reference value ``k`` and decision interval ``h``.
 
     Both are in σ units; ``arl0``, when given, sets ``h`` for that in-control ARL at this
@@ -59,6 +60,7 @@ class CusumChart:
     """
 
     name: str = "cusum"
+    COLUMNS: ClassVar[Mapping[str, type]] = {"pos": np.float64, "neg": np.float64}
 
     def __init__(
         self,
@@ -76,42 +78,19 @@ class CusumChart:
         self.h = h if self.arl0 is None else cusum_h_for_arl(self.arl0, self.k)
         self.warmup = check_warmup(warmup)
         self.outliers = check_outliers(outliers)
-        self.season = None if season is None else check_season(season)
         self.lag = check_lag(lag)
         self._baseline = ChartBaseline(self.warmup, self.lag)
         self._pos = 0.0
         self._neg = 0.0
-        self._seasonal: Seasonal[CusumChart] | None = None
-        if self.season is not None:
-            make = partial(
-                CusumChart, k=self.k, h=self.h, warmup=self.warmup, outliers=self.outliers,
-                lag=self.lag,
-            )
-            self._seasonal = Seasonal(self.season, make, CusumChart.from_state)
+        self._start_season(season)
 
-    def update(self, value: float, timestamp: float) -> PointResult:
-        """Add ``value``'s deviation from the baseline to the sums, then learn ``value``."""
-        if self._seasonal is not None:
-            return self._seasonal.update(value, timestamp)
-        if not math.isfinite(value):
-            raise ValueError(f"value must be a finite number, got {value!r}")
-        baseline = self._baseline
-        stats = baseline.stats
-        n = stats.count
-        mean = stats.mean
-        if n < 2:
-            return _starting(baseline, value)
-
-        sigma = math.sqrt(stats.m2 / (n - 1))
+    def _judge(self, value: float, n: int, mean: float, sigma: float) -> PointResult:
         k, h = self.k, self.h
         pos, neg = self._pos, self._neg
         if sigma > 0.0:
             z = step = (value - mean) / sigma
-        elif value == mean:
-            z = step = 0.0
         else:
-            z = math.inf if value > mean else -math.inf
-            step = _HUGE if value > mean else -_HUGE
+            z, step = deviation(value, mean, sigma), deviation(value, mean, sigma, _HUGE)
         lower = mean - sigma * (h + k - neg)
         upper = mean + sigma * (h + k - pos)
         pos = pos + step - k
@@ -126,16 +105,10 @@ class CusumChart:
             self._pos = self._neg = 0.0
         else:
             self._pos, self._neg = pos, neg
-
-        if self.outliers == "learn" or not warm:
-            baseline.offer(value)
+        if warm and self.outliers != "learn":
+            self._offer_screened(value, mean, sigma)
         else:
-            screen = SCREEN_K * sigma
-            if self.outliers == "clip":
-                low, high = mean - screen, mean + screen
-                baseline.offer(low if value < low else high if value > high else value)
-            else:
-                baseline.offer(value if abs(value - mean) <= screen else None)
+            self._baseline.offer(value)
         anomaly = warm and ratio > 1.0
         return PointResult(
             score_from_ratio(ratio),
@@ -149,53 +122,52 @@ class CusumChart:
             explanation=cusum_crossed(pos, neg, h) if anomaly else None,
         )
 
-    def state_dict(self) -> dict[str, Any]:
-        """Parameters, baseline and sums, JSON-serialisable; ``from_state`` continues exactly."""
-        state: dict[str, Any] = {
-            "k": self.k,
-            "h": self.h,
-            "warmup": self.warmup,
-            "outliers": self.outliers,
-            "arl0": self.arl0,
-            "season": self.season,
-            "lag": self.lag,
-        }
-        if self._seasonal is not None:
-            state["buckets"] = self._seasonal.state_dict()["buckets"]
-        else:
-            state.update(self._baseline.state_dict(), pos=self._pos, neg=self._neg)
-        return state
+    def _statistics(self) -> dict[str, Any]:
+        return {**self._baseline.state_dict(), "pos": self._pos, "neg": self._neg}
 
-    @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> Self:
-        """Rebuild a chart whose future outputs equal those of the one that saved ``state``."""
-        season = state.get("season")
-        chart = cls(
-            k=state["k"],
-            h=state["h"],
-            warmup=state["warmup"],
-            outliers=state["outliers"],
-            season=season,
-            lag=state.get("lag", 0),
-        )
-        chart.arl0 = check_arl0(state.get("arl0"))  # h is saved: no recomputation from arl0
-        if chart._seasonal is not None:
-            chart._seasonal.load_state({"season": season, "buckets": state["buckets"]})
-            return chart
-        chart._baseline.load_state(state)
+    def _load(self, state: Mapping[str, Any]) -> None:
+        self._baseline.load_state(state)
         pos, neg = float(state["pos"]), float(state["neg"])
         if not (0.0 <= pos < math.inf and 0.0 <= neg < math.inf):
             raise ValueError(f"bad CUSUM state: need finite sums >= 0, got {pos!r}, {neg!r}")
-        chart._pos, chart._neg = pos, neg
-        return chart
+        self._pos, self._neg = pos, neg
 
-    def __repr__(self) -> str:
-        extra = "".join(
-            f", {name}={value!r}"
-            for name, value in (("arl0", self.arl0), ("season", self.season), ("lag", self.lag))
-            if value is not None
-        )
-        return (
-            f"CusumChart(k={self.k!r}, h={self.h!r}, warmup={self.warmup!r}, "
-            f"outliers={self.outliers!r}{extra})"
-        )
+    def load_columns(self, columns: Columns, slot: int, state: Mapping[str, Any]) -> None:
+        columns["pos"][slot] = float(state["pos"])
+        columns["neg"][slot] = float(state["neg"])
+
+    def export_columns(self, values: Mapping[str, npt.NDArray[Any]], at: int,
+                       state: dict[str, Any]) -> None:
+        state["pos"] = float(values["pos"][at])
+        state["neg"] = float(values["neg"][at])
+
+    def step_columns(self, columns: Columns, pre: Columns, slots: npt.NDArray[np.intp],
+                     x: Floats, sigma: Floats) -> ColumnStep:
+        k, h = self.k, self.h
+        n, mean, pos, neg = pre["n"], pre["mean"], pre["pos"], pre["neg"]
+        z = deviations(x, mean, sigma)
+        step = deviations(x, mean, sigma, _HUGE)
+        lower = mean - sigma * (h + k - neg)
+        upper = mean + sigma * (h + k - pos)
+        pos = pos + step - k
+        pos = np.where(pos < 0.0, 0.0, pos)
+        neg = neg - step - k
+        neg = np.where(neg < 0.0, 0.0, neg)
+        ratio = np.where(pos > neg, pos, neg) / h
+        reset = ratio > 1.0
+        cold = n < 2
+        columns["pos"][slots] = np.where(cold, pre["pos"], np.where(reset, 0.0, pos))
+        columns["neg"][slots] = np.where(cold, pre["neg"], np.where(reset, 0.0, neg))
+        warm = n >= self.warmup
+        learn, keep = self._screened_columns(x, mean, sigma, warm)
+        return ColumnStep(pre, lower, upper, z, ratio, warm & reset, {"pos": pos, "neg": neg},
+                          learn, keep)
+
+    def column_result(self, step: ColumnStep, at: int, value: float) -> PointResult:
+        anomaly = bool(step.anomaly[at])
+        pos, neg = float(step.figures["pos"][at]), float(step.figures["neg"][at])
+        return PointResult(score_from_ratio(float(step.ratio[at])), anomaly,
+                           float(step.pre["mean"][at]), float(step.lower[at]),
+                           float(step.upper[at]), float(step.z[at]), int(step.pre["n"][at]),
+                           details={"cusum_pos": pos, "cusum_neg": neg},
+                           explanation=cusum_crossed(pos, neg, self.h) if anomaly else None)

@@ -38,7 +38,7 @@ from typing import Any, Self
 
 from river import drift
 
-from vigil.detectors.base import Explanation, PointResult, register, score_from_ratio
+from vigil.detectors.base import Explanation, InputKind, PointResult, register, score_from_ratio
 from vigil.detectors.stats import RunningStats
 
 BAND_SIGMAS = 3.0
@@ -234,6 +234,7 @@ class AdwinDrift:
     """
 
     name: str = "adwin"
+    input_kind: InputKind = "scalar"
 
     def __init__(self, delta: float = 0.002, clock: int = 32, max_buckets: int = 5,
                  min_window_length: int = 5, grace_period: int = 10) -> None:
@@ -321,6 +322,7 @@ class PageHinkleyDrift:
     """
 
     name: str = "page_hinkley"
+    input_kind: InputKind = "scalar"
 
     def __init__(self, min_instances: int = 30, delta: float = 0.005, threshold: float = 50.0,
                  alpha: float = 1 - 0.0001, mode: str = "both") -> None:
@@ -421,6 +423,7 @@ class KswinDrift:
     """
 
     name: str = "kswin"
+    input_kind: InputKind = "scalar"
 
     def __init__(self, alpha: float = 0.005, window_size: int = 100, stat_size: int = 30,
                  seed: int | None = 0) -> None:

@@ -58,12 +58,13 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
-from vigil.detectors.base import Explanation, PointResult, register
+from vigil.detectors.base import Explanation, InputKind, PointResult, register
 from vigil.detectors.budget import cusum_h_for_arl, ewma_L_for_arl, shewhart_k_for_arl
+from vigil.detectors.checks import check_outliers, check_positive, check_warmup
 from vigil.detectors.cusum import CusumChart
 from vigil.detectors.ewma import EwmaChart
 from vigil.detectors.seasonal import Season, check_season
-from vigil.detectors.shewhart import ShewhartChart, check_outliers, check_positive, check_warmup
+from vigil.detectors.shewhart import ShewhartChart
 
 RETURN_Z = 2.0
 """An episode's last points are back at the baseline when their mean z is within this many
@@ -122,6 +123,7 @@ class EnsembleDetector:
     """Shewhart + CUSUM + EWMA on one series: one score, one alarm per anomaly episode."""
 
     name: str = "ensemble"
+    input_kind: InputKind = "scalar"
 
     def __init__(
         self,
@@ -287,7 +289,8 @@ class EnsembleDetector:
                 self._load_members(self._snapshot)
         self._replay(self._recent)
 
-    def _params(self) -> dict[str, Any]:
+    def params(self) -> dict[str, Any]:
+        """The ensemble's parameters by name (the keys of its state that are not learned)."""
         return {"arl0": self.arl0, "shewhart_k": self.shewhart_k, "cusum_k": self.cusum_k,
                 "cusum_h": self.cusum_h, "ewma_lambda": self.ewma_lambda, "ewma_L": self.ewma_L,
                 "warmup": self.warmup, "clear_after": self.clear_after,
@@ -297,7 +300,7 @@ class EnsembleDetector:
     def state_dict(self) -> dict[str, Any]:
         """Parameters, the charts' states, the episode and its points; exact round-trip."""
         return {
-            **self._params(),
+            **self.params(),
             "members": {"shewhart": self._shewhart.state_dict(),
                         "cusum": self._cusum.state_dict(), "ewma": self._ewma.state_dict()},
             "recent": [[v, t, d] for v, t, d in self._recent],
@@ -341,5 +344,5 @@ class EnsembleDetector:
         return det
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._params().items() if v is not None)
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items() if v is not None)
         return f"EnsembleDetector({args})"

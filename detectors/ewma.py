@@ -29,29 +29,38 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from functools import partial
-from typing import Any, Self
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
 
 from vigil.detectors.base import PointResult, register, score_from_ratio
 from vigil.detectors.budget import EWMA_LIMITS, ewma_L_for_arl
-from vigil.detectors.seasonal import Season, Seasonal, check_season
-from vigil.detectors.shewhart import (
-    _starting,
+from vigil.detectors.chart import (
+    Columns,
+    ColumnStep,
+    Floats,
+    MeanChart,
+    deviation,
+    deviations,
+    limit_crossed,
+)
+from vigil.detectors.checks import (
     check_arl0,
     check_lag,
     check_outliers,
     check_positive,
     check_warmup,
-    limit_crossed,
 )
+from vigil.detectors.seasonal import Season
 from vigil.detectors.stats import LAG, ChartBaseline
 
-SCREEN_K = 3.0
-"""Individual points beyond mean ± SCREEN_K·σ are clipped or excluded from the baseline."""
+MAX_EWMA_TABLE = 1 << 20
+"""Longest table of exact EWMA limit factors; a smaller ``λ`` stays on the object path."""
 
 
 @register("ewma")
-class EwmaChart:
+class EwmaChart(MeanChart):
     """EWMA chart (Roberts 1959; Lucas & Saccucci 1990) with a baseline learned online.
 
     ``lambda_`` is the smoothing weight in (0, 1], ``L`` the limit width in σ of the EWMA,
@@ -61,6 +70,7 @@ class EwmaChart:
     """
 
     name: str = "ewma"
+    COLUMNS: ClassVar[Mapping[str, type]] = {"ewma": np.float64, "i": np.int64}
 
     def __init__(
         self,
@@ -87,7 +97,6 @@ class EwmaChart:
         self.L = L if self.arl0 is None else ewma_L_for_arl(self.arl0, lambda_, self.limits)
         self.warmup = check_warmup(warmup)
         self.outliers = check_outliers(outliers)
-        self.season = None if season is None else check_season(season)
         self._spread = lambda_ / (2.0 - lambda_)  # variance of the EWMA over σ², asymptotic
         self._decay = (1.0 - lambda_) ** 2
         self._exact = self.limits == "exact"
@@ -95,33 +104,10 @@ class EwmaChart:
         self._baseline = ChartBaseline(self.warmup, self.lag)
         self._ewma: float | None = None  # None: (re)start at the baseline mean next point
         self._i = 0  # points in the EWMA since it (re)started
-        self._seasonal: Seasonal[EwmaChart] | None = None
-        if self.season is not None:
-            make = partial(
-                EwmaChart,
-                lambda_=self.lambda_,
-                L=self.L,
-                warmup=self.warmup,
-                limits=self.limits,
-                outliers=self.outliers,
-                lag=self.lag,
-            )
-            self._seasonal = Seasonal(self.season, make, EwmaChart.from_state)
+        self._factors: Floats | None = None  # the vectorised step's table, made when needed
+        self._start_season(season)
 
-    def update(self, value: float, timestamp: float) -> PointResult:
-        """Score the EWMA including ``value`` against its limits, then learn ``value``."""
-        if self._seasonal is not None:
-            return self._seasonal.update(value, timestamp)
-        if not math.isfinite(value):
-            raise ValueError(f"value must be a finite number, got {value!r}")
-        baseline = self._baseline
-        stats = baseline.stats
-        n = stats.count
-        mean = stats.mean
-        if n < 2:
-            return _starting(baseline, value)
-
-        sigma = math.sqrt(stats.m2 / (n - 1))
+    def _judge(self, value: float, n: int, mean: float, sigma: float) -> PointResult:
         lam = self.lambda_
         previous = self._ewma
         if previous is None:
@@ -136,12 +122,7 @@ class EwmaChart:
             sd = sigma * math.sqrt(self._spread)
         L = self.L
         width = L * sd
-        if sd > 0.0:
-            z = (ewma - mean) / sd
-        elif ewma == mean:
-            z = 0.0
-        else:
-            z = math.inf if ewma > mean else -math.inf
+        z = (ewma - mean) / sd if sd > 0.0 else deviation(ewma, mean, sd)
         ratio = abs(z) / L
         warm = n >= self.warmup
         if ratio > 1.0:
@@ -150,16 +131,10 @@ class EwmaChart:
         else:
             self._ewma = ewma
             self._i = i
-
-        if self.outliers == "learn" or not warm:
-            baseline.offer(value)
+        if warm and self.outliers != "learn":
+            self._offer_screened(value, mean, sigma)
         else:
-            screen = SCREEN_K * sigma
-            if self.outliers == "clip":
-                low, high = mean - screen, mean + screen
-                baseline.offer(low if value < low else high if value > high else value)
-            else:
-                baseline.offer(value if abs(value - mean) <= screen else None)
+            self._baseline.offer(value)
         anomaly = warm and ratio > 1.0
         return PointResult(
             score_from_ratio(ratio),
@@ -174,56 +149,78 @@ class EwmaChart:
             if anomaly else None,
         )
 
-    def state_dict(self) -> dict[str, Any]:
-        """Parameters, baseline and EWMA, JSON-serialisable; ``from_state`` continues exactly."""
-        state: dict[str, Any] = {
-            "lambda_": self.lambda_,
-            "L": self.L,
-            "warmup": self.warmup,
-            "limits": self.limits,
-            "outliers": self.outliers,
-            "arl0": self.arl0,
-            "season": self.season,
-            "lag": self.lag,
-        }
-        if self._seasonal is not None:
-            state["buckets"] = self._seasonal.state_dict()["buckets"]
-        else:
-            state.update(self._baseline.state_dict(), ewma=self._ewma, i=self._i)
-        return state
+    def _statistics(self) -> dict[str, Any]:
+        return {**self._baseline.state_dict(), "ewma": self._ewma, "i": self._i}
 
-    @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> Self:
-        """Rebuild a chart whose future outputs equal those of the one that saved ``state``."""
-        season = state.get("season")
-        chart = cls(
-            lambda_=state["lambda_"],
-            L=state["L"],
-            warmup=state["warmup"],
-            limits=state["limits"],
-            outliers=state["outliers"],
-            season=season,
-            lag=state.get("lag", 0),
-        )
-        chart.arl0 = check_arl0(state.get("arl0"))  # L is saved: no recomputation from arl0
-        if chart._seasonal is not None:
-            chart._seasonal.load_state({"season": season, "buckets": state["buckets"]})
-            return chart
-        chart._baseline.load_state(state)
+    def _load(self, state: Mapping[str, Any]) -> None:
+        self._baseline.load_state(state)
         ewma, i = state["ewma"], int(state["i"])
         if (ewma is None) != (i == 0) or i < 0:
             raise ValueError(f"bad EWMA state: ewma={ewma!r}, i={i!r}")
-        chart._ewma = None if ewma is None else float(ewma)
-        chart._i = i
-        return chart
+        self._ewma = None if ewma is None else float(ewma)
+        self._i = i
 
-    def __repr__(self) -> str:
-        extra = "".join(
-            f", {name}={value!r}"
-            for name, value in (("arl0", self.arl0), ("season", self.season), ("lag", self.lag))
-            if value is not None
-        )
-        return (
-            f"EwmaChart(lambda_={self.lambda_!r}, L={self.L!r}, warmup={self.warmup!r}, "
-            f"limits={self.limits!r}, outliers={self.outliers!r}{extra})"
-        )
+    def limit_factors(self) -> Floats:
+        """σ of the EWMA over σ after ``i`` points, for ``i`` up to where it stops changing:
+        the expressions of :meth:`_judge`, evaluated by Python; ValueError past MAX_EWMA_TABLE."""
+        if self._factors is None:
+            spread = self._spread
+            if not self._exact:
+                self._factors = np.array([math.sqrt(spread)] * 2)
+                return self._factors
+            decay = self._decay
+            factors = [0.0]
+            for i in range(1, MAX_EWMA_TABLE):
+                factors.append(math.sqrt(spread * (1.0 - decay**i)))
+                if 1.0 - decay**i == 1.0:
+                    self._factors = np.array(factors)
+                    return self._factors
+            raise ValueError(f"EWMA weight {self.lambda_!r} too small for a table of exact limits")
+        return self._factors
+
+    def check_columns(self) -> None:
+        super().check_columns()
+        self.limit_factors()
+
+    def load_columns(self, columns: Columns, slot: int, state: Mapping[str, Any]) -> None:
+        ewma = state["ewma"]
+        columns["ewma"][slot] = 0.0 if ewma is None else float(ewma)
+        columns["i"][slot] = int(state["i"])
+
+    def export_columns(self, values: Mapping[str, npt.NDArray[Any]], at: int,
+                       state: dict[str, Any]) -> None:
+        i = int(values["i"][at])
+        state["ewma"] = None if i == 0 else float(values["ewma"][at])
+        state["i"] = i
+
+    def step_columns(self, columns: Columns, pre: Columns, slots: npt.NDArray[np.intp],
+                     x: Floats, sigma: Floats) -> ColumnStep:
+        lam, L = self.lambda_, self.L  # noqa: N806 - the SPC name
+        n, mean, i, previous = pre["n"], pre["mean"], pre["i"], pre["ewma"]
+        fresh = i == 0
+        previous = np.where(fresh, mean, previous)
+        i = np.where(fresh, 1, i + 1)
+        ewma = lam * x + (1.0 - lam) * previous
+        factors = self.limit_factors()
+        sd = sigma * factors[np.minimum(i, len(factors) - 1)]
+        width = L * sd
+        z = deviations(ewma, mean, sd)
+        ratio = np.abs(z) / L
+        reset = ratio > 1.0
+        cold = n < 2
+        columns["ewma"][slots] = np.where(cold, pre["ewma"], np.where(reset, 0.0, ewma))
+        columns["i"][slots] = np.where(cold, pre["i"], np.where(reset, 0, i))
+        warm = n >= self.warmup
+        learn, keep = self._screened_columns(x, mean, sigma, warm)
+        return ColumnStep(pre, mean - width, mean + width, z, ratio, warm & reset,
+                          {"ewma": ewma}, learn, keep)
+
+    def column_result(self, step: ColumnStep, at: int, value: float) -> PointResult:
+        mean = float(step.pre["mean"][at])
+        anomaly = bool(step.anomaly[at])
+        lower, upper = float(step.lower[at]), float(step.upper[at])
+        ewma = float(step.figures["ewma"][at])
+        return PointResult(score_from_ratio(float(step.ratio[at])), anomaly, mean, lower, upper,
+                           float(step.z[at]), int(step.pre["n"][at]), details={"ewma": ewma},
+                           explanation=limit_crossed("ewma", ewma, mean, lower, upper)
+                           if anomaly else None)

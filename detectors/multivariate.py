@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
 from river import anomaly
 from river.tree.padded import PaddedBranch, PaddedLeaf
 
-from vigil.detectors.base import Explanation, PointResult, register, score_from_ratio
+from vigil.detectors.base import Explanation, InputKind, PointResult, register, score_from_ratio
 from vigil.detectors.stats import RunningStats
 
 SCALAR_FEATURE = "value"
@@ -108,7 +108,7 @@ class HalfSpaceTreesDetector:
     """
 
     name: str = "hst"
-    input_kind: ClassVar[str] = "vector"
+    input_kind: InputKind = "vector"
 
     def __init__(self, n_trees: int = 10, height: int = 8, window_size: int = 250,
                  threshold: float = 0.995, seed: int | None = 0) -> None:

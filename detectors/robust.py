@@ -33,20 +33,14 @@ import math
 from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Mapping, Sequence
-from functools import partial
 from statistics import NormalDist
-from typing import Any, Self
+from typing import Any
 
 from vigil.detectors.base import PointResult, register, score_from_ratio
 from vigil.detectors.budget import shewhart_k_for_arl
-from vigil.detectors.seasonal import Season, Seasonal, check_season
-from vigil.detectors.shewhart import (
-    check_arl0,
-    check_outliers,
-    check_positive,
-    check_warmup,
-    limit_crossed,
-)
+from vigil.detectors.chart import Chart, deviation, limit_crossed, screened
+from vigil.detectors.checks import check_arl0, check_outliers, check_positive, check_warmup
+from vigil.detectors.seasonal import Season
 from vigil.detectors.stats import WARMUP_SCREEN
 
 METHODS = ("mad", "quantile")
@@ -109,7 +103,7 @@ def mad_of(ordered: Sequence[float], centre: float) -> float:
 
 
 @register("robust")
-class RobustChart:
+class RobustChart(Chart):
     """Individuals chart with a median centre and MAD- or quantile-based limits over a window.
 
     ``k`` is the limit width in (robust) σ, ``window`` the number of recent accepted points
@@ -148,21 +142,9 @@ class RobustChart:
         self.q = q
         self._q_sigmas = NormalDist().inv_cdf(1.0 - q)  # σ between the median and Q(1 − q)
         self.outliers = check_outliers(outliers)
-        self.season = None if season is None else check_season(season)
         self._arrivals: deque[float] = deque()
         self._sorted: list[float] = []
-        self._seasonal: Seasonal[RobustChart] | None = None
-        if self.season is not None:
-            make = partial(
-                RobustChart,
-                k=self.k,
-                warmup=self.warmup,
-                window=self.window,
-                method=self.method,
-                q=self.q,
-                outliers=self.outliers,
-            )
-            self._seasonal = Seasonal(self.season, make, RobustChart.from_state)
+        self._start_season(season)
 
     def _mean_deviation_sigma(self, centre: float) -> float:
         """1.2533 × the mean absolute deviation from ``centre``, each deviation counting at
@@ -174,13 +156,7 @@ class RobustChart:
         return MEAN_DEVIATION_SCALE * sum(min(abs(v - centre), cap) for v in ordered) / len(
             ordered)
 
-    def update(self, value: float, timestamp: float) -> PointResult:
-        """Score ``value`` against the window of points before it, then learn from it."""
-        if self._seasonal is not None:
-            return self._seasonal.update(value, timestamp)
-        if not math.isfinite(value):
-            raise ValueError(f"value must be a finite number, got {value!r}")
-        value_in = value
+    def _score(self, value: float) -> PointResult:
         ordered = self._sorted
         n = len(ordered)
         if n < 2:
@@ -205,25 +181,15 @@ class RobustChart:
         lower = centre - k * sigma_low
         upper = centre + k * sigma_high
         sigma = sigma_high if value >= centre else sigma_low
-        if sigma > 0.0:
-            z = (value - centre) / sigma
-        elif value == centre:
-            z = 0.0
-        else:
-            z = math.inf if value > centre else -math.inf
+        z = (value - centre) / sigma if sigma > 0.0 else deviation(value, centre, sigma)
         ratio = abs(z) / k
         warm = n >= self.warmup
-
-        policy = self.outliers
-        if policy == "clip":
-            if warm:
-                value = lower if value < lower else upper if value > upper else value
-            self._learn(value)
-        elif policy == "learn" or not (warm and ratio > 1.0):
-            self._learn(value)
         anomaly = warm and ratio > 1.0
+        learned = screened(self.outliers, value, lower, upper, warm, anomaly)
+        if learned is not None:
+            self._learn(learned)
         return PointResult(score_from_ratio(ratio), anomaly, centre, lower, upper, z, n,
-                           explanation=limit_crossed("robust", value_in, centre, lower, upper)
+                           explanation=limit_crossed("robust", value, centre, lower, upper)
                            if anomaly else None)
 
     def _learn(self, value: float) -> None:
@@ -233,55 +199,12 @@ class RobustChart:
         if len(arrivals) > self.window:
             del ordered[bisect_left(ordered, arrivals.popleft())]
 
-    def state_dict(self) -> dict[str, Any]:
-        """Parameters and the window in arrival order; ``from_state`` continues exactly."""
-        state: dict[str, Any] = {
-            "k": self.k,
-            "warmup": self.warmup,
-            "window": self.window,
-            "method": self.method,
-            "q": self.q,
-            "outliers": self.outliers,
-            "arl0": self.arl0,
-            "season": self.season,
-        }
-        if self._seasonal is not None:
-            state["buckets"] = self._seasonal.state_dict()["buckets"]
-        else:
-            state["values"] = list(self._arrivals)
-        return state
+    def _statistics(self) -> dict[str, Any]:
+        return {"values": list(self._arrivals)}
 
-    @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> Self:
-        """Rebuild a chart whose future outputs equal those of the one that saved ``state``."""
-        season = state.get("season")
-        chart = cls(
-            k=state["k"],
-            warmup=state["warmup"],
-            window=state["window"],
-            method=state["method"],
-            q=state["q"],
-            outliers=state["outliers"],
-            season=season,
-        )
-        chart.arl0 = check_arl0(state.get("arl0"))  # k is saved: no recomputation from arl0
-        if chart._seasonal is not None:
-            chart._seasonal.load_state({"season": season, "buckets": state["buckets"]})
-            return chart
+    def _load(self, state: Mapping[str, Any]) -> None:
         values = [float(v) for v in state["values"]]
-        if len(values) > chart.window or not all(math.isfinite(v) for v in values):
-            raise ValueError(f"bad robust state: need at most {chart.window} finite values")
-        chart._arrivals = deque(values)
-        chart._sorted = sorted(values)
-        return chart
-
-    def __repr__(self) -> str:
-        extra = "".join(
-            f", {name}={value!r}"
-            for name, value in (("arl0", self.arl0), ("season", self.season))
-            if value is not None
-        )
-        return (
-            f"RobustChart(k={self.k!r}, warmup={self.warmup!r}, window={self.window!r}, "
-            f"method={self.method!r}, q={self.q!r}, outliers={self.outliers!r}{extra})"
-        )
+        if len(values) > self.window or not all(math.isfinite(v) for v in values):
+            raise ValueError(f"bad robust state: need at most {self.window} finite values")
+        self._arrivals = deque(values)
+        self._sorted = sorted(values)

@@ -4,90 +4,43 @@ Before two points there is no spread: the limits are ±inf, ``z`` and the score 
 centre is the mean so far (the value itself for the very first point). Once σ is known, a
 constant series that changes is an anomaly: with σ == 0 any value off the mean gets
 ``z = ±inf`` and score 1.0.
-
-This module also holds the parameter checks and the outlier policies the other charts share.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from functools import partial
-from typing import Any, Self
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from vigil.detectors.base import Explanation, PointResult, register, score_from_ratio
 from vigil.detectors.budget import shewhart_k_for_arl
+from vigil.detectors.chart import (
+    Columns,
+    ColumnStep,
+    Floats,
+    MeanChart,
+    deviation,
+    deviations,
+    limit_crossed,
+    screened,
+    screened_columns,
+)
+from vigil.detectors.checks import (
+    check_arl0,
+    check_lag,
+    check_outliers,
+    check_positive,
+    check_warmup,
+)
 from vigil.detectors.rules import RunRules, check_rules
-from vigil.detectors.seasonal import Season, Seasonal, check_season
+from vigil.detectors.seasonal import Season
 from vigil.detectors.stats import LAG, ChartBaseline
-
-OUTLIER_POLICIES = ("clip", "exclude", "learn")
-"""How a point beyond the limits feeds the statistics once warm-up is over."""
-
-
-def check_positive(name: str, value: object, meaning: str, *, zero: bool = False) -> float:
-    """``value`` as a float if it is a finite number > 0 (>= 0 with ``zero``), else ValueError."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not (0.0 <= value < math.inf if zero else 0.0 < value < math.inf)
-    ):
-        bound = ">= 0" if zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound} ({meaning}), got {value!r}")
-    return float(value)
-
-
-def check_warmup(warmup: object) -> int:
-    """``warmup`` if it is an integer >= 2, else ValueError."""
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 2:
-        raise ValueError(f"warmup must be an integer >= 2, got {warmup!r}")
-    return warmup
-
-
-def check_outliers(outliers: object) -> str:
-    """``outliers`` if it names an outlier policy, else ValueError."""
-    if outliers not in OUTLIER_POLICIES:
-        choices = ", ".join(map(repr, OUTLIER_POLICIES))
-        raise ValueError(f"outliers must be one of {choices}, got {outliers!r}")
-    return str(outliers)
-
-
-def check_lag(lag: object) -> int:
-    """``lag`` if it is an integer from 0 to 4,096, else ValueError."""
-    if isinstance(lag, bool) or not isinstance(lag, int) or not 0 <= lag <= 4096:
-        raise ValueError(f"lag must be an integer from 0 to 4096 (points before a point is "
-                         f"learned, once warm), got {lag!r}")
-    return lag
-
-
-def limit_crossed(test: str, value: float, centre: float, lower: float,
-                  upper: float) -> Explanation:
-    """The explanation of an alarm on limits for the values: ``value`` against the limit on
-    its side of ``centre``."""
-    return Explanation(test, value, upper if value >= centre else lower)
-
-
-def _starting(baseline: ChartBaseline, value: float) -> PointResult:
-    """The result of a point while a chart holds its first points (no limits yet); the point
-    is held."""
-    centre = baseline.start[0] if baseline.start else value
-    baseline.offer(value)
-    return PointResult(0.0, False, centre, -math.inf, math.inf, 0.0, 0)
-
-
-def check_arl0(arl0: object) -> float | None:
-    """``arl0`` if it is None or a finite number > 1, else ValueError."""
-    if arl0 is None:
-        return None
-    if isinstance(arl0, bool) or not isinstance(arl0, int | float) or not 1.0 < arl0 < math.inf:
-        raise ValueError(
-            f"arl0 must be None or a finite number > 1 (points per false alarm), got {arl0!r}"
-        )
-    return float(arl0)
 
 
 @register("shewhart")
-class ShewhartChart:
+class ShewhartChart(MeanChart):
     """Individuals control chart with limits learned online from the points before each one.
 
     ``outliers`` keeps one outlier from inflating σ for the points after it: ``"clip"``
@@ -125,45 +78,16 @@ class ShewhartChart:
         self.warmup = check_warmup(warmup)
         self.outliers = check_outliers(outliers)
         self.rules = check_rules(rules)
-        self.season = None if season is None else check_season(season)
         self.lag = check_lag(lag)
         self._baseline = ChartBaseline(self.warmup, self.lag)
         self._rules = None if self.rules is None else RunRules(self.rules, self.k)
-        self._seasonal: Seasonal[ShewhartChart] | None = None
-        if self.season is not None:
-            make = partial(
-                ShewhartChart,
-                k=self.k,
-                warmup=self.warmup,
-                outliers=self.outliers,
-                rules=None if self.rules is None else list(self.rules),
-                lag=self.lag,
-            )
-            self._seasonal = Seasonal(self.season, make, ShewhartChart.from_state)
+        self._start_season(season)
 
-    def update(self, value: float, timestamp: float) -> PointResult:
-        """Score ``value`` against the limits from the points before it, then learn from it."""
-        if self._seasonal is not None:
-            return self._seasonal.update(value, timestamp)
-        if not math.isfinite(value):
-            raise ValueError(f"value must be a finite number, got {value!r}")
-        baseline = self._baseline
-        stats = baseline.stats
-        n = stats.count
-        mean = stats.mean
-        if n < 2:
-            return _starting(baseline, value)
-
+    def _judge(self, value: float, n: int, mean: float, sigma: float) -> PointResult:
         k = self.k
-        sigma = math.sqrt(stats.m2 / (n - 1))
         lower = mean - k * sigma
         upper = mean + k * sigma
-        if sigma > 0.0:
-            z = (value - mean) / sigma
-        elif value == mean:
-            z = 0.0
-        else:
-            z = math.inf if value > mean else -math.inf
+        z = (value - mean) / sigma if sigma > 0.0 else deviation(value, mean, sigma)
         beyond = abs(z) > k
         warm = n >= self.warmup
         details = explanation = None
@@ -181,64 +105,48 @@ class ShewhartChart:
             if anomaly:
                 details = {"rule": float(rules.fired)}
                 explanation = Explanation(f"rule we{rules.fired}", ratio, 1.0)
-
-        if not warm:
-            baseline.offer(value)
-        elif self.outliers == "clip":
-            baseline.offer(lower if value < lower else upper if value > upper else value)
-        else:
-            baseline.offer(None if self.outliers == "exclude" and beyond else value)
+        policy = self.outliers
+        self._baseline.offer(value if not warm or policy == "learn" else
+                             screened(policy, value, lower, upper, warm, beyond))
         return PointResult(score, anomaly, mean, lower, upper, z, n, details=details,
                            explanation=explanation)
 
-    def state_dict(self) -> dict[str, Any]:
-        """Parameters and statistics, JSON-serialisable; ``from_state`` continues exactly."""
-        state: dict[str, Any] = {
-            "k": self.k,
-            "warmup": self.warmup,
-            "outliers": self.outliers,
-            "rules": None if self.rules is None else list(self.rules),
-            "arl0": self.arl0,
-            "season": self.season,
-            "lag": self.lag,
-        }
-        if self._seasonal is not None:
-            state["buckets"] = self._seasonal.state_dict()["buckets"]
-            return state
-        state.update(self._baseline.state_dict())
+    def _statistics(self) -> dict[str, Any]:
+        state = self._baseline.state_dict()
         if self._rules is not None:
             state["history"] = self._rules.state_dict()
         return state
 
-    @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> Self:
-        """Rebuild a chart whose future outputs equal those of the one that saved ``state``."""
-        season = state.get("season")
-        chart = cls(
-            k=state["k"],
-            warmup=state["warmup"],
-            outliers=state["outliers"],
-            rules=state.get("rules"),
-            season=season,
-            lag=state.get("lag", 0),
-        )
-        chart.arl0 = check_arl0(state.get("arl0"))  # k is saved: no recomputation from arl0
-        if chart._seasonal is not None:
-            chart._seasonal.load_state({"season": season, "buckets": state["buckets"]})
-            return chart
-        chart._baseline.load_state(state)
-        if chart._rules is not None:
-            chart._rules.load_state(state["history"])
-        return chart
+    def _load(self, state: Mapping[str, Any]) -> None:
+        self._baseline.load_state(state)
+        if self._rules is not None:
+            self._rules.load_state(state["history"])
 
-    def __repr__(self) -> str:
-        extra = "".join(
-            f", {name}={value!r}"
-            for name, value in (("rules", self.rules), ("arl0", self.arl0), ("season", self.season),
-                                ("lag", self.lag))
-            if value is not None
-        )
-        return (
-            f"ShewhartChart(k={self.k!r}, warmup={self.warmup!r}, outliers={self.outliers!r}"
-            f"{extra})"
-        )
+    def check_columns(self) -> None:
+        super().check_columns()
+        if self.rules is not None:
+            raise ValueError("run rules stay on the object path")
+
+    def step_columns(self, columns: Columns, pre: Columns, slots: npt.NDArray[np.intp],
+                     x: Floats, sigma: Floats) -> ColumnStep:
+        k = self.k
+        mean = pre["mean"]
+        lower = mean - k * sigma
+        upper = mean + k * sigma
+        z = deviations(x, mean, sigma)
+        ratio = np.abs(z) / k
+        beyond = np.abs(z) > k
+        warm = pre["n"] >= self.warmup
+        anomaly = warm & beyond
+        learn, keep = screened_columns(self.outliers, x, lower, upper, warm, beyond)
+        return ColumnStep(pre, lower, upper, z, ratio, anomaly, {}, learn, keep)
+
+    def column_result(self, step: ColumnStep, at: int, value: float) -> PointResult:
+        mean = float(step.pre["mean"][at])
+        z = float(step.z[at])
+        anomaly = bool(step.anomaly[at])
+        lower, upper = float(step.lower[at]), float(step.upper[at])
+        return PointResult(score_from_ratio(abs(z) / self.k), anomaly, mean, lower, upper, z,
+                           int(step.pre["n"][at]), details={"rule": 1.0} if anomaly else None,
+                           explanation=limit_crossed("shewhart", value, mean, lower, upper)
+                           if anomaly else None)

@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vigil.detectors import build_detector, detector_names
+from vigil.detectors import ResidualDetector, build_detector, detector_names
 from vigil.stream.errors import ConfigError
 from vigil.updaters import learner_names
 from vigil.updaters.performance import LOSSES
-from vigil.updaters.residual import ResidualDetector
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from vigil.detectors import (
     Detector,
     GroupPool,
     PointResult,
+    ResidualDetector,
     build_detector,
     restore_detector,
 )
@@ -37,7 +38,6 @@ from vigil.detectors.bank import BankSeries, SeriesBank
 from vigil.stream.errors import StateError
 from vigil.stream.events import Event, PredictionEvent, TelemetryEvent, event_series
 from vigil.stream.state import PartitionId, PartitionState, checked_number
-from vigil.updaters.residual import ResidualDetector
 
 SeriesId = tuple[str, str, str]
 """(event type, key, metric): ``("telemetry", "web-1", "latency_ms")``."""
@@ -689,11 +689,8 @@ def _name(value: Any) -> bool:
 
 
 def _build(spec: tuple[str, dict[str, Any]]) -> Detector:
-    """A new detector for a series' (name, params): a registered one, or a residual one."""
-    name, params = spec
-    if name == ResidualDetector.name:
-        return cast(Detector, ResidualDetector(**params))
-    return build_detector(name, params)
+    """A new detector for a series' (name, params), residual ones included."""
+    return build_detector(*spec)
 
 
 def _configured_like(restored: Detector, template: Detector) -> bool:

@@ -17,7 +17,6 @@ from vigil.updaters.base import (
 from vigil.updaters.guardrails import GuardedLearner, GuardEvent, GuardResult
 from vigil.updaters.labels import Expired, Joined, LabelJoinBuffer
 from vigil.updaters.performance import LossChart, PerformanceMonitor, PerformanceResult
-from vigil.updaters.residual import ResidualDetector
 from vigil.updaters.river_io import RiverLearner
 from vigil.updaters.sgd import LinearRegressor, LogisticRegressor
 
@@ -36,7 +35,6 @@ __all__ = [
     "LossChart",
     "PerformanceMonitor",
     "PerformanceResult",
-    "ResidualDetector",
     "RiverLearner",
     "build_learner",
     "learner_names",

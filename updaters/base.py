@@ -13,9 +13,11 @@ finite number, or not one of a classifier's two classes) is refused with ``Value
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, Self, runtime_checkable
+
+from vigil.detectors.registry import Registry
 
 Label = float | int | bool | str
 """A label as it arrives in an event: a number for regressors, one of two classes otherwise."""
@@ -168,27 +170,16 @@ def check_regression_label(y: Label) -> float:
     return float(y)
 
 
-LearnerFactory = Callable[..., Learner]
+LEARNERS: Registry[Learner] = Registry("learner")
+"""Every learner by name; importing :mod:`updaters` fills it."""
 
-_REGISTRY: dict[str, type[Any]] = {}
-
-
-def register_learner(name: str) -> Callable[[type[Any]], type[Any]]:
-    """Class decorator: make a learner buildable by ``name`` from config."""
-
-    def decorate(cls: type[Any]) -> type[Any]:
-        if name in _REGISTRY:
-            raise ValueError(f"learner name {name!r} is registered twice")
-        _REGISTRY[name] = cls
-        cls.name = name
-        return cls
-
-    return decorate
+register_learner = LEARNERS.register
+"""Class decorator: make a learner buildable by ``name`` from config."""
 
 
 def learner_names() -> list[str]:
     """Names of all registered learners, sorted."""
-    return sorted(_REGISTRY)
+    return LEARNERS.names()
 
 
 def build_learner(name: str, params: Mapping[str, Any] | None = None) -> Learner:
@@ -196,7 +187,7 @@ def build_learner(name: str, params: Mapping[str, Any] | None = None) -> Learner
 
     Raises ``ValueError`` naming the valid choices when the name or a parameter is unknown.
 
-    >>> import updaters
+    >>> from vigil import updaters
     >>> build_learner("sgd_regressor", {"feature_names": ["a"]}).kind
     'regressor'
     >>> build_learner("nope")
@@ -204,17 +195,7 @@ def build_learner(name: str, params: Mapping[str, Any] | None = None) -> Learner
     ...
     ValueError: unknown learner 'nope'; choose one of: river, sgd_classifier, sgd_regressor
     """
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown learner {name!r}; choose one of: {', '.join(learner_names())}"
-        ) from None
-    try:
-        learner: Learner = factory(**dict(params or {}))
-    except TypeError as exc:
-        raise ValueError(f"bad parameters for learner {name!r}: {exc}") from exc
-    return learner
+    return LEARNERS.build(name, params)
 
 
 def restore_learner(name: str, state: Mapping[str, Any],
@@ -225,9 +206,7 @@ def restore_learner(name: str, state: Mapping[str, Any],
     model is not kept in its state (it has ``restored``, as river's) is built from ``params``
     and takes only its counters from ``state``.
     """
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown learner {name!r} in saved state")
-    cls = _REGISTRY[name]
+    cls = LEARNERS.find(name)
     if hasattr(cls, "restored"):
         rebuilt: Learner = build_learner(name, params).restored(state)  # type: ignore[attr-defined]
         return rebuilt

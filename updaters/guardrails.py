@@ -57,7 +57,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vigil.detectors import PointResult
-from vigil.detectors.shewhart import check_positive
+from vigil.detectors.checks import check_positive
 from vigil.updaters.base import Label, Learner
 from vigil.updaters.performance import LOSSES, LossChart, check_block, loss_function
 from vigil.updaters.statecheck import StateReader, check_number, restored_exactly

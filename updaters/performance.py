@@ -28,7 +28,7 @@ from typing import Any
 
 from vigil.detectors import PointResult, build_detector, restore_detector
 from vigil.detectors.base import detector_parameters
-from vigil.detectors.shewhart import check_positive
+from vigil.detectors.checks import check_positive
 from vigil.updaters.statecheck import StateReader, restored_exactly
 
 _EPS = 1e-15

@@ -66,7 +66,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 from numpy.typing import NDArray
 
-from vigil.detectors.shewhart import check_positive
+from vigil.detectors.checks import check_positive
 from vigil.updaters.base import (
     Label,
     LinearParams,
@@ -143,11 +143,25 @@ class _LinearSGD:
         export_as: Mapping[str, Any] | None = None,
     ) -> None:
         self.feature_names = check_feature_names(feature_names)
-        d = len(self.feature_names)
+        self._set_schedule(alpha, l1_ratio, learning_rate, eta0, power_t)
+        self.clip_norm = _check_optional_positive("clip_norm", clip_norm, "largest gradient norm")
+        self._max_step = _check_optional_positive("max_step", max_step, "largest parameter change")
+        self._set_form(standardize, fit_intercept, backend)
+        self.export_as = None if export_as is None else dict(export_as)
+        self.t = check_positive("t", t, "learning-rate clock, 1.0 when new")
+        if self.t < 1.0:
+            raise ValueError(f"t must be >= 1.0 (the learning-rate clock), got {t!r}")
+        self.n_updates = 0
+        self._start_parameters(coef, intercept)
+        self._step: Callable[[Any, float], None]
+        self._select_step()
+
+    def _set_schedule(self, alpha: float, l1_ratio: float, learning_rate: str, eta0: float,
+                      power_t: float) -> None:
+        """Check and keep the regularisation and the learning-rate schedule."""
         self.alpha = check_positive("alpha", alpha, "L2/elastic-net strength", zero=True)
-        if isinstance(l1_ratio, bool) or not isinstance(l1_ratio, int | float):
-            raise ValueError(f"l1_ratio must be a number in [0, 1], got {l1_ratio!r}")
-        if not 0.0 <= l1_ratio <= 1.0:
+        if isinstance(l1_ratio, bool) or not isinstance(l1_ratio, int | float) \
+                or not 0.0 <= l1_ratio <= 1.0:
             raise ValueError(f"l1_ratio must be a number in [0, 1], got {l1_ratio!r}")
         self.l1_ratio = float(l1_ratio)
         if learning_rate not in LEARNING_RATES:
@@ -158,8 +172,14 @@ class _LinearSGD:
             raise ValueError("learning_rate='optimal' needs alpha > 0 (its rate is 1/(alpha·t))")
         self.eta0 = check_positive("eta0", eta0, "initial learning rate")
         self.power_t = _check_finite("power_t", power_t)
-        self.clip_norm = _check_optional_positive("clip_norm", clip_norm, "largest gradient norm")
-        self._max_step = _check_optional_positive("max_step", max_step, "largest parameter change")
+        self._lr = LEARNING_RATES.index(learning_rate)
+        self._optimal_init = 0.0
+        if self._lr == _OPTIMAL:
+            # scikit-learn's heuristic: the first step has size sqrt(1/sqrt(alpha)).
+            self._optimal_init = 1.0 / (math.sqrt(1.0 / math.sqrt(self.alpha)) * self.alpha)
+
+    def _set_form(self, standardize: bool, fit_intercept: bool, backend: str) -> None:
+        """Check and keep the model's form (standardised inputs, intercept) and its backend."""
         if not isinstance(standardize, bool) or not isinstance(fit_intercept, bool):
             raise ValueError("standardize and fit_intercept must be booleans")
         if standardize and not fit_intercept:
@@ -173,27 +193,21 @@ class _LinearSGD:
             choices = ", ".join(map(repr, BACKENDS))
             raise ValueError(f"backend must be one of {choices}, got {backend!r}")
         self.backend = backend
-        self.export_as = None if export_as is None else dict(export_as)
-        self.t = check_positive("t", t, "learning-rate clock, 1.0 when new")
-        if self.t < 1.0:
-            raise ValueError(f"t must be >= 1.0 (the learning-rate clock), got {t!r}")
-        self.n_updates = 0
+        d = len(self.feature_names)
+        self._numpy = backend == "numpy" or (backend == "auto" and d >= NUMPY_MIN_FEATURES)
 
+    def _start_parameters(self, coef: Sequence[float] | None, intercept: float) -> None:
+        """The starting coefficients and intercept, and zeroed running statistics and sums."""
+        d = len(self.feature_names)
         coef_list = [0.0] * d if coef is None else [_check_finite("coef", v) for v in coef]
         if len(coef_list) != d:
             raise ValueError(f"coef has {len(coef_list)} values for {d} features")
-        self._b = _check_finite("intercept", intercept) if fit_intercept else 0.0
-        if not fit_intercept and intercept != 0.0:
+        self._b = _check_finite("intercept", intercept) if self.fit_intercept else 0.0
+        if not self.fit_intercept and intercept != 0.0:
             raise ValueError("an intercept was given with fit_intercept=False")
         self._count = 0
-        self._lr = LEARNING_RATES.index(learning_rate)
-        self._optimal_init = 0.0
-        if self._lr == _OPTIMAL:
-            # scikit-learn's heuristic: the first step has size sqrt(1/sqrt(alpha)).
-            self._optimal_init = 1.0 / (math.sqrt(1.0 / math.sqrt(self.alpha)) * self.alpha)
         self._accum_b = 0.0
         self._l1_total = 0.0
-        self._numpy = backend == "numpy" or (backend == "auto" and d >= NUMPY_MIN_FEATURES)
         # Python lists (small d) or numpy arrays (large d) hold the same numbers.
         self._c: list[float] = coef_list
         self._mean: list[float] = [0.0] * d
@@ -210,8 +224,6 @@ class _LinearSGD:
             self._get = partial(_one_feature, self.feature_names[0])
         else:
             self._get = itemgetter(*self.feature_names)
-        self._step: Callable[[Any, float], None]
-        self._select_step()
 
     @property
     def max_step(self) -> float | None:

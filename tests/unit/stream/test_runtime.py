@@ -303,7 +303,7 @@ class FailingDetector(ShewhartChart):
 def test_a_failing_detector_dead_letters_the_event_and_the_stream_goes_on(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Any, per_event: bool
 ) -> None:
-    monkeypatch.setitem(detectors_base._REGISTRY, "failing", FailingDetector)  # noqa: SLF001
+    monkeypatch.setitem(detectors_base.DETECTORS._classes, "failing", FailingDetector)  # noqa: SLF001
     path = tmp_path / "vigil.toml"
     path.write_text('[detector.overrides]\n"telemetry/web-1/latency" = { name = "failing" }\n')
     engine = PerEventProcessor if per_event else BatchProcessor

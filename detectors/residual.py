@@ -22,15 +22,32 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vigil.detectors import PointResult, build_detector, restore_detector
-from vigil.updaters.base import check_feature_names
-from vigil.updaters.sgd import LinearRegressor
+from vigil.detectors.base import (
+    Features,
+    InputKind,
+    PointResult,
+    build_detector,
+    register,
+    restore_detector,
+)
+
+if TYPE_CHECKING:
+    from vigil.updaters.sgd import LinearRegressor
+
+def _regression() -> type[LinearRegressor]:
+    """The regression's class, imported when first needed: :mod:`updaters` imports
+    :mod:`detectors`, so this module cannot import it while the package loads."""
+    from vigil.updaters.sgd import LinearRegressor
+
+    return LinearRegressor
+
 
 DEFAULT_LEARNER: dict[str, Any] = {"learning_rate": "constant", "eta0": 0.02, "alpha": 0.0}
 
 
+@register("residual")
 class ResidualDetector:
     """Control chart of the residuals of an online regression of ``target`` on ``inputs``.
 
@@ -45,8 +62,8 @@ class ResidualDetector:
     True
     """
 
-    name = "residual"
-    input_kind = "vector"
+    name: str = "residual"
+    input_kind: InputKind = "vector"
 
     def __init__(
         self,
@@ -58,6 +75,8 @@ class ResidualDetector:
         warmup: int = 200,
         learn_anomalies: bool = False,
     ) -> None:
+        from vigil.updaters.base import check_feature_names  # see _regression
+
         if not isinstance(target, str) or not target:
             raise ValueError(f"target must be a metric name, got {target!r}")
         self.target = target
@@ -69,7 +88,7 @@ class ResidualDetector:
                 f"warmup must be an integer >= 0 (points learned before charting), got {warmup!r}"
             )
         self.learner_params = {**DEFAULT_LEARNER, **dict(learner or {})}
-        LinearRegressor(self.inputs, **self.learner_params)  # check the parameters now
+        _regression()(self.inputs, **self.learner_params)  # check the parameters now
         self.chart = chart
         self.chart_params = dict(chart_params or {})
         self.warmup = warmup
@@ -83,7 +102,7 @@ class ResidualDetector:
         """The regression (None before the first point)."""
         return self._model
 
-    def update(self, metrics: Mapping[str, float], timestamp: float) -> PointResult:
+    def update(self, metrics: Features, timestamp: float) -> PointResult:
         """Score the target's residual against the chart, then learn the point."""
         y = metrics.get(self.target)
         if y is None or isinstance(y, bool) or not isinstance(y, int | float):
@@ -94,7 +113,7 @@ class ResidualDetector:
         model = self._model
         if model is None:
             params = {**self.learner_params, "intercept": float(y)}
-            model = self._model = LinearRegressor(self.inputs, **params)
+            model = self._model = _regression()(self.inputs, **params)
         expected = model.predict_one(x)
         if not math.isfinite(expected):
             raise ValueError(f"inputs must be finite numbers, got {x!r}")
@@ -159,7 +178,7 @@ class ResidualDetector:
         )
         detector.n = int(state["n"])
         if state["model"] is not None:
-            detector._model = LinearRegressor.from_state(state["model"])
+            detector._model = _regression().from_state(state["model"])
         detector._chart = restore_detector(state["chart"], state["detector"])
         return detector
 

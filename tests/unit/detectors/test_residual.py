@@ -7,8 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from vigil.detectors import build_detector
-from vigil.updaters import ResidualDetector
+from vigil.detectors import ResidualDetector, build_detector
 
 N = 6000
 
