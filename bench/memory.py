@@ -188,13 +188,13 @@ def child(detector: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
     if trace:
         tracemalloc.start()
     from stream.config import load_config
-    from stream.runtime import BatchProcessor
+    from stream.runtime import BatchProcessor, build_engine
     from tests.per_event import PerEventProcessor
 
     config = load_config(environ={}, overrides={"detector.name": detector,
                                                 "state.max_series": args.series})
     engine = PerEventProcessor if args.path == "per-event" else BatchProcessor
-    processor = engine(config)
+    processor = build_engine(config, processor=engine)
     topic = config.topics.telemetry
     metrics = args.metrics
     events = math.ceil(args.series / metrics)

@@ -108,31 +108,55 @@ class EngineState(PartitionState):
             self.models.drop_partition(partition)
 
 
+def build_monitor(config: VigilConfig) -> Monitor:
+    """The monitor the configuration describes: the default detector, its overrides, groups,
+    residual and multivariate series, and the state limits."""
+    detector, state = config.detector, config.state
+    return Monitor(detector.name, detector.params, overrides=detector.overrides,
+                   multivariate=detector.multivariate, residual=detector.residual,
+                   groups=detector.groups, max_series=state.max_series,
+                   max_series_per_key=state.max_series_per_key,
+                   series_ttl_s=state.series_ttl_s)
+
+
+def build_engine(
+    config: VigilConfig,
+    *,
+    clock: Callable[[], float] = time.time,
+    gauges: SeriesGauges | None = None,
+    processor: type[BatchProcessor] | None = None,
+) -> BatchProcessor:
+    """The whole I/O-free engine of a configuration, as ``vigil run``, ``vigil replay``, the
+    demo and the benchmarks use it: monitor, model maintenance (models on) and the batch
+    processor around them. ``processor`` picks another processor class with the same parts."""
+    models = ModelMaintainer(config.models) if config.models.enabled else None
+    return (processor or BatchProcessor)(config, build_monitor(config), models, clock=clock,
+                                         gauges=gauges)
+
+
 class BatchProcessor:
-    """Turns consumed records into alerts and dead letters; pure, so it is tested without Kafka."""
+    """Turns consumed records into alerts and dead letters; pure, so it is tested without Kafka.
+
+    Build it with :func:`build_engine`, which gives it the parts the configuration describes.
+    """
 
     def __init__(
         self,
         config: VigilConfig,
+        monitor: Monitor,
+        models: ModelMaintainer | None,
+        *,
         clock: Callable[[], float] = time.time,
         gauges: SeriesGauges | None = None,
     ) -> None:
         self.config = config
-        self.monitor = Monitor(config.detector.name, config.detector.params,
-                               overrides=config.detector.overrides,
-                               multivariate=config.detector.multivariate,
-                               residual=config.detector.residual,
-                               groups=config.detector.groups,
-                               max_series=config.state.max_series,
-                               max_series_per_key=config.state.max_series_per_key,
-                               series_ttl_s=config.state.series_ttl_s)
+        self.monitor = monitor
+        self.models = models
         self._kinds: dict[str, EventKind] = {
             config.topics.predictions: "prediction",
             config.topics.telemetry: "telemetry",
         }
-        self.models: ModelMaintainer | None = None
-        if config.models.enabled:
-            self.models = ModelMaintainer(config.models)
+        if models is not None:
             self._kinds[config.topics.labels] = "label"
         self.state = EngineState(self.monitor, self.models, config.topics.predictions)
         self._clock = clock

@@ -12,7 +12,7 @@ import pytest
 from stream.config import load_config
 from stream.generate import generate_events
 from stream.metrics import SeriesGauges, VigilMetrics
-from stream.runtime import BatchProcessor
+from stream.runtime import BatchProcessor, build_engine
 from tests.per_event import PerEventProcessor
 from tests.unit.stream.test_runtime import Record
 
@@ -72,7 +72,7 @@ def _run(config: Any, records: list[Record], *, per_event: bool, seed: int) -> d
     gauges = SeriesGauges(VigilMetrics(), config.metrics.series_allowlist,
                           config.metrics.max_series_gauges)
     engine = PerEventProcessor if per_event else BatchProcessor
-    processor = engine(config, clock=lambda: 2e9, gauges=gauges)
+    processor = build_engine(config, clock=lambda: 2e9, gauges=gauges, processor=engine)
     rng = random.Random(seed)
     messages, start = [], 0
     while start < len(records):
