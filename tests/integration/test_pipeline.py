@@ -10,7 +10,7 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from stream.broker import EmbeddedBroker, free_port
-from stream.config import VigilConfig
+from stream.config import load_config
 from stream.generate import generate_events
 from stream.replay import replay
 from tests.integration.support import (
@@ -97,7 +97,7 @@ def test_injected_anomalies_reach_the_alert_topic_and_bad_events_the_dead_letter
     jsonl = tmp_path / "events.jsonl"
     jsonl.write_text("".join(json.dumps(e.body) + "\n" for e in events))
     out = io.StringIO()
-    replay(jsonl, out, VigilConfig(), errors=io.StringIO())
+    replay(jsonl, out, load_config(config, environ={}), errors=io.StringIO())
     rows = [line.split(",") for line in out.getvalue().splitlines()[1:]]
     replayed = {(r[1], r[2], float(r[0])) for r in rows if r[5] == "1"}
     live = {(a["key"], a["metric"], _epoch(a["event_timestamp"])) for a in alerts
