@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from stream.episodes import in_episode
 from updaters.guardrails import HOLD_REASONS
 
 if TYPE_CHECKING:
@@ -249,7 +250,7 @@ class SeriesGauges:
         labels = (observation.event_type, observation.key, observation.metric)
         allowed = self._allowed_series(labels)
         result = observation.result
-        wanted = allowed or observation.series.episode is not None or result.anomaly
+        wanted = allowed or in_episode(observation.series) or result.anomaly
         if not wanted:
             if labels in self._exported:
                 self._retire(labels)

@@ -34,6 +34,7 @@ from detectors import (
     restore_detector,
 )
 from detectors.bank import BankSeries, SeriesBank
+from stream.episodes import in_episode, worth_reporting
 from stream.errors import StateError
 from stream.events import Event, PredictionEvent, TelemetryEvent, event_series
 from stream.state import PartitionId, PartitionState, checked_number
@@ -251,7 +252,7 @@ class Monitor(PartitionState):
         memo: dict[SeriesId, bool] = {}
 
         def wanted(series: Series) -> bool:
-            if series.episode is not None:
+            if in_episode(series):
                 return True
             if report is None or series.series_id is None:
                 return False
@@ -301,7 +302,7 @@ class Monitor(PartitionState):
                             if handle is None:
                                 observation = self._update_object(
                                     part, series, event_type, key, metric, value, timestamp)
-                                if _worth(observation.result, series, hot, wanted):
+                                if worth_reporting(observation.result, series, hot, wanted):
                                     observed.append((position, observation))
                                 continue
                         if not isfinite(value):
@@ -315,7 +316,7 @@ class Monitor(PartitionState):
                             add_value = bank.pending_values.append
                             add_event = queue[0].append
                             add_position = queue[1].append
-                        if series.episode is not None or report is not None and wanted(series):
+                        if in_episode(series) or report is not None and wanted(series):
                             queue[2].append(len(queue[0]))
                         add_slot(handle.slot)
                         add_value(value)
@@ -670,18 +671,6 @@ def _release(series: Series) -> None:
     detector = series.detector
     if type(detector) is BankSeries:
         detector.bank.discard(detector)
-
-
-def _worth(result: PointResult, series: Series, hot: set[Series],
-           wanted: Callable[[Series], bool]) -> bool:
-    """True when an object-scored point is one :meth:`Monitor.observe_many` returns."""
-    shown = (result.anomaly or result.resolved or result.rebaselined or series in hot
-             or (result.details or {}).get("episode", 0.0) > 0.0 or wanted(series))
-    if result.resolved:
-        hot.discard(series)
-    elif result.anomaly:
-        hot.add(series)
-    return shown
 
 
 def _name(value: Any) -> bool:

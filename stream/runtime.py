@@ -23,6 +23,7 @@ from typing import Any
 from detectors import PointResult
 from stream.alerts import Alert, SourceRef, build_alert
 from stream.config import VigilConfig
+from stream.episodes import Episodes, in_episode
 from stream.errors import EventError
 from stream.events import (
     LATEST_TIMESTAMP,
@@ -159,6 +160,7 @@ class BatchProcessor:
         if models is not None:
             self._kinds[config.topics.labels] = "label"
         self.state = EngineState(self.monitor, self.models, config.topics.predictions)
+        self.episodes = Episodes(config.alerts.cooldown_s)
         self._clock = clock
         self._limits = EventLimits(config.state.max_names_per_event,
                                    config.state.max_name_length)
@@ -221,7 +223,7 @@ class BatchProcessor:
                 if gauges is not None:
                     gauges.observe(observation)
             if models is not None and isinstance(event, PredictionEvent):
-                flagged = any(o.result.anomaly or o.series.episode is not None
+                flagged = any(o.result.anomaly or in_episode(o.series)
                               for o in observations)
                 partition = (record.topic, record.partition)
                 if not self._maintain(partial(models.on_prediction, event, partition,
@@ -297,40 +299,28 @@ class BatchProcessor:
                 critical_score=self.config.alerts.critical_score, kind=signal.kind,
                 details=signal.details), batch)
 
-    def _alerts(self, observation: Any, event: Any, source: SourceRef,
+    def _alerts(self, observation: Observation, event: Event, source: SourceRef,
                 batch: BatchResult) -> list[Alert]:
-        """The alerts one observation raises: it may open, resolve or rebaseline an episode."""
-        result = observation.result
-        series = observation.series
+        """The alerts one observation raises, as :class:`~stream.episodes.Episodes` decides."""
         prediction = event if isinstance(event, PredictionEvent) else None
-        common = {
-            "result": result, "source": source, "event_type": observation.event_type,
-            "key": observation.key, "metric": observation.metric,
-            "detector": self.monitor.spec_for(
-                (observation.event_type, observation.key, observation.metric))[0],
+        series_id = (observation.event_type, observation.key, observation.metric)
+        common: dict[str, Any] = {
+            "result": observation.result, "source": source,
+            "event_type": observation.event_type, "key": observation.key,
+            "metric": observation.metric, "detector": self.monitor.spec_for(series_id)[0],
             "value": observation.value,
             "event_timestamp": event.timestamp, "detected_at": self._clock(),
             "critical_score": self.config.alerts.critical_score,
             "model_version": prediction.model_version if prediction else None,
             "prediction_id": prediction.prediction_id if prediction else None,
         }
-        alerts = []
-        if result.resolved and series.episode is not None:
-            alerts.append(build_alert(**common, kind="resolved", episode_id=series.episode))
-            series.episode = None
-        cooldown = self.config.alerts.cooldown_s
-        if result.anomaly and cooldown and series.last_alert is not None \
-                and event.timestamp - series.last_alert < cooldown:
-            batch.suppressed += 1
-        elif result.anomaly:
-            alert = build_alert(**common, kind="anomaly")
-            # an episode stays open only with a detector that ends it (and says how long it is)
-            series.episode = alert.episode_id if (result.details or {}).get("episode") else None
-            series.last_alert = event.timestamp
-            alerts.append(alert)
-        if result.rebaselined:
-            alerts.append(build_alert(**common, kind="rebaselined", episode_id=series.episode))
-            series.episode = None
+
+        def build(kind: str, episode_id: str | None = None) -> Alert:
+            return build_alert(**common, kind=kind, episode_id=episode_id)
+
+        alerts, suppressed = self.episodes.alerts(observation.series, observation.result,
+                                                  event.timestamp, build)
+        batch.suppressed += suppressed
         return alerts
 
 
