@@ -32,6 +32,7 @@ from stream.events import (
     EventLimits,
     LabelEvent,
     PredictionEvent,
+    TelemetryEvent,
     decode_event,
 )
 from stream.loop.ports import InputRecord
@@ -178,61 +179,74 @@ class BatchProcessor:
         as one event at a time), then each record's outcome is handled in record order.
         """
         batch = BatchResult()
-        topics = self.config.topics
-        gauges = self._gauges
-        models = self.models
-        limits = dataclasses.replace(self._limits, latest_timestamp=self.latest_event_time())
-        decoded: list[tuple[InputRecord, Event | EventError]] = []
-        for record in records:
-            batch.records += 1
-            batch.next_offsets[(record.topic, record.partition)] = record.offset + 1
-            try:
-                decoded.append((record, decode_event(record.value or b"",
-                                                     self._kinds.get(record.topic), limits)))
-            except EventError as exc:
-                decoded.append((record, exc))
+        decoded = self._decode(records, batch)
         outcomes = iter(self.observe_events(
             [(event, (record.topic, record.partition)) for record, event in decoded
              if not isinstance(event, LabelEvent | EventError)]))
         for record, event in decoded:
             if isinstance(event, EventError):
                 self._dead_letter(record, event, batch)
-                continue
-            if isinstance(event, LabelEvent):
-                if models is not None:
-                    companion = (topics.predictions, record.partition)
-                    if not self._maintain(partial(models.on_label, event, companion),
-                                          record, batch):
-                        continue
-                batch.valid_by_topic[record.topic] = batch.valid_by_topic.get(record.topic, 0) + 1
-                continue
-            observations = next(outcomes)
-            if isinstance(observations, Exception):  # a detector bug must not stop the stream
-                log.error("a detector failed on %s/%d/%d", record.topic, record.partition,
-                          record.offset, exc_info=observations)
-                self._dead_letter(record, EventError(
-                    "detector_error", f"a detector failed on this event: {observations!r}"),
-                    batch)
-                continue
-            for observation in observations:
-                result = observation.result
-                if result.anomaly or result.resolved or result.rebaselined:
-                    source = SourceRef(record.topic, record.partition, record.offset)
-                    for alert in self._alerts(observation, event, source, batch):
-                        self._publish(alert, batch)
-                if gauges is not None:
-                    gauges.observe(observation)
-            if models is not None and isinstance(event, PredictionEvent):
-                flagged = any(o.result.anomaly or in_episode(o.series)
-                              for o in observations)
-                partition = (record.topic, record.partition)
-                if not self._maintain(partial(models.on_prediction, event, partition,
-                                              flagged), record, batch):
-                    continue
-            batch.valid_by_topic[record.topic] = batch.valid_by_topic.get(record.topic, 0) + 1
-        if models is not None:
-            models.end_batch()
+            elif isinstance(event, LabelEvent):
+                self._label(record, event, batch)
+            else:
+                self._judged(record, event, next(outcomes), batch)
+        if self.models is not None:
+            self.models.end_batch()
         return batch
+
+    def _decode(self, records: Iterable[InputRecord],
+                batch: BatchResult) -> list[tuple[InputRecord, Event | EventError]]:
+        """Each record with its event, or the error that makes it a dead letter; counts the
+        records and the next offset of each partition."""
+        limits = dataclasses.replace(self._limits, latest_timestamp=self.latest_event_time())
+        kinds = self._kinds
+        decoded: list[tuple[InputRecord, Event | EventError]] = []
+        for record in records:
+            batch.records += 1
+            batch.next_offsets[(record.topic, record.partition)] = record.offset + 1
+            try:
+                decoded.append((record, decode_event(record.value or b"",
+                                                     kinds.get(record.topic), limits)))
+            except EventError as exc:
+                decoded.append((record, exc))
+        return decoded
+
+    def _label(self, record: InputRecord, event: LabelEvent, batch: BatchResult) -> None:
+        """A label goes to model maintenance (models on), with its predictions' partition."""
+        if self.models is not None:
+            companion = (self.config.topics.predictions, record.partition)
+            if not self._maintain(partial(self.models.on_label, event, companion),
+                                  record, batch):
+                return
+        batch.valid_by_topic[record.topic] = batch.valid_by_topic.get(record.topic, 0) + 1
+
+    def _judged(self, record: InputRecord, event: PredictionEvent | TelemetryEvent,
+                observations: list[Observation] | Exception, batch: BatchResult) -> None:
+        """A scored event's alerts and gauges, then (a prediction, models on) its maintenance;
+        a detector's exception makes it a dead letter."""
+        if isinstance(observations, Exception):  # a detector bug must not stop the stream
+            log.error("a detector failed on %s/%d/%d", record.topic, record.partition,
+                      record.offset, exc_info=observations)
+            self._dead_letter(record, EventError(
+                "detector_error", f"a detector failed on this event: {observations!r}"), batch)
+            return
+        gauges = self._gauges
+        for observation in observations:
+            result = observation.result
+            if result.anomaly or result.resolved or result.rebaselined:
+                source = SourceRef(record.topic, record.partition, record.offset)
+                for alert in self._alerts(observation, event, source, batch):
+                    self._publish(alert, batch)
+            if gauges is not None:
+                gauges.observe(observation)
+        models = self.models
+        if models is not None and isinstance(event, PredictionEvent):
+            flagged = any(o.result.anomaly or in_episode(o.series) for o in observations)
+            partition = (record.topic, record.partition)
+            if not self._maintain(partial(models.on_prediction, event, partition, flagged),
+                                  record, batch):
+                return
+        batch.valid_by_topic[record.topic] = batch.valid_by_topic.get(record.topic, 0) + 1
 
     def latest_event_time(self) -> float:
         """The latest event time accepted now: the wall clock plus ``runtime.max_clock_skew_s``
