@@ -5,8 +5,12 @@ that it can be checkpointed with that partition's offset and follow the partitio
 instance on a rebalance. Memory is bounded: at most ``max_series`` series (the least recently
 seen is evicted), at most ``max_series_per_key`` of one key (beyond it that key's own least
 recently seen go, so one key cannot evict the others), and a series idle for ``series_ttl_s``
-of event time restarts from warm-up.
-The monitor is I/O-free, so the live runtime and the offline replay share it exactly.
+of event time restarts from warm-up. The monitor is I/O-free; ``vigil run`` and ``vigil
+replay`` both get it from :func:`stream.runtime.build_engine`, so they judge alike.
+
+Three parts, each with one job: :class:`SeriesSpecs` says which series an event feeds and
+with what detector, :class:`SeriesTable` holds the series within the memory bounds, and
+:class:`Monitor` scores points and checkpoints its partitions.
 
 Two ways in, with the same results: :meth:`Monitor.observe` scores an event's points one by
 one with object detectors, and :meth:`Monitor.observe_many` takes a batch of events and keeps

@@ -1,5 +1,8 @@
 """The engine's batch step: consumed records in, alerts and dead letters out, no I/O.
 
+:func:`build_engine` builds the whole engine from the configuration, the one way in for
+``vigil run``, ``vigil replay``, the demo and the benchmarks.
+
 :class:`BatchProcessor` decodes and validates each record (a bad one becomes a dead letter),
 scores the batch's events with the :class:`~stream.monitor.Monitor`, feeds predictions and
 labels to the :class:`~stream.models.ModelMaintainer`, and returns what to publish. The consume
