@@ -22,10 +22,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-# ahead of bench/ itself, whose updaters.py would otherwise shadow the updaters package
-if str(REPO) in sys.path:
-    sys.path.remove(str(REPO))
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # the benchmarks share the tests' process helpers (tests/)
 
 WORKDIR = REPO / "var" / "bench"
 """Broker logs, configs, vigil logs, cached inputs and raw profiles go here."""
@@ -117,7 +114,7 @@ def fmt_rate(x: float) -> str:
 
 def start_broker(name: str) -> Any:
     """An embedded broker (tansu, in memory) with its log in var/bench/NAME-broker.log."""
-    from stream.broker import EmbeddedBroker
+    from vigil.stream.broker import EmbeddedBroker
 
     WORKDIR.mkdir(parents=True, exist_ok=True)
     log_path = WORKDIR / f"{name}-broker.log"
@@ -165,7 +162,7 @@ def encoded_events(count: int, *, models: int, sources: int, seed: int,
                    ) -> Iterator[tuple[str, bytes, bytes, dict[str, Any] | None]]:
     """(kind, key, JSON value, injected label or None) of ``count`` synthetic events, as
     `vigil generate` makes them (``labels``: label events among them, kind "label")."""
-    from stream.generate import generate_events
+    from vigil.stream.generate import generate_events
 
     dumps = json.dumps
     generated = generate_events(count, models=models, sources=sources, seed=seed,

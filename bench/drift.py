@@ -33,16 +33,16 @@ from typing import Any
 
 import joblib
 import numpy as np
-from common import WORKDIR, header, print_machine  # also puts the repository on sys.path
+from common import WORKDIR, header, print_machine
 from river import linear_model, preprocessing
 from river.datasets import Phishing, TrumpApproval, synth
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from stream.config import ModelsConfig
-from stream.events import LabelEvent, PredictionEvent
-from stream.models import ModelMaintainer
-from updaters.base import Learner
-from updaters.sklearn_io import from_joblib
+from vigil.stream.config import ModelsConfig
+from vigil.stream.events import LabelEvent, PredictionEvent
+from vigil.stream.models import ModelMaintainer
+from vigil.updaters.base import Learner
+from vigil.updaters.sklearn_io import from_joblib
 
 START = 1_767_225_600.0
 PARTITION = ("predictions", 0)

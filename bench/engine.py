@@ -23,12 +23,12 @@ import zlib
 from collections import namedtuple
 from typing import Any
 
-import common  # also puts the repository on sys.path
+import common
 from common import encoded_events
 
-from stream.config import load_config
-from stream.runtime import BatchProcessor, BatchResult, build_engine
 from tests.per_event import PerEventProcessor
+from vigil.stream.config import load_config
+from vigil.stream.runtime import BatchProcessor, BatchResult, build_engine
 
 Record = namedtuple("Record", "topic partition offset key value")
 

@@ -103,7 +103,7 @@ def read_alerts(bootstrap: str, topic: str, out: Path, ready: EventType,
 def run(args: argparse.Namespace) -> int:
     from kafka import KafkaProducer
 
-    from stream.broker import free_port
+    from vigil.stream.broker import free_port
 
     print(__doc__.strip().splitlines()[0])
     common.print_machine()
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
             kafka_extra += f"fetch_max_wait_ms = {args.fetch_max_wait_ms}\n"
         if args.client:
             kafka_extra += f'client = "{args.client}"\n'
-        from stream.config import load_config
+        from vigil.stream.config import load_config
 
         detector = args.detector or load_config(environ={}).detector.name
         config = common.write_config(WORKDIR / "latency.toml", bootstrap, group="bench-latency",

@@ -85,12 +85,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def detectors_to_run(args: argparse.Namespace) -> list[str]:
-    from detectors import detector_names
+    from vigil.detectors import detector_names
 
     names = detector_names()
     if args.detectors:
         return [d.strip() for d in args.detectors.split(",")]
-    from stream.config import load_config
+    from vigil.stream.config import load_config
 
     default = load_config(environ={}).detector.name
     wanted = ["shewhart", "ewma", "cusum", "ensemble", default]
@@ -98,12 +98,12 @@ def detectors_to_run(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detectors import detector_names
+    from vigil.detectors import detector_names
 
     print(__doc__.strip().splitlines()[0])
     common.print_machine()
     chosen = detectors_to_run(args)
-    from stream.config import load_config
+    from vigil.stream.config import load_config
 
     print(f"registered detectors: {', '.join(detector_names())}; default: "
           f"{load_config(environ={}).detector.name}; measuring {', '.join(chosen)}")
@@ -187,9 +187,9 @@ def child(detector: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
     trace = mode == "trace"
     if trace:
         tracemalloc.start()
-    from stream.config import load_config
-    from stream.runtime import BatchProcessor, build_engine
     from tests.per_event import PerEventProcessor
+    from vigil.stream.config import load_config
+    from vigil.stream.runtime import BatchProcessor, build_engine
 
     config = load_config(environ={}, overrides={"detector.name": detector,
                                                 "state.max_series": args.series})
@@ -332,7 +332,7 @@ def breakdown(monitor: Any, detector: str) -> list[tuple[str, float, str]]:
 
 def traced_detector_bytes(name: str) -> tuple[float, str]:
     """Bytes one detector (default params) holds after one point: tracemalloc of 10,000."""
-    from detectors import build_detector
+    from vigil.detectors import build_detector
 
     params: dict[str, Any] = {}
     copies = 10_000
@@ -356,7 +356,7 @@ def steady_detector_bytes(name: str, points: int, copies: int) -> float:
     event."""
     import random
 
-    from detectors import build_detector
+    from vigil.detectors import build_detector
 
     rng = random.Random(9)
     gc.collect()

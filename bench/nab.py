@@ -36,11 +36,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from stream.cli import parse_params  # noqa: E402 - after the path set-up
-from stream.config import load_config  # noqa: E402
-from stream.replay import replay  # noqa: E402
+from vigil.stream.cli import parse_params
+from vigil.stream.config import load_config
+from vigil.stream.replay import replay
 
 REPO = Path(__file__).resolve().parent.parent
 WORKDIR = REPO / "var" / "bench" / "nab"

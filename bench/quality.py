@@ -50,19 +50,16 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import detectors  # noqa: E402 - after the path set-up, for running as a script
-import detectors.coldstart  # noqa: E402, F401
-import detectors.drift  # noqa: E402, F401
-import detectors.ensemble  # noqa: E402, F401
-import detectors.multivariate  # noqa: E402, F401
-from stream.config import load_config  # noqa: E402
+import vigil.detectors.coldstart  # noqa: F401
+import vigil.detectors.drift  # noqa: F401
+import vigil.detectors.ensemble  # noqa: F401
+import vigil.detectors.multivariate  # noqa: F401
+from vigil import detectors
+from vigil.stream.config import load_config
 
 TOLERANCE = 10
 SUSTAINED = 150

@@ -81,7 +81,7 @@ def ensure_csv(rows: int, keys: int) -> Path:
 
 
 def vigil_command(csv_path: Path, detector: str | None) -> list[str]:
-    command = [sys.executable, "-m", "stream.cli", "replay", str(csv_path), "-o", os.devnull]
+    command = [sys.executable, "-m", "vigil.stream.cli", "replay", str(csv_path), "-o", os.devnull]
     return command + (["--detector", detector] if detector else [])
 
 
@@ -153,7 +153,7 @@ def ceilings(path: Path, rows: int) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream.config import load_config
+    from vigil.stream.config import load_config
 
     print(__doc__.strip().splitlines()[0])
     common.print_machine()

@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def raw_consume(config_path: Path, total: int, group: str, decode: bool) -> dict[str, Any]:
     """(a): consume ``total`` events with Vigil's consumer settings, json-decode each, no more."""
-    from stream.config import load_config
-    from stream.kafka_io import make_consumer
+    from vigil.stream.config import load_config
+    from vigil.stream.kafka_io import make_consumer
 
     config = load_config(config_path, environ={})
     consumer = make_consumer(config, group_id=group)
@@ -208,8 +208,8 @@ def run_vigil(config: Path, total: int, name: str, port: int, *, timeout_s: floa
 
 def produce(bootstrap: str, config_path: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Prefill the input topics with Vigil's own producer settings (idempotent, acks=all)."""
-    from stream.config import load_config
-    from stream.kafka_io import make_producer
+    from vigil.stream.config import load_config
+    from vigil.stream.kafka_io import make_producer
 
     config = load_config(config_path, environ={})
     topics = {"prediction": config.topics.predictions, "telemetry": config.topics.telemetry,
@@ -233,7 +233,7 @@ def produce(bootstrap: str, config_path: Path, args: argparse.Namespace) -> dict
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream.broker import free_port
+    from vigil.stream.broker import free_port
 
     print(__doc__.strip().splitlines()[0])
     common.print_machine()
@@ -241,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
           f"(~{4 * (args.models + args.sources):,} series), {args.partitions} partitions each "
           "on predictions and telemetry")
     print(f"note: {SGD_NOTE}")
-    from stream.config import load_config
+    from vigil.stream.config import load_config
 
     default_name = load_config(environ={}).detector.name
     detectors = list(dict.fromkeys(args.detector or ["default"]))

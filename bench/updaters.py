@@ -14,24 +14,16 @@ from __future__ import annotations
 
 import argparse
 import gc
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-# Run as a script, this file's folder heads sys.path and its name would shadow the
-# updaters package: put the repository root there instead.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
+import numpy as np
+from river import linear_model, optim, preprocessing
+from sklearn.linear_model import SGDRegressor
 
-import numpy as np  # noqa: E402
-from river import linear_model, optim, preprocessing  # noqa: E402
-from sklearn.linear_model import SGDRegressor  # noqa: E402
-
-from updaters.guardrails import GuardedLearner  # noqa: E402
-from updaters.sgd import LinearRegressor  # noqa: E402
+from vigil.updaters.guardrails import GuardedLearner
+from vigil.updaters.sgd import LinearRegressor
 
 DIMENSIONS = (8, 64, 512)
 

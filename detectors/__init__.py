@@ -3,9 +3,9 @@
 Importing this package registers every detector, so ``build_detector(name)`` knows them all.
 """
 
-from detectors.adaptive import AdaptiveDetector
-from detectors.bank import BankSeries, SeriesBank
-from detectors.base import (
+from vigil.detectors.adaptive import AdaptiveDetector
+from vigil.detectors.bank import BankSeries, SeriesBank
+from vigil.detectors.base import (
     Detector,
     Explanation,
     PointResult,
@@ -14,22 +14,22 @@ from detectors.base import (
     restore_detector,
     score_from_ratio,
 )
-from detectors.budget import (
+from vigil.detectors.budget import (
     arl_for_budget,
     cusum_h_for_arl,
     ewma_L_for_arl,
     shewhart_k_for_arl,
 )
-from detectors.coldstart import ColdStart, GroupPool
-from detectors.cusum import CusumChart
-from detectors.drift import AdwinDrift, KswinDrift, PageHinkleyDrift
-from detectors.ensemble import EnsembleDetector
-from detectors.ewma import EwmaChart
-from detectors.multivariate import HalfSpaceTreesDetector
-from detectors.robust import RobustChart
-from detectors.seasonal import Seasonal
-from detectors.shewhart import ShewhartChart  # importing a detector module registers it
-from detectors.stats import RunningStats
+from vigil.detectors.coldstart import ColdStart, GroupPool
+from vigil.detectors.cusum import CusumChart
+from vigil.detectors.drift import AdwinDrift, KswinDrift, PageHinkleyDrift
+from vigil.detectors.ensemble import EnsembleDetector
+from vigil.detectors.ewma import EwmaChart
+from vigil.detectors.multivariate import HalfSpaceTreesDetector
+from vigil.detectors.robust import RobustChart
+from vigil.detectors.seasonal import Seasonal
+from vigil.detectors.shewhart import ShewhartChart  # importing a detector module registers it
+from vigil.detectors.stats import RunningStats
 
 __all__ = [
     "AdaptiveDetector",

@@ -81,11 +81,11 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, Self
 
-from detectors.base import Explanation, PointResult, register
-from detectors.extremes import BLOCKS, BlockExtremes, scale_floor
-from detectors.seasonal import PROFILE_CHOICES, SEASON_NONE, SeasonalProfile
-from detectors.shewhart import check_positive, limit_crossed
-from detectors.stats import START_POINTS, WARMUP_SCREEN, robust_start
+from vigil.detectors.base import Explanation, PointResult, register
+from vigil.detectors.extremes import BLOCKS, BlockExtremes, scale_floor
+from vigil.detectors.seasonal import PROFILE_CHOICES, SEASON_NONE, SeasonalProfile
+from vigil.detectors.shewhart import check_positive, limit_crossed
+from vigil.detectors.stats import START_POINTS, WARMUP_SCREEN, robust_start
 
 DEFAULT_ALPHA = 5e-5
 """False-alarm probability per point at the alert threshold: one per 20,000 in-control points."""

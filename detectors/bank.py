@@ -13,7 +13,7 @@ series is where the bank does not follow it — an ensemble's open episode, or a
 one at a time by :meth:`BankSeries.update` — the handle holds an object detector built with
 exactly the series' state, and :meth:`SeriesBank.rebank` takes it back once it is in control.
 
->>> from detectors.shewhart import ShewhartChart
+>>> from vigil.detectors.shewhart import ShewhartChart
 >>> bank = SeriesBank.for_template(ShewhartChart(warmup=4, lag=2))
 >>> series = [bank.new_series(owner=name) for name in ("a", "b")]
 >>> for handle in series:  # a new series holds its first points as an object chart
@@ -43,12 +43,12 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from detectors.base import Detector, PointResult, restore_detector, score_from_ratio
-from detectors.cusum import _HUGE, CusumChart, cusum_crossed
-from detectors.ensemble import EnsembleDetector
-from detectors.ewma import SCREEN_K, EwmaChart
-from detectors.shewhart import ShewhartChart, limit_crossed
-from detectors.stats import WARMUP_SCREEN
+from vigil.detectors.base import Detector, PointResult, restore_detector, score_from_ratio
+from vigil.detectors.cusum import _HUGE, CusumChart, cusum_crossed
+from vigil.detectors.ensemble import EnsembleDetector
+from vigil.detectors.ewma import SCREEN_K, EwmaChart
+from vigil.detectors.shewhart import ShewhartChart, limit_crossed
+from vigil.detectors.stats import WARMUP_SCREEN
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]

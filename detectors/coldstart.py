@@ -25,7 +25,7 @@ How the runtime uses it::
 >>> for host in ("web-1", "web-2"):
 ...     for i in range(40):
 ...         pool.learn("web", "latency_ms", host, 100.0 + (i % 5))
->>> from detectors.shewhart import ShewhartChart
+>>> from vigil.detectors.shewhart import ShewhartChart
 >>> fresh = pool.seed(ShewhartChart(warmup=20), "web", "latency_ms")
 >>> first = fresh.update(130.0, 0.0)         # a blind chart cannot judge its first point
 >>> first.anomaly, first.provisional, first.centre
@@ -38,7 +38,7 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any, Self
 
-from detectors.base import (
+from vigil.detectors.base import (
     Detector,
     PointResult,
     build_detector,
@@ -46,9 +46,9 @@ from detectors.base import (
     restore_detector,
     score_from_ratio,
 )
-from detectors.budget import shewhart_k_for_arl
-from detectors.shewhart import limit_crossed
-from detectors.stats import RunningStats
+from vigil.detectors.budget import shewhart_k_for_arl
+from vigil.detectors.shewhart import limit_crossed
+from vigil.detectors.stats import RunningStats
 
 PROVISIONAL_ARL0 = 20_000.0
 """In-control points per false alarm of the provisional chart (the default ensemble's)."""

@@ -28,11 +28,11 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any, Self
 
-from detectors.base import Explanation, PointResult, register, score_from_ratio
-from detectors.budget import cusum_h_for_arl
-from detectors.ewma import SCREEN_K
-from detectors.seasonal import Season, Seasonal, check_season
-from detectors.shewhart import (
+from vigil.detectors.base import Explanation, PointResult, register, score_from_ratio
+from vigil.detectors.budget import cusum_h_for_arl
+from vigil.detectors.ewma import SCREEN_K
+from vigil.detectors.seasonal import Season, Seasonal, check_season
+from vigil.detectors.shewhart import (
     _starting,
     check_arl0,
     check_lag,
@@ -40,7 +40,7 @@ from detectors.shewhart import (
     check_positive,
     check_warmup,
 )
-from detectors.stats import LAG, ChartBaseline
+from vigil.detectors.stats import LAG, ChartBaseline
 
 _HUGE = 1e300  # a deviation from a σ of 0 adds this to a sum: score 1.0, still finite
 

@@ -38,8 +38,8 @@ from typing import Any, Self
 
 from river import drift
 
-from detectors.base import Explanation, PointResult, register, score_from_ratio
-from detectors.stats import RunningStats
+from vigil.detectors.base import Explanation, PointResult, register, score_from_ratio
+from vigil.detectors.stats import RunningStats
 
 BAND_SIGMAS = 3.0
 """Half-width of the displayed band (centre ± 3σ of the current window); not used to decide."""

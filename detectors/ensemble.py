@@ -58,12 +58,12 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
-from detectors.base import Explanation, PointResult, register
-from detectors.budget import cusum_h_for_arl, ewma_L_for_arl, shewhart_k_for_arl
-from detectors.cusum import CusumChart
-from detectors.ewma import EwmaChart
-from detectors.seasonal import Season, check_season
-from detectors.shewhart import ShewhartChart, check_outliers, check_positive, check_warmup
+from vigil.detectors.base import Explanation, PointResult, register
+from vigil.detectors.budget import cusum_h_for_arl, ewma_L_for_arl, shewhart_k_for_arl
+from vigil.detectors.cusum import CusumChart
+from vigil.detectors.ewma import EwmaChart
+from vigil.detectors.seasonal import Season, check_season
+from vigil.detectors.shewhart import ShewhartChart, check_outliers, check_positive, check_warmup
 
 RETURN_Z = 2.0
 """An episode's last points are back at the baseline when their mean z is within this many

@@ -32,10 +32,10 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any, Self
 
-from detectors.base import PointResult, register, score_from_ratio
-from detectors.budget import EWMA_LIMITS, ewma_L_for_arl
-from detectors.seasonal import Season, Seasonal, check_season
-from detectors.shewhart import (
+from vigil.detectors.base import PointResult, register, score_from_ratio
+from vigil.detectors.budget import EWMA_LIMITS, ewma_L_for_arl
+from vigil.detectors.seasonal import Season, Seasonal, check_season
+from vigil.detectors.shewhart import (
     _starting,
     check_arl0,
     check_lag,
@@ -44,7 +44,7 @@ from detectors.shewhart import (
     check_warmup,
     limit_crossed,
 )
-from detectors.stats import LAG, ChartBaseline
+from vigil.detectors.stats import LAG, ChartBaseline
 
 SCREEN_K = 3.0
 """Individual points beyond mean ± SCREEN_K·σ are clipped or excluded from the baseline."""

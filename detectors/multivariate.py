@@ -15,8 +15,8 @@ from typing import Any, ClassVar, Self
 from river import anomaly
 from river.tree.padded import PaddedBranch, PaddedLeaf
 
-from detectors.base import Explanation, PointResult, register, score_from_ratio
-from detectors.stats import RunningStats
+from vigil.detectors.base import Explanation, PointResult, register, score_from_ratio
+from vigil.detectors.stats import RunningStats
 
 SCALAR_FEATURE = "value"
 """Feature name of a plain number given instead of a vector."""

@@ -4,7 +4,7 @@ below it what fires: each test's statistic against its own limit (as a score, 0.
 limit), every alarm labelled with the test that raised it, its statistic and its limit.
 
 Rendering returns PNG bytes (no file is written here). matplotlib is an optional extra:
-``pip install 'vigil[plot]'``; without it :func:`render_control_chart` raises
+``pip install 'vigil-kafka[plot]'``; without it :func:`render_control_chart` raises
 :class:`PlotUnavailable` saying so.
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from detectors.base import PointResult
+from vigil.detectors.base import PointResult
 
 EPOCH_AFTER = 1e8
 """Timestamps beyond this many seconds (1973) are drawn as UTC dates, else as plain numbers."""
@@ -54,7 +54,7 @@ def require_matplotlib() -> None:
 
 
 _MISSING = ("drawing the control chart needs matplotlib: install the 'plot' extra "
-            "(pip install 'vigil[plot]')")
+            "(pip install 'vigil-kafka[plot]')")
 
 
 def render_control_chart(

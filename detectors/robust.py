@@ -37,17 +37,17 @@ from functools import partial
 from statistics import NormalDist
 from typing import Any, Self
 
-from detectors.base import PointResult, register, score_from_ratio
-from detectors.budget import shewhart_k_for_arl
-from detectors.seasonal import Season, Seasonal, check_season
-from detectors.shewhart import (
+from vigil.detectors.base import PointResult, register, score_from_ratio
+from vigil.detectors.budget import shewhart_k_for_arl
+from vigil.detectors.seasonal import Season, Seasonal, check_season
+from vigil.detectors.shewhart import (
     check_arl0,
     check_outliers,
     check_positive,
     check_warmup,
     limit_crossed,
 )
-from detectors.stats import WARMUP_SCREEN
+from vigil.detectors.stats import WARMUP_SCREEN
 
 METHODS = ("mad", "quantile")
 MAD_SCALE = 1.4826

@@ -8,7 +8,7 @@ a warm-up per bucket (24 or 168 times as many points before every bucket can ala
 
 The charts take the option as ``season=...`` and then delegate to a :class:`Seasonal`:
 
->>> from detectors.shewhart import ShewhartChart
+>>> from vigil.detectors.shewhart import ShewhartChart
 >>> chart = ShewhartChart(warmup=5, season="hour_of_day")
 >>> for day in range(6):  # quiet at 03:00, busy at 15:00, every day
 ...     _ = chart.update(10.0 + day % 2, day * 86400.0 + 3 * 3600)
@@ -27,7 +27,7 @@ from array import array
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-from detectors.base import Detector, PointResult
+from vigil.detectors.base import Detector, PointResult
 
 SEASONS = ("hour_of_day", "hour_of_week")
 """Named seasons; a number is a period in seconds."""

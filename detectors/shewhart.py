@@ -15,11 +15,11 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any, Self
 
-from detectors.base import Explanation, PointResult, register, score_from_ratio
-from detectors.budget import shewhart_k_for_arl
-from detectors.rules import RunRules, check_rules
-from detectors.seasonal import Season, Seasonal, check_season
-from detectors.stats import LAG, ChartBaseline
+from vigil.detectors.base import Explanation, PointResult, register, score_from_ratio
+from vigil.detectors.budget import shewhart_k_for_arl
+from vigil.detectors.rules import RunRules, check_rules
+from vigil.detectors.seasonal import Season, Seasonal, check_season
+from vigil.detectors.stats import LAG, ChartBaseline
 
 OUTLIER_POLICIES = ("clip", "exclude", "learn")
 """How a point beyond the limits feeds the statistics once warm-up is over."""

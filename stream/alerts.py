@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from detectors import PointResult
+from vigil.detectors import PointResult
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from stream.errors import BrokerError
+from vigil.stream.errors import BrokerError
 
 log = logging.getLogger(__name__)
 

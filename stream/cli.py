@@ -22,10 +22,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from detectors import detector_names
-from stream.config import ENVIRONMENT, SECRETS, VigilConfig, load_config
-from stream.errors import ConfigError, VigilError
-from stream.text import printable
+from vigil.detectors import detector_names
+from vigil.stream.config import ENVIRONMENT, SECRETS, VigilConfig, load_config
+from vigil.stream.errors import ConfigError, VigilError
+from vigil.stream.text import printable
 
 log = logging.getLogger("vigil")
 
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     """The ``vigil`` command and its subcommands, each added by its own function."""
-    from stream.subscribe import add_alerts_command
+    from vigil.stream.subscribe import add_alerts_command
 
     parser = argparse.ArgumentParser(
         prog="vigil",
@@ -112,7 +112,7 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
                         help="detector parameter, repeatable (e.g. --param k=3.5)")
     replay.add_argument("--plot", type=Path, metavar="OUT.png",
                         help="also draw one series' control chart to this PNG "
-                        "(needs the 'plot' extra: pip install 'vigil[plot]')")
+                        "(needs the 'plot' extra: pip install 'vigil-kafka[plot]')")
     replay.add_argument("--series", metavar="KEY/METRIC",
                         help="the series to draw with --plot (default: the one with the most "
                         "alarms)")
@@ -264,7 +264,7 @@ def stop_on_signals(stop: threading.Event) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from stream.service import run_service
+    from vigil.stream.service import run_service
 
     stop = threading.Event()
     stop_on_signals(stop)  # first: a SIGTERM while the configuration loads still exits 0
@@ -277,7 +277,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from stream.demo import run_demo
+    from vigil.stream.demo import run_demo
 
     base = load_config(args.config)
     configure_logging("WARNING")
@@ -290,7 +290,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from stream.replay import SeriesCapture, replay
+    from vigil.stream.replay import SeriesCapture, replay
 
     if args.series is not None and args.plot is None:
         raise ConfigError("--series picks the series to draw: give --plot OUT.png with it")
@@ -352,7 +352,7 @@ def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from stream.generate import generate_events
+    from vigil.stream.generate import generate_events
 
     events = generate_events(args.events, models=args.models, sources=args.sources,
                              seed=args.seed, anomaly_rate=args.anomaly_rate,
@@ -366,8 +366,8 @@ def _generate(args: argparse.Namespace) -> int:
             if handle is not sys.stdout:
                 handle.close()
         return 0
-    from stream.generate import produce_events
-    from stream.kafka_io import make_producer
+    from vigil.stream.generate import produce_events
+    from vigil.stream.kafka_io import make_producer
 
     config = load_config(args.config, overrides={"kafka.bootstrap_servers": args.bootstrap_servers})
     producer = make_producer(config)
@@ -382,7 +382,7 @@ def _generate(args: argparse.Namespace) -> int:
 def _export_model(args: argparse.Namespace) -> int:
     import joblib
 
-    from stream.subscribe import AlertRecord, read_model_updates, topic_reader
+    from vigil.stream.subscribe import AlertRecord, read_model_updates, topic_reader
 
     config = _load(args)
     topic = config.topics.model_updates
@@ -432,8 +432,8 @@ def _export_model(args: argparse.Namespace) -> int:
 def _update_estimator(message: dict[str, Any], classes: list[Any] | None) -> Any:
     """The fitted scikit-learn estimator of a model-update message; ValueError (or KeyError,
     TypeError) naming what makes it unusable: the message is data anyone could have written."""
-    from updaters.base import LinearParams
-    from updaters.sklearn_io import to_sklearn
+    from vigil.updaters.base import LinearParams
+    from vigil.updaters.sklearn_io import to_sklearn
 
     version = message.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -456,7 +456,7 @@ def _label(text: str) -> int | float | str:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from stream.runtime import build_engine
+    from vigil.stream.runtime import build_engine
 
     config = _load(args)
     build_engine(config)  # builds every detector, buffer and model as `vigil run` would

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detectors import build_detector, detector_names
-from stream.errors import ConfigError
-from updaters import learner_names
-from updaters.performance import LOSSES
-from updaters.residual import ResidualDetector
+from vigil.detectors import build_detector, detector_names
+from vigil.stream.errors import ConfigError
+from vigil.updaters import learner_names
+from vigil.updaters.performance import LOSSES
+from vigil.updaters.residual import ResidualDetector
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,8 @@ class KafkaConfig:
                  f"use one of {', '.join(KAFKA_CLIENTS)}")
         _require(self.client != "confluent-kafka" or _installed("confluent_kafka"),
                  "kafka.client", self.client,
-                 "the confluent-kafka package is not installed: pip install 'vigil[confluent]'")
+                 "the confluent-kafka package is not installed: "
+                 "pip install 'vigil-kafka[confluent]'")
         _require(0 <= self.fetch_max_wait_ms < self.request_timeout_ms,
                  "kafka.fetch_max_wait_ms", self.fetch_max_wait_ms,
                  "use 0 or more milliseconds, below kafka.request_timeout_ms")

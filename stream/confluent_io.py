@@ -22,17 +22,17 @@ import time
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any, NamedTuple
 
-from stream.config import VigilConfig
-from stream.errors import BrokerError, ConfigError, MessageRefused
-from stream.kafka_io import (
+from vigil.stream.config import VigilConfig
+from vigil.stream.errors import BrokerError, ConfigError, MessageRefused
+from vigil.stream.kafka_io import (
     IDLE_MARGIN_MS,
     METADATA_MAX_AGE_MS,
     RECONNECT_BACKOFF_MAX_MS,
     bootstrap_servers,
     security_settings,
 )
-from stream.loop.ports import Consumer, Producer, RebalanceListener
-from stream.state import PartitionId
+from vigil.stream.loop.ports import Consumer, Producer, RebalanceListener
+from vigil.stream.state import PartitionId
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def _confluent() -> Any:
     except ImportError as exc:
         raise ConfigError(
             "kafka.client = 'confluent-kafka' needs the confluent-kafka package: "
-            "pip install 'vigil[confluent]'"
+            "pip install 'vigil-kafka[confluent]'"
         ) from exc
     return confluent_kafka
 

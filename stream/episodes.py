@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from detectors import PointResult
-from stream.alerts import Alert
+from vigil.detectors import PointResult
+from vigil.stream.alerts import Alert
 
 if TYPE_CHECKING:
-    from stream.monitor import Series
+    from vigil.stream.monitor import Series
 
 
 class AlertBuilder(Protocol):

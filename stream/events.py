@@ -39,7 +39,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from stream.errors import EventError
+from vigil.stream.errors import EventError
 
 INVALID_UTF8: Final = "invalid_utf8"
 INVALID_JSON: Final = "invalid_json"
@@ -147,7 +147,7 @@ model_version=None, prediction_id=None, label=None)
     ... # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    stream.errors.EventError: not_finite: field 'metrics.cpu' must be a finite number ..., got NaN
+    vigil.stream.errors.EventError: not_finite: field 'metrics.cpu' must be a finite ..., got NaN
     """
     obj = parse_json(raw)
     if type(obj) is not dict:

@@ -20,9 +20,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from stream.config import VigilConfig
-from stream.events import EventKind
-from stream.loop.ports import Producer
+from vigil.stream.config import VigilConfig
+from vigil.stream.events import EventKind
+from vigil.stream.loop.ports import Producer
 
 TELEMETRY_METRICS: dict[str, tuple[float, float]] = {
     "latency_ms": (120.0, 15.0),

@@ -30,14 +30,20 @@ from kafka.errors import (
 )
 from kafka.structs import OffsetAndMetadata
 
-from stream.broker import api_versions_answered
-from stream.config import KafkaConfig, VigilConfig
-from stream.errors import BrokerError, MessageRefused
-from stream.loop.ports import Consumer, DeliveryFuture, InputRecord, Producer, RebalanceListener
-from stream.state import PartitionId
+from vigil.stream.broker import api_versions_answered
+from vigil.stream.config import KafkaConfig, VigilConfig
+from vigil.stream.errors import BrokerError, MessageRefused
+from vigil.stream.loop.ports import (
+    Consumer,
+    DeliveryFuture,
+    InputRecord,
+    Producer,
+    RebalanceListener,
+)
+from vigil.stream.state import PartitionId
 
 if TYPE_CHECKING:
-    from stream.metrics import Liveness, VigilMetrics
+    from vigil.stream.metrics import Liveness, VigilMetrics
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +125,7 @@ def make_consumer(config: VigilConfig, *, client: str | None = None,
     ``client`` (default ``kafka.client``) picks the library; ``overrides`` use kafka-python names.
     """
     if (client or config.kafka.client) == "confluent-kafka":
-        from stream.confluent_io import make_confluent_consumer
+        from vigil.stream.confluent_io import make_confluent_consumer
 
         return make_confluent_consumer(config, **overrides)
     return KafkaPythonConsumer(kafka_python_consumer(config, **overrides))
@@ -155,7 +161,7 @@ def make_producer(config: VigilConfig, *, client: str | None = None,
     ``client`` (default ``kafka.client``) picks the library; ``overrides`` use kafka-python names.
     """
     if (client or config.kafka.client) == "confluent-kafka":
-        from stream.confluent_io import make_confluent_producer
+        from vigil.stream.confluent_io import make_confluent_producer
 
         return make_confluent_producer(config, **overrides)
     settings: dict[str, Any] = {

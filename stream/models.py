@@ -19,13 +19,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors import PointResult
-from stream.alerts import iso_utc
-from stream.config import ModelsConfig
-from stream.errors import ConfigError, StateError
-from stream.events import LabelEvent, PredictionEvent
-from stream.state import PartitionId, PartitionState, checked_count, checked_number
-from updaters import (
+from vigil.detectors import PointResult
+from vigil.stream.alerts import iso_utc
+from vigil.stream.config import ModelsConfig
+from vigil.stream.errors import ConfigError, StateError
+from vigil.stream.events import LabelEvent, PredictionEvent
+from vigil.stream.state import PartitionId, PartitionState, checked_count, checked_number
+from vigil.updaters import (
     GuardedLearner,
     LabelJoinBuffer,
     Learner,
@@ -33,8 +33,8 @@ from updaters import (
     build_learner,
     restore_learner,
 )
-from updaters.guardrails import HOLD_REASONS
-from updaters.labels import Joined
+from vigil.updaters.guardrails import HOLD_REASONS
+from vigil.updaters.labels import Joined
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ class ModelBuilder:
         path = spec["warm_start"]
         template = self._templates.get(path)
         if template is None:
-            from updaters.sklearn_io import from_joblib  # loads scikit-learn: only when asked
+            from vigil.updaters.sklearn_io import from_joblib  # loads scikit-learn: only when asked
 
             params = dict(spec.get("params", {}))
             names = params.pop("feature_names", None)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from detectors import (
+from vigil.detectors import (
     ColdStart,
     Detector,
     GroupPool,
@@ -37,12 +37,12 @@ from detectors import (
     build_detector,
     restore_detector,
 )
-from detectors.bank import BankSeries, SeriesBank
-from stream.episodes import in_episode, worth_reporting
-from stream.errors import StateError
-from stream.events import Event, PredictionEvent, TelemetryEvent, event_series
-from stream.state import PartitionId, PartitionState, checked_number
-from updaters.residual import ResidualDetector
+from vigil.detectors.bank import BankSeries, SeriesBank
+from vigil.stream.episodes import in_episode, worth_reporting
+from vigil.stream.errors import StateError
+from vigil.stream.events import Event, PredictionEvent, TelemetryEvent, event_series
+from vigil.stream.state import PartitionId, PartitionState, checked_number
+from vigil.updaters.residual import ResidualDetector
 
 SeriesId = tuple[str, str, str]
 """(event type, key, metric): ``("telemetry", "web-1", "latency_ms")``."""

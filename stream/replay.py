@@ -24,18 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TextIO
 
-from detectors.plot import (
+from vigil.detectors.plot import (
     ChartPoint,
     PlotUnavailable,
     render_control_chart,
     require_matplotlib,
 )
-from stream.config import VigilConfig
-from stream.errors import EventError, VigilError
-from stream.events import LARGEST, decode_event, parse_timestamp
-from stream.monitor import Monitor, Observation
-from stream.runtime import build_engine
-from stream.text import printable
+from vigil.stream.config import VigilConfig
+from vigil.stream.errors import EventError, VigilError
+from vigil.stream.events import LARGEST, decode_event, parse_timestamp
+from vigil.stream.monitor import Monitor, Observation
+from vigil.stream.runtime import build_engine
+from vigil.stream.text import printable
 
 OUTPUT_HEADER = ("timestamp", "key", "metric", "value", "score", "anomaly", "centre", "lower",
                  "upper")

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from detectors import PointResult
-from stream.alerts import Alert, SourceRef, build_alert
-from stream.config import VigilConfig
-from stream.episodes import Episodes, in_episode
-from stream.errors import EventError
-from stream.events import (
+from vigil.detectors import PointResult
+from vigil.stream.alerts import Alert, SourceRef, build_alert
+from vigil.stream.config import VigilConfig
+from vigil.stream.episodes import Episodes, in_episode
+from vigil.stream.errors import EventError
+from vigil.stream.events import (
     LATEST_TIMESTAMP,
     Event,
     EventKind,
@@ -38,11 +38,11 @@ from stream.events import (
     TelemetryEvent,
     decode_event,
 )
-from stream.loop.ports import InputRecord
-from stream.metrics import SeriesGauges
-from stream.models import ModelMaintainer, ModelSignal
-from stream.monitor import Monitor, Observation
-from stream.state import PartitionId, PartitionState
+from vigil.stream.loop.ports import InputRecord
+from vigil.stream.metrics import SeriesGauges
+from vigil.stream.models import ModelMaintainer, ModelSignal
+from vigil.stream.monitor import Monitor, Observation
+from vigil.stream.state import PartitionId, PartitionState
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from stream.config import VigilConfig
-from stream.kafka_io import (
+from vigil.stream.config import VigilConfig
+from vigil.stream.kafka_io import (
     BrokerProbe,
     ensure_topics,
     kafka_python_consumer,
@@ -14,9 +14,9 @@ from stream.kafka_io import (
     make_producer,
     topic_partitions,
 )
-from stream.loop.runner import Runner
-from stream.metrics import Liveness, MetricsServer, VigilMetrics
-from stream.state import KafkaStateStore, SnapshotPolicy
+from vigil.stream.loop.runner import Runner
+from vigil.stream.metrics import Liveness, MetricsServer, VigilMetrics
+from vigil.stream.state import KafkaStateStore, SnapshotPolicy
 
 log = logging.getLogger(__name__)
 

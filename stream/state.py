@@ -33,12 +33,12 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from stream.errors import BrokerError, StateError
+from vigil.stream.errors import BrokerError, StateError
 
 if TYPE_CHECKING:
     from kafka import KafkaConsumer
 
-    from stream.loop.ports import Producer
+    from vigil.stream.loop.ports import Producer
 
 log = logging.getLogger(__name__)
 

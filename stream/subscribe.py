@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from stream.alerts import ALERT_KINDS
-from stream.errors import BrokerError
-from stream.loop.ports import InputRecord
-from stream.text import printable, printable_json
+from vigil.stream.alerts import ALERT_KINDS
+from vigil.stream.errors import BrokerError
+from vigil.stream.loop.ports import InputRecord
+from vigil.stream.text import printable, printable_json
 
 if TYPE_CHECKING:
-    from stream.config import VigilConfig
+    from vigil.stream.config import VigilConfig
 
 SEVERITIES = ("info", "warning", "critical")
 
@@ -358,7 +358,7 @@ def add_alerts_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
 
 def _alerts(args: argparse.Namespace) -> int:
-    from stream.config import load_config
+    from vigil.stream.config import load_config
 
     config = load_config(args.config,
                          overrides={"kafka.bootstrap_servers": args.bootstrap_servers})
@@ -373,7 +373,7 @@ def topic_reader(config: VigilConfig) -> Any:
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
-    from stream.kafka_io import client_settings
+    from vigil.stream.kafka_io import client_settings
 
     try:
         return KafkaConsumer(**{

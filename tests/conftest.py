@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.broker import EmbeddedBroker
+from vigil.stream.broker import EmbeddedBroker
 
 
 @pytest.fixture(scope="session")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from stream.events import Event
-from stream.monitor import Observation
-from stream.runtime import BatchProcessor
-from stream.state import PartitionId
+from vigil.stream.events import Event
+from vigil.stream.monitor import Observation
+from vigil.stream.runtime import BatchProcessor
+from vigil.stream.state import PartitionId
 
 
 class PerEventProcessor(BatchProcessor):

@@ -21,7 +21,7 @@ class VigilProcess:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "run", "-c", str(config_path)],
+            [sys.executable, "-m", "vigil.stream.cli", "run", "-c", str(config_path)],
             stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )

@@ -6,7 +6,7 @@ scikit-learn, which the rest does not need.
 """
 
 # Importing a learner module registers it.
-from updaters.base import (
+from vigil.updaters.base import (
     Learner,
     LinearLearner,
     LinearParams,
@@ -14,12 +14,12 @@ from updaters.base import (
     learner_names,
     restore_learner,
 )
-from updaters.guardrails import GuardedLearner, GuardEvent, GuardResult
-from updaters.labels import Expired, Joined, LabelJoinBuffer
-from updaters.performance import LossChart, PerformanceMonitor, PerformanceResult
-from updaters.residual import ResidualDetector
-from updaters.river_io import RiverLearner
-from updaters.sgd import LinearRegressor, LogisticRegressor
+from vigil.updaters.guardrails import GuardedLearner, GuardEvent, GuardResult
+from vigil.updaters.labels import Expired, Joined, LabelJoinBuffer
+from vigil.updaters.performance import LossChart, PerformanceMonitor, PerformanceResult
+from vigil.updaters.residual import ResidualDetector
+from vigil.updaters.river_io import RiverLearner
+from vigil.updaters.sgd import LinearRegressor, LogisticRegressor
 
 __all__ = [
     "Expired",

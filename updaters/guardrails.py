@@ -56,11 +56,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from detectors import PointResult
-from detectors.shewhart import check_positive
-from updaters.base import Label, Learner
-from updaters.performance import LOSSES, LossChart, check_block, loss_function
-from updaters.statecheck import StateReader, check_number, restored_exactly
+from vigil.detectors import PointResult
+from vigil.detectors.shewhart import check_positive
+from vigil.updaters.base import Label, Learner
+from vigil.updaters.performance import LOSSES, LossChart, check_block, loss_function
+from vigil.updaters.statecheck import StateReader, check_number, restored_exactly
 
 FloatArray = NDArray[np.float64]
 
@@ -624,7 +624,7 @@ class GuardedLearner:
     bound on a regression label's residual (0: none); ``margin`` and ``limit`` the
     :class:`ExcessLoss` test.
 
-    >>> from updaters.sgd import LinearRegressor
+    >>> from vigil.updaters.sgd import LinearRegressor
     >>> guarded = GuardedLearner(LinearRegressor(["a"]), block=10, snapshot_every=100,
     ...                          chart_params={"warmup": 5})
     >>> guarded.update({"a": 1.0}, 2.0, timestamp=0.0).learned

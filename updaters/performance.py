@@ -26,10 +26,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from detectors import PointResult, build_detector, restore_detector
-from detectors.base import detector_parameters
-from detectors.shewhart import check_positive
-from updaters.statecheck import StateReader, restored_exactly
+from vigil.detectors import PointResult, build_detector, restore_detector
+from vigil.detectors.base import detector_parameters
+from vigil.detectors.shewhart import check_positive
+from vigil.updaters.statecheck import StateReader, restored_exactly
 
 _EPS = 1e-15
 

@@ -24,9 +24,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from detectors import PointResult, build_detector, restore_detector
-from updaters.base import check_feature_names
-from updaters.sgd import LinearRegressor
+from vigil.detectors import PointResult, build_detector, restore_detector
+from vigil.updaters.base import check_feature_names
+from vigil.updaters.sgd import LinearRegressor
 
 DEFAULT_LEARNER: dict[str, Any] = {"learning_rate": "constant", "eta0": 0.02, "alpha": 0.0}
 

@@ -20,7 +20,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 
-from updaters.base import Label, check_regression_label, register_learner
+from vigil.updaters.base import Label, check_regression_label, register_learner
 
 
 def _finite_number(value: object) -> bool:

@@ -66,15 +66,15 @@ from typing import Any, ClassVar, Self
 import numpy as np
 from numpy.typing import NDArray
 
-from detectors.shewhart import check_positive
-from updaters.base import (
+from vigil.detectors.shewhart import check_positive
+from vigil.updaters.base import (
     Label,
     LinearParams,
     check_feature_names,
     check_regression_label,
     register_learner,
 )
-from updaters.statecheck import StateReader, check_number
+from vigil.updaters.statecheck import StateReader, check_number
 
 LEARNING_RATES = ("constant", "invscaling", "optimal", "adagrad")
 REGRESSION_LOSSES = ("squared", "huber")

@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from updaters.base import Label, LinearParams, check_feature_names
-from updaters.sgd import LinearRegressor, LogisticRegressor
+from vigil.updaters.base import Label, LinearParams, check_feature_names
+from vigil.updaters.sgd import LinearRegressor, LogisticRegressor
 
 REGRESSORS = LinearRegressor.estimators
 CLASSIFIERS = LogisticRegressor.estimators

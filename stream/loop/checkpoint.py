@@ -15,13 +15,13 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from stream.config import VigilConfig
-from stream.errors import BrokerError, StateError
-from stream.loop.delivery import Delivery
-from stream.loop.ports import Consumer, StateStore
-from stream.loop.reporting import MetricsReporter
-from stream.metrics import VigilMetrics
-from stream.state import LARGEST_NUMBER, PartitionId, PartitionState, Snapshot, StateMessage
+from vigil.stream.config import VigilConfig
+from vigil.stream.errors import BrokerError, StateError
+from vigil.stream.loop.delivery import Delivery
+from vigil.stream.loop.ports import Consumer, StateStore
+from vigil.stream.loop.reporting import MetricsReporter
+from vigil.stream.metrics import VigilMetrics
+from vigil.stream.state import LARGEST_NUMBER, PartitionId, PartitionState, Snapshot, StateMessage
 
 log = logging.getLogger(__name__)
 

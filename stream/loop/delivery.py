@@ -15,11 +15,11 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
-from stream.errors import BrokerError, MessageRefused
-from stream.loop.ports import DeliveryFuture, Producer, StateStore
-from stream.metrics import Liveness, VigilMetrics
-from stream.runtime import OutgoingMessage, refused_output
-from stream.state import StateMessage
+from vigil.stream.errors import BrokerError, MessageRefused
+from vigil.stream.loop.ports import DeliveryFuture, Producer, StateStore
+from vigil.stream.metrics import Liveness, VigilMetrics
+from vigil.stream.runtime import OutgoingMessage, refused_output
+from vigil.stream.state import StateMessage
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
-from stream.state import PartitionId, Rejected, Snapshot, StateMessage
+from vigil.stream.state import PartitionId, Rejected, Snapshot, StateMessage
 
 
 class InputRecord(Protocol):

@@ -11,11 +11,11 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 
-from stream.loop.ports import Consumer
-from stream.metrics import VigilMetrics
-from stream.models import ModelMaintainer
-from stream.runtime import BatchProcessor, BatchResult
-from stream.state import PartitionId
+from vigil.stream.loop.ports import Consumer
+from vigil.stream.metrics import VigilMetrics
+from vigil.stream.models import ModelMaintainer
+from vigil.stream.runtime import BatchProcessor, BatchResult
+from vigil.stream.state import PartitionId
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from stream.errors import BrokerError
-from stream.loop.checkpoint import Checkpointer
-from stream.loop.ports import Consumer, RebalanceListener, StateStore
-from stream.loop.reporting import MetricsReporter
-from stream.metrics import VigilMetrics
-from stream.state import PartitionId, PartitionState, Rejected, Snapshot
+from vigil.stream.errors import BrokerError
+from vigil.stream.loop.checkpoint import Checkpointer
+from vigil.stream.loop.ports import Consumer, RebalanceListener, StateStore
+from vigil.stream.loop.reporting import MetricsReporter
+from vigil.stream.metrics import VigilMetrics
+from vigil.stream.state import PartitionId, PartitionState, Rejected, Snapshot
 
 log = logging.getLogger(__name__)
 

@@ -29,12 +29,12 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
-from stream.broker import EmbeddedBroker, free_port
-from stream.config import RuntimeConfig
-from stream.errors import EventError
-from stream.events import REASONS, EventKind, EventLimits, decode_event
 from tests.integration.support import Topics, wait_for, write_config
 from tests.vigil_process import VigilProcess
+from vigil.stream.broker import EmbeddedBroker, free_port
+from vigil.stream.config import RuntimeConfig
+from vigil.stream.errors import EventError
+from vigil.stream.events import REASONS, EventKind, EventLimits, decode_event
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from stream.broker import EmbeddedBroker, free_port
 from tests.integration.support import (
     Topics,
     create_topics,
@@ -25,6 +24,7 @@ from tests.integration.support import (
     write_config,
 )
 from tests.vigil_process import VigilProcess
+from vigil.stream.broker import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -43,8 +43,8 @@ def _concept(rng: np.random.Generator, n: int, coef: np.ndarray) -> tuple[np.nda
 
 
 def _export(config: Path, model: str, output: Path) -> Any:
-    done = subprocess.run([sys.executable, "-m", "stream.cli", "export-model", "-c", str(config),
-                           "--model", model, "-o", str(output)],
+    done = subprocess.run([sys.executable, "-m", "vigil.stream.cli", "export-model",
+                           "-c", str(config), "--model", model, "-o", str(output)],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     return joblib.load(output)
@@ -242,6 +242,6 @@ params = {{ feature_names = {json.dumps(FEATURES)} }}
 
 
 def _iso(timestamp: float) -> str:
-    from stream.alerts import iso_utc
+    from vigil.stream.alerts import iso_utc
 
     return iso_utc(timestamp)

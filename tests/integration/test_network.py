@@ -26,8 +26,6 @@ from pathlib import Path
 
 import pytest
 
-from stream.broker import EmbeddedBroker, free_port
-from stream.generate import generate_events
 from tests.integration.support import (
     BackgroundProducer,
     Topics,
@@ -41,6 +39,8 @@ from tests.integration.support import (
     write_config,
 )
 from tests.vigil_process import VigilProcess
+from vigil.stream.broker import EmbeddedBroker, free_port
+from vigil.stream.generate import generate_events
 
 pytestmark = pytest.mark.integration
 

@@ -37,10 +37,10 @@ import yaml
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from stream.broker import EmbeddedBroker, free_port
-from stream.generate import generate_events
 from tests.integration.support import Topics, wait_for, write_config
 from tests.vigil_process import VigilProcess
+from vigil.stream.broker import EmbeddedBroker, free_port
+from vigil.stream.generate import generate_events
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,6 @@ from typing import Any
 import pytest
 from kafka import TopicPartition
 
-from stream.broker import EmbeddedBroker, free_port
-from stream.generate import generate_events
 from tests.integration.support import (
     BackgroundProducer,
     Topics,
@@ -31,6 +29,8 @@ from tests.integration.support import (
     write_config,
 )
 from tests.vigil_process import VigilProcess
+from vigil.stream.broker import EmbeddedBroker, free_port
+from vigil.stream.generate import generate_events
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from stream.broker import EmbeddedBroker, free_port
 from tests.integration.support import (
     Topics,
     create_topics,
@@ -25,6 +24,7 @@ from tests.unit.stream.test_same_judgement import (
     replayed,
 )
 from tests.vigil_process import VigilProcess
+from vigil.stream.broker import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -16,10 +16,10 @@ from typing import IO
 import pytest
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from detectors import PointResult
-from stream.alerts import Alert, SourceRef, build_alert
-from stream.broker import EmbeddedBroker
 from tests.integration.support import produce, wait_for
+from vigil.detectors import PointResult
+from vigil.stream.alerts import Alert, SourceRef, build_alert
+from vigil.stream.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,7 @@ def _publish(broker: EmbeddedBroker, topic: str, alerts: list[Alert],
 def _vigil_alerts(broker: EmbeddedBroker, topic: str,
                   *flags: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "stream.cli", "alerts", "--bootstrap-servers",
+        [sys.executable, "-m", "vigil.stream.cli", "alerts", "--bootstrap-servers",
          broker.bootstrap_servers, "--topic", topic, *flags],
         capture_output=True, text=True, timeout=60,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -118,7 +118,7 @@ class _Follower:
 
     def __init__(self, broker: EmbeddedBroker, topic: str, *flags: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "alerts", "--follow", "--bootstrap-servers",
+            [sys.executable, "-m", "vigil.stream.cli", "alerts", "--follow", "--bootstrap-servers",
              broker.bootstrap_servers, "--topic", topic, *flags],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -25,11 +25,11 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from stream.broker import EmbeddedBroker, _die_with_parent, api_versions_answered, free_port
-from stream.generate import generate_events
 from tests.integration.certs import CertificateAuthority, ClientCert, make_ca
 from tests.integration.support import Topics, wait_for
 from tests.vigil_process import VigilProcess
+from vigil.stream.broker import EmbeddedBroker, _die_with_parent, api_versions_answered, free_port
+from vigil.stream.generate import generate_events
 
 pytestmark = pytest.mark.integration
 
@@ -321,7 +321,7 @@ def test_mutual_tls_refuses_clients_without_a_certificate_and_serves_vigil_with_
         # The password never shows in the printed settings either, from a file or the environment.
         for env in ({}, {"VIGIL_SSL_PASSWORD": KEY_PASSWORD}):
             shown = subprocess.run(
-                [sys.executable, "-m", "stream.cli", "check-config", "-c",
+                [sys.executable, "-m", "vigil.stream.cli", "check-config", "-c",
                  str(config)], capture_output=True, timeout=60, check=False,
                 env={**os.environ, **env})
             output = (shown.stdout + shown.stderr).decode(errors="replace")

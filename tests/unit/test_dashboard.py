@@ -18,7 +18,7 @@ import pytest
 import yaml
 from prometheus_client.metrics_core import Metric
 
-from stream.metrics import VigilMetrics
+from vigil.stream.metrics import VigilMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "vigil.json"

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from stream.config import ENVIRONMENT, VigilConfig, load_config
+from vigil.stream.config import ENVIRONMENT, VigilConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from detectors import PointResult
-from stream.alerts import ALERT_KINDS, Alert, SourceRef, build_alert
+from vigil.detectors import PointResult
+from vigil.stream.alerts import ALERT_KINDS, Alert, SourceRef, build_alert
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "deploy" / "schemas"
 

@@ -20,11 +20,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from detectors import CusumChart, EwmaChart, ShewhartChart
-from detectors.base import Detector
-from detectors.budget import cusum_arl, ewma_arl, shewhart_arl
-from stream.config import DetectorConfig, VigilConfig
-from stream.replay import replay
+from vigil.detectors import CusumChart, EwmaChart, ShewhartChart
+from vigil.detectors.base import Detector
+from vigil.detectors.budget import cusum_arl, ewma_arl, shewhart_arl
+from vigil.stream.config import DetectorConfig, VigilConfig
+from vigil.stream.replay import replay
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.bank import BankSeries, SeriesBank
-from detectors.base import Detector, PointResult, build_detector, restore_detector
-from detectors.ensemble import EnsembleDetector
+from vigil.detectors.bank import BankSeries, SeriesBank
+from vigil.detectors.base import Detector, PointResult, build_detector, restore_detector
+from vigil.detectors.ensemble import EnsembleDetector
 
 SPECS: list[tuple[str, dict[str, Any]]] = [
     *[(name, {"warmup": 10, "outliers": policy})

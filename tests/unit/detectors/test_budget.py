@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from detectors import CusumChart, EwmaChart, RobustChart, ShewhartChart, build_detector
-from detectors.budget import (
+from vigil.detectors import CusumChart, EwmaChart, RobustChart, ShewhartChart, build_detector
+from vigil.detectors.budget import (
     arl_for_budget,
     cusum_arl,
     cusum_h_for_arl,

@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from detectors.base import PointResult, build_detector, restore_detector
-from detectors.coldstart import ColdStart, GroupPool
-from detectors.ensemble import EnsembleDetector
-from detectors.multivariate import HalfSpaceTreesDetector
-from detectors.shewhart import ShewhartChart
-from detectors.stats import RunningStats
+from vigil.detectors.base import PointResult, build_detector, restore_detector
+from vigil.detectors.coldstart import ColdStart, GroupPool
+from vigil.detectors.ensemble import EnsembleDetector
+from vigil.detectors.multivariate import HalfSpaceTreesDetector
+from vigil.detectors.shewhart import ShewhartChart
+from vigil.detectors.stats import RunningStats
 
 HOSTS = ("web-1", "web-2", "web-3")
 

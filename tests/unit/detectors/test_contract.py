@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-import detectors
-from detectors import Detector, PointResult, build_detector, detector_names, restore_detector
+from vigil import detectors
+from vigil.detectors import Detector, PointResult, build_detector, detector_names, restore_detector
 
 for _module in pkgutil.iter_modules(detectors.__path__):
-    importlib.import_module(f"detectors.{_module.name}")
+    importlib.import_module(f"vigil.detectors.{_module.name}")
 
 POINTS = 1200
 SPIKE = 500

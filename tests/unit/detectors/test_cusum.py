@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from detectors import CusumChart, PointResult, RunningStats, build_detector, restore_detector
-from detectors.budget import cusum_h_for_arl
+from vigil.detectors import CusumChart, PointResult, RunningStats, build_detector, restore_detector
+from vigil.detectors.budget import cusum_h_for_arl
 
 
 def in_control(n: int, seed: int = 7) -> list[float]:

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from detectors.base import Detector, PointResult, build_detector, restore_detector
-from detectors.drift import AdwinDrift, KswinDrift, PageHinkleyDrift
+from vigil.detectors.base import Detector, PointResult, build_detector, restore_detector
+from vigil.detectors.drift import AdwinDrift, KswinDrift, PageHinkleyDrift
 
 DRIFTS = {"adwin": AdwinDrift, "page_hinkley": PageHinkleyDrift, "kswin": KswinDrift}
 CHANGE = 600
@@ -155,7 +155,7 @@ def test_non_finite_values_are_refused(name: str) -> None:
 def test_adwin_refuses_a_river_whose_state_layout_it_cannot_read(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import detectors.drift as drift_module
+    import vigil.detectors.drift as drift_module
 
     def unreadable(blob: bytes) -> dict[str, Any]:
         raise ValueError("unexpected layout")

@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from detectors.base import PointResult, build_detector, restore_detector
-from detectors.budget import cusum_h_for_arl, ewma_L_for_arl, shewhart_k_for_arl
-from detectors.cusum import CusumChart
-from detectors.ensemble import DEFAULT_ARL0, EnsembleDetector, member_limits
-from detectors.ewma import EwmaChart
-from detectors.shewhart import ShewhartChart
+from vigil.detectors.base import PointResult, build_detector, restore_detector
+from vigil.detectors.budget import cusum_h_for_arl, ewma_L_for_arl, shewhart_k_for_arl
+from vigil.detectors.cusum import CusumChart
+from vigil.detectors.ensemble import DEFAULT_ARL0, EnsembleDetector, member_limits
+from vigil.detectors.ewma import EwmaChart
+from vigil.detectors.shewhart import ShewhartChart
 
 
 def noise(n: int, seed: int = 4) -> np.ndarray:

@@ -11,8 +11,8 @@ from typing import Any, Self
 
 import pytest
 
-from detectors.base import PointResult
-from detectors.ensemble import Z_CLIP, EnsembleDetector, opening_explanation
+from vigil.detectors.base import PointResult
+from vigil.detectors.ensemble import Z_CLIP, EnsembleDetector, opening_explanation
 
 
 class AlwaysRecording(EnsembleDetector):

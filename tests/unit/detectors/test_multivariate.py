@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from detectors.base import PointResult, build_detector, detector_names, restore_detector
-from detectors.multivariate import HalfSpaceTreesDetector, MinMaxScaling
+from vigil.detectors.base import PointResult, build_detector, detector_names, restore_detector
+from vigil.detectors.multivariate import HalfSpaceTreesDetector, MinMaxScaling
 
 FEATURES = ("amount", "age_days", "items")
 MEANS = np.array([50.0, 300.0, 3.0])

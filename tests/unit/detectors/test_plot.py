@@ -11,17 +11,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-import detectors.coldstart
-import detectors.drift
-import detectors.ensemble
-import detectors.multivariate  # noqa: F401 - registers the detectors the CLI offers
-import detectors.plot as plot_module
-from detectors.base import PointResult
-from detectors.ensemble import EnsembleDetector
-from detectors.plot import ChartPoint, PlotUnavailable, render_control_chart
-from stream.cli import main
-from stream.config import DetectorConfig, VigilConfig
-from stream.replay import SeriesCapture, replay
+import vigil.detectors.coldstart
+import vigil.detectors.drift
+import vigil.detectors.ensemble
+import vigil.detectors.multivariate  # noqa: F401 - registers the detectors the CLI offers
+import vigil.detectors.plot as plot_module
+from vigil.detectors.base import PointResult
+from vigil.detectors.ensemble import EnsembleDetector
+from vigil.detectors.plot import ChartPoint, PlotUnavailable, render_control_chart
+from vigil.stream.cli import main
+from vigil.stream.config import DetectorConfig, VigilConfig
+from vigil.stream.replay import SeriesCapture, replay
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 START = 1_767_225_600
@@ -69,7 +69,7 @@ def test_no_points_is_an_error() -> None:
 def test_missing_matplotlib_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with pytest.raises(PlotUnavailable, match=r"vigil\[plot\]"):
+    with pytest.raises(PlotUnavailable, match=r"vigil-kafka\[plot\]"):
         render_control_chart(chart_points()[:5])
 
 
@@ -158,5 +158,5 @@ def test_vigil_replay_plot_without_matplotlib_fails_before_replaying(
     code = main(["replay", str(_csv(tmp_path / "in.csv")), "-o", str(out),
                  "--plot", str(tmp_path / "chart.png")])
     assert code == 1
-    assert "pip install 'vigil[plot]'" in capsys.readouterr().err
+    assert "pip install 'vigil-kafka[plot]'" in capsys.readouterr().err
     assert not out.exists()

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors import (
+from vigil.detectors import (
     Detector,
     PointResult,
     RobustChart,
@@ -19,7 +19,7 @@ from detectors import (
     build_detector,
     restore_detector,
 )
-from detectors.robust import kth_distance, mad_of, median_of, quantile_of
+from vigil.detectors.robust import kth_distance, mad_of, median_of, quantile_of
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors import PointResult, ShewhartChart, build_detector, restore_detector
-from detectors.rules import RULES, RunRules, check_rules
+from vigil.detectors import PointResult, ShewhartChart, build_detector, restore_detector
+from vigil.detectors.rules import RULES, RunRules, check_rules
 
 ALL = ["we1", "we2", "we3", "we4"]
 KNOWN = {"count": 10**12, "mean": 0.0, "m2": float(10**12 - 1)}

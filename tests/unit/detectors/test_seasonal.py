@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from detectors import (
+from vigil.detectors import (
     CusumChart,
     EwmaChart,
     RobustChart,
@@ -21,7 +21,7 @@ from detectors import (
     build_detector,
     restore_detector,
 )
-from detectors.seasonal import SeasonBuckets, check_season
+from vigil.detectors.seasonal import SeasonBuckets, check_season
 
 DAY = 86_400.0
 START = datetime(2026, 1, 5, tzinfo=UTC).timestamp()  # a Monday, 00:00 UTC

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-import detectors
-from detectors import (
+from vigil import detectors
+from vigil.detectors import (
     Detector,
     PointResult,
     RunningStats,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import math
 
-from detectors import Explanation, PointResult
-from stream.alerts import SourceRef, alert_id, build_alert, iso_utc, severity
+from vigil.detectors import Explanation, PointResult
+from vigil.stream.alerts import SourceRef, alert_id, build_alert, iso_utc, severity
 
 
 def _alert(offset: int = 5, z: float = 4.2, score: float = 0.58):

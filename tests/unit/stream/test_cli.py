@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.cli import main
-from stream.events import decode_event
+from vigil.stream.cli import main
+from vigil.stream.events import decode_event
 
 
 @pytest.mark.parametrize("command", ["run", "demo", "replay", "generate", "check-config"])
@@ -54,24 +54,24 @@ def test_generate_writes_valid_labelled_events(tmp_path: Path) -> None:
 def test_json_logs_are_one_object_per_line(capsys: pytest.CaptureFixture[str]) -> None:
     import logging
 
-    from stream.cli import configure_logging
+    from vigil.stream.cli import configure_logging
 
     configure_logging("INFO", "json")
     try:
-        logging.getLogger("stream.runtime").info("rebalance: %d partitions assigned", 3)
+        logging.getLogger("vigil.stream.runtime").info("rebalance: %d partitions assigned", 3)
     finally:
         configure_logging("WARNING", "text")
     line = capsys.readouterr().err.strip().splitlines()[-1]
     entry = json.loads(line)
     assert entry["message"] == "rebalance: 3 partitions assigned"
-    assert entry["level"] == "INFO" and entry["logger"] == "stream.runtime"
+    assert entry["level"] == "INFO" and entry["logger"] == "vigil.stream.runtime"
     assert entry["time"].endswith("Z")
 
 
 def test_secrets_are_redacted_from_every_log_line(capsys: pytest.CaptureFixture[str]) -> None:
     import logging
 
-    from stream.cli import configure_logging
+    from vigil.stream.cli import configure_logging
 
     configure_logging("DEBUG", "text", ["s3cr3t-pass"])
     try:
@@ -127,11 +127,11 @@ def test_control_characters_in_a_logged_name_are_escaped(
     """A key with a newline forged log lines; an escape sequence drove the terminal."""
     import logging
 
-    from stream.cli import configure_logging
+    from vigil.stream.cli import configure_logging
 
     configure_logging("INFO", log_format)
     try:
-        logging.getLogger("stream.runtime").info(
+        logging.getLogger("vigil.stream.runtime").info(
             "alert anomaly %s/%s", "web-1\n2026-01-01 ERROR forged\x1b[2J\u202e", "cpu")
     finally:
         configure_logging("WARNING", "text")

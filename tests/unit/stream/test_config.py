@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from stream.cli import render_toml
-from stream.config import load_config
-from stream.errors import ConfigError
+from vigil.stream.cli import render_toml
+from vigil.stream.config import load_config
+from vigil.stream.errors import ConfigError
 
 
 def test_defaults_need_no_file() -> None:

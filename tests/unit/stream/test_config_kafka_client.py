@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-import stream.config
-from stream.config import load_config
-from stream.errors import ConfigError
+from vigil.stream import config as config_module
+from vigil.stream.config import load_config
+from vigil.stream.errors import ConfigError
 
 
 def test_defaults_keep_kafka_python_and_a_short_fetch_wait() -> None:
@@ -33,7 +33,7 @@ def test_bad_values_name_the_key_and_the_fix(overrides: dict[str, object],
 
 def test_confluent_without_the_package_says_how_to_install_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stream.config, "_installed", lambda module: False)
+    monkeypatch.setattr(config_module, "_installed", lambda module: False)
     with pytest.raises(ConfigError, match=r"kafka.client = 'confluent-kafka' is invalid: .*"
                                           r"pip install 'vigil\[confluent\]'"):
         load_config(environ={"VIGIL_KAFKA_CLIENT": "confluent-kafka"})

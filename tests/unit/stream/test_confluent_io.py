@@ -15,16 +15,16 @@ import confluent_kafka as ck  # the dev extra installs it: these tests must run,
 import pytest
 from kafka import TopicPartition
 
-from stream.config import load_config
-from stream.confluent_io import (
+from vigil.stream.config import load_config
+from vigil.stream.confluent_io import (
     SECURITY_NAMES,
     ConfluentConsumer,
     ConfluentProducer,
     librdkafka_settings,
 )
-from stream.errors import BrokerError, ConfigError, MessageRefused
-from stream.kafka_io import client_settings, make_consumer, make_producer
-from stream.loop.checkpoint import commit_offsets
+from vigil.stream.errors import BrokerError, ConfigError, MessageRefused
+from vigil.stream.kafka_io import client_settings, make_consumer, make_producer
+from vigil.stream.loop.checkpoint import commit_offsets
 
 
 class FakeMessage:

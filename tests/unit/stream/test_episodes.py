@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
-from detectors import PointResult, build_detector
-from stream.alerts import Alert, SourceRef, build_alert
-from stream.episodes import Episodes, in_episode
-from stream.monitor import Series
+from vigil.detectors import PointResult, build_detector
+from vigil.stream.alerts import Alert, SourceRef, build_alert
+from vigil.stream.episodes import Episodes, in_episode
+from vigil.stream.monitor import Series
 
 
 def _point(*, anomaly: bool = False, resolved: bool = False, rebaselined: bool = False,

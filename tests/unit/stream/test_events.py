@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.errors import BrokerError, ConfigError, EventError, StateError, VigilError
-from stream.events import (
+from vigil.stream.errors import BrokerError, ConfigError, EventError, StateError, VigilError
+from vigil.stream.events import (
     DEFAULT_LIMITS,
     REASONS,
     EventKind,

@@ -14,15 +14,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream.config import load_config
-from stream.errors import StateError
-from stream.events import PredictionEvent, TelemetryEvent
-from stream.loop.runner import Runner
-from stream.metrics import VigilMetrics
-from stream.monitor import Monitor
-from stream.state import Snapshot
 from tests.unit.stream.test_models import OLD, Stream
 from tests.unit.stream.test_runtime import FakeConsumer, FakeProducer, MemoryStore, Record
+from vigil.stream.config import load_config
+from vigil.stream.errors import StateError
+from vigil.stream.events import PredictionEvent, TelemetryEvent
+from vigil.stream.loop.runner import Runner
+from vigil.stream.metrics import VigilMetrics
+from vigil.stream.monitor import Monitor
+from vigil.stream.state import Snapshot
 
 PREDICTIONS = ("predictions", 0)
 

@@ -8,7 +8,7 @@ import time
 import urllib.error
 import urllib.request
 
-from stream.metrics import Liveness, MetricsServer, VigilMetrics
+from vigil.stream.metrics import Liveness, MetricsServer, VigilMetrics
 
 
 def _get(port: int, path: str) -> tuple[int, str]:

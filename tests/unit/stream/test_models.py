@@ -14,13 +14,13 @@ from typing import Any
 import jsonschema
 import pytest
 
-from stream.config import load_config
-from stream.errors import ConfigError
-from stream.loop.runner import Runner
-from stream.metrics import VigilMetrics
-from stream.runtime import BatchProcessor, build_engine
-from stream.state import Snapshot
 from tests.unit.stream.test_runtime import FakeConsumer, FakeProducer, MemoryStore, Record
+from vigil.stream.config import load_config
+from vigil.stream.errors import ConfigError
+from vigil.stream.loop.runner import Runner
+from vigil.stream.metrics import VigilMetrics
+from vigil.stream.runtime import BatchProcessor, build_engine
+from vigil.stream.state import Snapshot
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "deploy" / "schemas"
 START = 1_767_225_600.0

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.errors import StateError
-from stream.monitor import Monitor, Observation
-from stream.state import PartitionId
+from vigil.stream.errors import StateError
+from vigil.stream.monitor import Monitor, Observation
+from vigil.stream.state import PartitionId
 
 P0: PartitionId = ("telemetry", 0)
 P1: PartitionId = ("telemetry", 1)

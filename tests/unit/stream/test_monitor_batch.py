@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.bank import BankSeries
-from stream.events import Event, PredictionEvent, TelemetryEvent
-from stream.monitor import Monitor, Observation, SeriesId
-from stream.state import PartitionId
+from vigil.detectors.bank import BankSeries
+from vigil.stream.events import Event, PredictionEvent, TelemetryEvent
+from vigil.stream.monitor import Monitor, Observation, SeriesId
+from vigil.stream.state import PartitionId
 
 T0 = 1_767_225_600.0
 PARTITIONS: list[PartitionId] = [("telemetry", 0), ("telemetry", 1), ("predictions", 0)]

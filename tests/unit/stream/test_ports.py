@@ -15,11 +15,11 @@ from kafka import TopicPartition
 from kafka.errors import CommitFailedError, KafkaTimeoutError, MessageSizeTooLargeError
 from kafka.structs import OffsetAndMetadata
 
-import stream
-from stream.errors import BrokerError, MessageRefused
-from stream.kafka_io import KafkaPythonConsumer, KafkaPythonProducer
-from stream.loop.checkpoint import commit_offsets
-from stream.state import PartitionId
+from vigil import stream
+from vigil.stream.errors import BrokerError, MessageRefused
+from vigil.stream.kafka_io import KafkaPythonConsumer, KafkaPythonProducer
+from vigil.stream.loop.checkpoint import commit_offsets
+from vigil.stream.state import PartitionId
 
 STREAM = Path(stream.__file__).parent
 CLIENTS = ("kafka", "confluent_kafka")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.cli import main
-from stream.config import DetectorConfig, VigilConfig
-from stream.generate import generate_events
-from stream.replay import OUTPUT_HEADER, replay
+from vigil.stream.cli import main
+from vigil.stream.config import DetectorConfig, VigilConfig
+from vigil.stream.generate import generate_events
+from vigil.stream.replay import OUTPUT_HEADER, replay
 
 SHEWHART = VigilConfig(detector=DetectorConfig("shewhart"))
 

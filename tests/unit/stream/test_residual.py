@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from stream.config import load_config
-from stream.errors import ConfigError
-from stream.runtime import BatchProcessor, build_engine
 from tests.unit.stream.test_runtime import Record
+from vigil.stream.config import load_config
+from vigil.stream.errors import ConfigError
+from vigil.stream.runtime import BatchProcessor, build_engine
 
 CONFIG = """
 [detector.residual]

@@ -10,17 +10,23 @@ from typing import Any
 import pytest
 from kafka.errors import MessageSizeTooLargeError
 
-import detectors.base
-from detectors import PointResult
-from detectors.shewhart import ShewhartChart
-from stream.config import load_config
-from stream.errors import BrokerError
-from stream.kafka_io import KafkaPythonProducer
-from stream.loop.runner import Runner
-from stream.metrics import VigilMetrics
-from stream.runtime import BatchProcessor, build_engine
-from stream.state import PartitionId, Snapshot, StateMessage, encode_snapshot, latest_snapshots
 from tests.per_event import PerEventProcessor
+from vigil.detectors import PointResult
+from vigil.detectors import base as detectors_base
+from vigil.detectors.shewhart import ShewhartChart
+from vigil.stream.config import load_config
+from vigil.stream.errors import BrokerError
+from vigil.stream.kafka_io import KafkaPythonProducer
+from vigil.stream.loop.runner import Runner
+from vigil.stream.metrics import VigilMetrics
+from vigil.stream.runtime import BatchProcessor, build_engine
+from vigil.stream.state import (
+    PartitionId,
+    Snapshot,
+    StateMessage,
+    encode_snapshot,
+    latest_snapshots,
+)
 
 CONFIG = load_config(environ={})
 
@@ -297,7 +303,7 @@ class FailingDetector(ShewhartChart):
 def test_a_failing_detector_dead_letters_the_event_and_the_stream_goes_on(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Any, per_event: bool
 ) -> None:
-    monkeypatch.setitem(detectors.base._REGISTRY, "failing", FailingDetector)  # noqa: SLF001
+    monkeypatch.setitem(detectors_base._REGISTRY, "failing", FailingDetector)  # noqa: SLF001
     path = tmp_path / "vigil.toml"
     path.write_text('[detector.overrides]\n"telemetry/web-1/latency" = { name = "failing" }\n')
     processor = build_engine(load_config(path, environ={}),
@@ -361,7 +367,7 @@ def test_a_dead_letter_too_large_for_the_topic_is_cut_and_says_so() -> None:
 
 def test_partitions_are_checkpointed_at_spread_out_times(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [1000.0]
-    monkeypatch.setattr("stream.loop.checkpoint.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("vigil.stream.loop.checkpoint.time.monotonic", lambda: clock[0])
     log: list[str] = []
     runner = _runner(FakeConsumer([], log), FakeProducer(log=log), MemoryStore(log))
     partitions = [("telemetry", p) for p in range(6)]

@@ -9,11 +9,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from stream.cli import main
-from stream.config import load_config
-from stream.generate import GeneratedEvent, generate_events
-from stream.runtime import build_engine
 from tests.unit.stream.test_runtime import Record
+from vigil.stream.cli import main
+from vigil.stream.config import load_config
+from vigil.stream.generate import GeneratedEvent, generate_events
+from vigil.stream.runtime import build_engine
 
 JUDGEMENT = """
 [detector]

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream import state
-from stream.errors import StateError
-from stream.state import (
+from vigil.stream import state
+from vigil.stream.errors import StateError
+from vigil.stream.state import (
     Rejected,
     Snapshot,
     SnapshotPolicy,

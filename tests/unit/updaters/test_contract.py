@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from river import linear_model, preprocessing
 
-import updaters
-from updaters import Learner, LinearLearner, build_learner, learner_names, restore_learner
+from vigil import updaters
+from vigil.updaters import Learner, LinearLearner, build_learner, learner_names, restore_learner
 
 FEATURES = ["f0", "f1", "f2"]
 EVENTS = 400
@@ -175,4 +175,4 @@ def test_public_surface() -> None:
     assert set(updaters.__all__) <= exported
     assert sorted(updaters.__all__) == updaters.__all__
     for name in updaters.__all__:
-        assert getattr(updaters, name).__module__.startswith("updaters.")
+        assert getattr(updaters, name).__module__.startswith("vigil.updaters.")

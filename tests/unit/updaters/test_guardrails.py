@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from updaters import GuardedLearner, RiverLearner, guardrails, restore_learner
-from updaters.guardrails import DataScreen, GuardEvent
-from updaters.sgd import LinearRegressor, LogisticRegressor
-from updaters.sklearn_io import from_sklearn
+from vigil.updaters import GuardedLearner, RiverLearner, guardrails, restore_learner
+from vigil.updaters.guardrails import DataScreen, GuardEvent
+from vigil.updaters.sgd import LinearRegressor, LogisticRegressor
+from vigil.updaters.sklearn_io import from_sklearn
 
 NAMES = ["f0", "f1", "f2", "f3"]
 W = np.array([1.0, -2.0, 0.5, 3.0])

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from updaters.labels import LabelJoinBuffer
+from vigil.updaters.labels import LabelJoinBuffer
 
 
 def test_label_joins_its_prediction_once() -> None:

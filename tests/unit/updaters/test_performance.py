@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from updaters.performance import LossChart, PerformanceMonitor, loss_function
+from vigil.updaters.performance import LossChart, PerformanceMonitor, loss_function
 
 
 def test_losses() -> None:

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from detectors import build_detector
-from updaters import ResidualDetector
+from vigil.detectors import build_detector
+from vigil.updaters import ResidualDetector
 
 N = 6000
 

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from updaters import GuardedLearner, PerformanceMonitor, restore_learner
-from updaters.sgd import LinearRegressor, LogisticRegressor
-from updaters.statecheck import same_state
+from vigil.updaters import GuardedLearner, PerformanceMonitor, restore_learner
+from vigil.updaters.sgd import LinearRegressor, LogisticRegressor
+from vigil.updaters.statecheck import same_state
 
 Path = tuple[Any, ...]
 

@@ -9,7 +9,7 @@ import pickle
 import pytest
 from river import linear_model, preprocessing
 
-from updaters import RiverLearner, build_learner, restore_learner
+from vigil.updaters import RiverLearner, build_learner, restore_learner
 
 
 def test_by_name_from_config_and_by_instance() -> None:

@@ -13,8 +13,8 @@ from sklearn.metrics import log_loss
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from updaters.performance import PerformanceMonitor
-from updaters.sgd import MIN_COUNT, LinearRegressor, LogisticRegressor
+from vigil.updaters.performance import PerformanceMonitor
+from vigil.updaters.sgd import MIN_COUNT, LinearRegressor, LogisticRegressor
 
 NAMES = [f"f{j}" for j in range(8)]
 SCALE = np.array([1.0, 10.0, 0.1, 5.0, 1.0, 100.0, 2.0, 0.5])

@@ -19,9 +19,9 @@ from sklearn.linear_model import (
     SGDRegressor,
 )
 
-from updaters import LinearParams
-from updaters.sgd import LinearRegressor, LogisticRegressor
-from updaters.sklearn_io import from_joblib, from_sklearn, load_estimator, to_sklearn
+from vigil.updaters import LinearParams
+from vigil.updaters.sgd import LinearRegressor, LogisticRegressor
+from vigil.updaters.sklearn_io import from_joblib, from_sklearn, load_estimator, to_sklearn
 
 NAMES = ["load", "cpu", "queue"]
 
