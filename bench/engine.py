@@ -28,7 +28,7 @@ from common import encoded_events
 
 from tests.per_event import PerEventProcessor
 from vigil.stream.config import load_config
-from vigil.stream.runtime import BatchProcessor, BatchResult
+from vigil.stream.runtime import BatchProcessor, BatchResult, build_engine
 
 Record = namedtuple("Record", "topic partition offset key value")
 
@@ -51,7 +51,7 @@ def measure(detector: str, count: int, batch_size: int) -> dict[str, Any]:
     for path in ("per-event", "batch"):
         # a fixed clock after every event (2033): the same detected_at each run, no event ahead
         engine = PerEventProcessor if path == "per-event" else BatchProcessor
-        processor = engine(config, clock=lambda: 2e9)
+        processor = build_engine(config, clock=lambda: 2e9, processor=engine)
 
         def run(chunk: list[Record], processor: BatchProcessor = processor) -> BatchResult:
             return processor.process(chunk)

@@ -189,12 +189,12 @@ def child(detector: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
         tracemalloc.start()
     from tests.per_event import PerEventProcessor
     from vigil.stream.config import load_config
-    from vigil.stream.runtime import BatchProcessor
+    from vigil.stream.runtime import BatchProcessor, build_engine
 
     config = load_config(environ={}, overrides={"detector.name": detector,
                                                 "state.max_series": args.series})
     engine = PerEventProcessor if args.path == "per-event" else BatchProcessor
-    processor = engine(config)
+    processor = build_engine(config, processor=engine)
     topic = config.topics.telemetry
     metrics = args.metrics
     events = math.ceil(args.series / metrics)

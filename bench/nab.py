@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import importlib.util
 import io
 import json
@@ -107,7 +108,7 @@ def replay_file(rel: str) -> tuple[str, list[str], list[str], float]:
     path = Path(_JOB["nab"]) / "data" / rel
     output = io.StringIO()
     began = time.perf_counter()
-    replay(path, output, detector=_JOB["detector"], params=_JOB["params"], errors=io.StringIO())
+    replay(path, output, _JOB["config"], errors=io.StringIO())
     spent = time.perf_counter() - began
     output.seek(0)
     scores, alerts = [], []
@@ -173,7 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     params: dict[str, Any] = {} if detector != config.detector.name \
         else dict(config.detector.params)
     params.update(parse_params(args.param))
-    _JOB.update(nab=str(nab), detector=detector, params=params)
+    _JOB.update(nab=str(nab), config=dataclasses.replace(config, detector=dataclasses.replace(
+        config.detector, name=detector, params=params)))
 
     began = time.perf_counter()
     files = data_files(nab)

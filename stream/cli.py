@@ -7,6 +7,7 @@ configuration.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -298,6 +299,8 @@ def _replay(args: argparse.Namespace) -> int:
     params: dict[str, Any] = {} if args.detector and args.detector != config.detector.name \
         else dict(config.detector.params)
     params.update(parse_params(args.param))
+    config = dataclasses.replace(config, detector=dataclasses.replace(
+        config.detector, name=detector, params=params))
     capture = None if args.plot is None else SeriesCapture(args.series)
     if args.input.is_dir():
         raise VigilError(f"input {str(args.input)!r} is a directory; give a CSV or JSONL file")
@@ -308,7 +311,7 @@ def _replay(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise VigilError(f"cannot write {str(args.output)!r}: {exc.strerror}") from None
     try:
-        summary = replay(args.input, output, detector=detector, params=params, capture=capture)
+        summary = replay(args.input, output, config, capture=capture)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     finally:
@@ -453,10 +456,10 @@ def _label(text: str) -> int | float | str:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from vigil.stream.runtime import BatchProcessor
+    from vigil.stream.runtime import build_engine
 
     config = _load(args)
-    BatchProcessor(config)  # builds every detector, buffer and model as `vigil run` would
+    build_engine(config)  # builds every detector, buffer and model as `vigil run` would
     print(render_toml(config), end="")
     print("# configuration is valid", file=sys.stderr)
     return 0

@@ -31,10 +31,11 @@ and a name holding a lone surrogate (``"\\ud800"``, which cannot become UTF-8) a
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from math import inf
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import orjson
 
@@ -153,63 +154,81 @@ model_version=None, prediction_id=None, label=None)
         raise EventError(NOT_AN_OBJECT, f"payload must be a JSON object, got {_show(obj)}")
 
     if kind is None:
-        if "prediction_id" in obj and "label" in obj and "prediction" not in obj:
-            kind = "label"
-        elif "model" in obj:
-            kind = "prediction"
-        elif "source" in obj:
-            kind = "telemetry"
-        else:
-            raise EventError(UNKNOWN_KIND, "object has neither 'model' (a prediction) "
-                                           "nor 'source' (telemetry)")
+        kind = _kind_of(obj)
     timestamp = obj.get("timestamp")
     if type(timestamp) is not float or not 0.0 < timestamp < LATEST_TIMESTAMP:
         timestamp = parse_timestamp(timestamp)  # the inline test lets through only plain seconds
     if timestamp > limits.latest_timestamp:
         raise EventError(FUTURE_TIMESTAMP, f"field 'timestamp' is {timestamp:.3f}, later than "
                                            f"the clock allows ({limits.latest_timestamp:.3f})")
-    longest = limits.max_name_length
-    event: Event
-    if kind == "telemetry":
-        source = obj.get("source")
-        if type(source) is not str or not source or len(source) > longest:
-            raise _name_error("source", source, longest)
-        metrics = _numbers(obj.get("metrics"), "metrics", limits, required=True)
-        if not metrics:
-            raise EventError(EMPTY, "field 'metrics' must hold at least one metric, got {}")
-        event = TelemetryEvent(source, timestamp, metrics)
-    elif kind == "prediction":
-        model = obj.get("model")
-        if type(model) is not str or not model or len(model) > longest:
-            raise _name_error("model", model, longest)
-        features = _numbers(obj.get("features"), "features", limits, required=False)
-        prediction = obj.get("prediction")
-        if type(prediction) is not float or not -LARGEST <= prediction <= LARGEST:
-            prediction = _number(prediction, "prediction")
-        model_version = obj.get("model_version")
-        if model_version is not None:
-            _optional_name("model_version", model_version, longest)
-        prediction_id = obj.get("prediction_id")
-        if prediction_id is not None:
-            _optional_name("prediction_id", prediction_id, longest)
-        label = obj.get("label")
-        if label is not None:
-            label = _number(label, "label")
-        event = PredictionEvent(model, timestamp, features, prediction, model_version,
-                                prediction_id, label)
-    elif kind == "label":
-        prediction_id = obj.get("prediction_id")
-        if type(prediction_id) is not str or not prediction_id or len(prediction_id) > longest:
-            raise _name_error("prediction_id", prediction_id, longest)
-        model = obj.get("model")
-        if model is not None and (type(model) is not str or not model or len(model) > longest):
-            raise _name_error("model", model, longest)
-        event = LabelEvent(prediction_id, _number(obj.get("label"), "label"), timestamp, model)
-    else:
+    decode = _DECODERS.get(kind)
+    if decode is None:
         raise ValueError(f"kind must be 'prediction', 'telemetry', 'label' or None, got {kind!r}")
+    event = decode(obj, timestamp, limits)
     if b"\\ud" in raw or b"\\uD" in raw:  # only a \uXXXX escape can smuggle in a lone surrogate
         _require_encodable(event)
     return event
+
+
+def _kind_of(obj: dict[str, Any]) -> EventKind:
+    """The kind of an event object: a label, a prediction (``model``) or telemetry (``source``)."""
+    if "prediction_id" in obj and "label" in obj and "prediction" not in obj:
+        return "label"
+    if "model" in obj:
+        return "prediction"
+    if "source" in obj:
+        return "telemetry"
+    raise EventError(UNKNOWN_KIND, "object has neither 'model' (a prediction) "
+                                   "nor 'source' (telemetry)")
+
+
+def _telemetry(obj: dict[str, Any], timestamp: float, limits: EventLimits) -> TelemetryEvent:
+    longest = limits.max_name_length
+    source = obj.get("source")
+    if type(source) is not str or not source or len(source) > longest:
+        raise _name_error("source", source, longest)
+    metrics = _numbers(obj.get("metrics"), "metrics", limits, required=True)
+    if not metrics:
+        raise EventError(EMPTY, "field 'metrics' must hold at least one metric, got {}")
+    return TelemetryEvent(source, timestamp, metrics)
+
+
+def _prediction(obj: dict[str, Any], timestamp: float, limits: EventLimits) -> PredictionEvent:
+    longest = limits.max_name_length
+    model = obj.get("model")
+    if type(model) is not str or not model or len(model) > longest:
+        raise _name_error("model", model, longest)
+    features = _numbers(obj.get("features"), "features", limits, required=False)
+    prediction = obj.get("prediction")
+    if type(prediction) is not float or not -LARGEST <= prediction <= LARGEST:
+        prediction = _number(prediction, "prediction")
+    model_version = obj.get("model_version")
+    if model_version is not None:
+        _optional_name("model_version", model_version, longest)
+    prediction_id = obj.get("prediction_id")
+    if prediction_id is not None:
+        _optional_name("prediction_id", prediction_id, longest)
+    label = obj.get("label")
+    if label is not None:
+        label = _number(label, "label")
+    return PredictionEvent(model, timestamp, features, prediction, model_version,
+                           prediction_id, label)
+
+
+def _label(obj: dict[str, Any], timestamp: float, limits: EventLimits) -> LabelEvent:
+    longest = limits.max_name_length
+    prediction_id = obj.get("prediction_id")
+    if type(prediction_id) is not str or not prediction_id or len(prediction_id) > longest:
+        raise _name_error("prediction_id", prediction_id, longest)
+    model = obj.get("model")
+    if model is not None and (type(model) is not str or not model or len(model) > longest):
+        raise _name_error("model", model, longest)
+    return LabelEvent(prediction_id, _number(obj.get("label"), "label"), timestamp, model)
+
+
+_DECODERS: dict[str, Callable[[dict[str, Any], float, EventLimits], Event]] = {
+    "telemetry": _telemetry, "prediction": _prediction, "label": _label}
+"""Each kind's decoder of a JSON object whose timestamp is already checked."""
 
 
 def parse_json(raw: bytes) -> object:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from vigil.stream.episodes import in_episode
 from vigil.updaters.guardrails import HOLD_REASONS
 
 if TYPE_CHECKING:
@@ -38,6 +39,15 @@ class VigilMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self._add_event_metrics()
+        self._add_state_metrics()
+        self._add_client_metrics()
+        self._add_model_metrics()
+        self._add_series_gauges()
+
+    def _add_event_metrics(self) -> None:
+        """What the engine did with the events: processed, dead-lettered, alerted, and how long a
+        batch took."""
         self.events_processed = Counter(
             "vigil_events_processed", "Valid events processed, by input topic.",
             ["topic"], registry=self.registry,
@@ -65,6 +75,9 @@ class VigilMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=self.registry,
         )
+
+    def _add_state_metrics(self) -> None:
+        """The state it holds and checkpoints: series, evictions and expiries, snapshots."""
         self.checkpoint_seconds = Histogram(
             "vigil_checkpoint_seconds",
             "Wall time of one checkpoint: export and encode the state, wait for the broker's "
@@ -75,14 +88,6 @@ class VigilMetrics:
         self.series = Gauge(
             "vigil_series", "Series (key, metric) currently tracked.", registry=self.registry,
         )
-        self.produce_errors = Counter(
-            "vigil_produce_errors", "Failed attempts to produce a batch's output (retried).",
-            registry=self.registry,
-        )
-        self.last_commit = Gauge(
-            "vigil_last_commit_timestamp_seconds",
-            "Unix time of the last successful offset commit.", registry=self.registry,
-        )
         self.last_checkpoint = Gauge(
             "vigil_last_checkpoint_timestamp_seconds",
             "Unix time of the last state snapshot acknowledged by the broker.",
@@ -92,10 +97,6 @@ class VigilMetrics:
             "vigil_snapshots_rejected", "Snapshots found on the state topic but not restored "
             "(unreadable, unsigned, beyond a limit, or unusable); an older one or warm-up is "
             "used instead.", registry=self.registry,
-        )
-        self.rebalances = Counter(
-            "vigil_rebalances", "Consumer-group rebalances this instance took part in.",
-            registry=self.registry,
         )
         self.series_evicted = MonotonicCounter(
             "vigil_series_evicted", "Series dropped because state.max_series was reached.",
@@ -110,6 +111,21 @@ class VigilMetrics:
             "Per-series gauge updates left out because metrics.max_series_gauges was reached.",
             registry=self.registry,
         )
+
+    def _add_client_metrics(self) -> None:
+        """The Kafka side: produce errors, commits, rebalances, lag, the broker reachable."""
+        self.produce_errors = Counter(
+            "vigil_produce_errors", "Failed attempts to produce a batch's output (retried).",
+            registry=self.registry,
+        )
+        self.last_commit = Gauge(
+            "vigil_last_commit_timestamp_seconds",
+            "Unix time of the last successful offset commit.", registry=self.registry,
+        )
+        self.rebalances = Counter(
+            "vigil_rebalances", "Consumer-group rebalances this instance took part in.",
+            registry=self.registry,
+        )
         self.consumer_lag = PartitionGauge(
             "vigil_consumer_lag", "Records behind the partition's high water mark.",
             self.registry,
@@ -118,6 +134,9 @@ class VigilMetrics:
             "vigil_broker_up", "1 while a bootstrap broker answers Kafka requests, else 0.",
             registry=self.registry,
         )
+
+    def _add_model_metrics(self) -> None:
+        """Model maintenance: losses, updates, guard holds, labels joined to predictions."""
         self.model_loss = Gauge(
             "vigil_model_loss", "Rolling loss of a model on its labelled predictions: the "
             "served model's, and the maintained model's prequential one.",
@@ -152,6 +171,9 @@ class VigilMetrics:
             "vigil_models_untracked", "Labelled events of models beyond models.max_models, "
             "not learned.", registry=self.registry,
         )
+
+    def _add_series_gauges(self) -> None:
+        """The build's version, and the per-series gauges of the exported series."""
         self.build = Info("vigil_build", "Vigil's version.", registry=self.registry)
         self.build.info({"version": vigil_version()})
         labels = ["event_type", "key", "metric"]
@@ -165,6 +187,7 @@ class VigilMetrics:
                                   labels, registry=self.registry)
         self.series_score = Gauge("vigil_series_score", "Latest anomaly score of the series.",
                                   labels, registry=self.registry)
+
 
     def forget_model(self, model: str) -> None:
         """Drop a model's label sets (its partition moved to another instance)."""
@@ -249,7 +272,7 @@ class SeriesGauges:
         labels = (observation.event_type, observation.key, observation.metric)
         allowed = self._allowed_series(labels)
         result = observation.result
-        wanted = allowed or observation.series.episode is not None or result.anomaly
+        wanted = allowed or in_episode(observation.series) or result.anomaly
         if not wanted:
             if labels in self._exported:
                 self._retire(labels)

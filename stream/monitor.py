@@ -5,8 +5,12 @@ that it can be checkpointed with that partition's offset and follow the partitio
 instance on a rebalance. Memory is bounded: at most ``max_series`` series (the least recently
 seen is evicted), at most ``max_series_per_key`` of one key (beyond it that key's own least
 recently seen go, so one key cannot evict the others), and a series idle for ``series_ttl_s``
-of event time restarts from warm-up.
-The monitor is I/O-free, so the live runtime and the offline replay share it exactly.
+of event time restarts from warm-up. The monitor is I/O-free; ``vigil run`` and ``vigil
+replay`` both get it from :func:`stream.runtime.build_engine`, so they judge alike.
+
+Three parts, each with one job: :class:`SeriesSpecs` says which series an event feeds and
+with what detector, :class:`SeriesTable` holds the series within the memory bounds, and
+:class:`Monitor` scores points and checkpoints its partitions.
 
 Two ways in, with the same results: :meth:`Monitor.observe` scores an event's points one by
 one with object detectors, and :meth:`Monitor.observe_many` takes a batch of events and keeps
@@ -35,6 +39,7 @@ from vigil.detectors import (
     restore_detector,
 )
 from vigil.detectors.bank import BankSeries, SeriesBank
+from vigil.stream.episodes import in_episode, worth_reporting
 from vigil.stream.errors import StateError
 from vigil.stream.events import Event, PredictionEvent, TelemetryEvent, event_series
 from vigil.stream.state import PartitionId, PartitionState, checked_number
@@ -95,8 +100,10 @@ class _Partition:
         self.pool: GroupPool | None = None
 
 
-class Monitor(PartitionState):
-    """All series of the partitions this instance owns, each with its own detector."""
+class SeriesSpecs:
+    """Which series an event feeds, and the detector each gets: the configuration's default,
+    its overrides, groups, residual and multivariate series; and the banks that score the
+    series of a common (detector name, params) together."""
 
     def __init__(
         self,
@@ -107,9 +114,6 @@ class Monitor(PartitionState):
         multivariate: Mapping[str, Any] | None = None,
         residual: Mapping[str, Mapping[str, Any]] | None = None,
         groups: Mapping[str, str] | None = None,
-        max_series: int = 1_000_000,
-        max_series_per_key: int | None = None,
-        series_ttl_s: float = 0.0,
     ) -> None:
         self.detector_name = detector_name
         self.params = dict(params or {})
@@ -127,26 +131,9 @@ class Monitor(PartitionState):
                        for event_type, pattern in (groups or {}).items()}
         build_detector(detector_name, self.params)  # fail now, not on the first event
         self._specs: dict[SeriesId, tuple[str, dict[str, Any]]] = {}
-        self.max_series = max_series
-        self.max_series_per_key = min(max_series_per_key or max_series, max_series)
-        self.series_ttl_s = series_ttl_s
-        self._partitions: dict[PartitionId, _Partition] = {}
-        self._recency: OrderedDict[Series, None] = OrderedDict()
-        """Every series, least recently seen first (keyed by the object: no key tuples)."""
-        self._by_key: dict[tuple[str, str], dict[Series, None]] = {}
-        """The series of each (event type, key), for its share of ``max_series``."""
         self._banks: dict[tuple[str, int], SeriesBank | None] = {}
         self._templates: dict[tuple[str, int], Detector] = {}
         self._feature_names: dict[str, str] = {}
-        self.evicted = 0
-        """Series dropped because ``max_series`` was reached (cumulative)."""
-        self.expired = 0
-        """Series restarted after idling longer than ``series_ttl_s`` (cumulative)."""
-
-    @property
-    def series_count(self) -> int:
-        """Number of series tracked."""
-        return len(self._recency)
 
     def spec_for(self, series_id: SeriesId) -> tuple[str, dict[str, Any]]:
         """(detector name, params) for a series: the first matching override, else the default."""
@@ -170,20 +157,44 @@ class Monitor(PartitionState):
             self._specs[series_id] = spec
         return spec
 
-    def observe(self, event: Event, partition: PartitionId = OFFLINE) -> Iterator[Observation]:
-        """Score every point the event contributes, then let each series learn it."""
+    def points(self, event: Event) -> Iterator[tuple[str, str, str, Any]]:
+        """The event's points as (event type, key, metric, value): its numbers, then its
+        feature vector (multivariate) or its residual series' metrics (residual)."""
         event_type = "prediction" if isinstance(event, PredictionEvent) else "telemetry"
         for key, metric, value in event_series(event):
-            yield self.observe_point(event_type, key, metric, value, event.timestamp, partition)
+            yield event_type, key, metric, value
         if self.multivariate is not None and isinstance(event, PredictionEvent) \
                 and event.features:
-            yield self.observe_point(event_type, event.model, FEATURE_VECTOR, event.features,
-                                     event.timestamp, partition)
+            yield event_type, event.model, FEATURE_VECTOR, event.features
         if self.residual and isinstance(event, TelemetryEvent):
             residual = self._residual_point(event)
             if residual is not None:
-                yield self.observe_point(event_type, event.source, residual, event.metrics,
-                                         event.timestamp, partition)
+                yield event_type, event.source, residual, event.metrics
+
+    def runs(self, event: Event) -> list[tuple[str, str, Any]]:
+        """The event's points as runs of (event type, key, iterable of (metric, value)), in
+        the order of :meth:`points` (feature vector last)."""
+        if type(event) is TelemetryEvent:
+            residual = self._residual_point(event) if self.residual else None
+            if residual is not None:
+                return [("telemetry", event.source,
+                         [*event.metrics.items(), (residual, event.metrics)])]
+            return [("telemetry", event.source, event.metrics.items())]
+        if type(event) is PredictionEvent:
+            names = self._feature_names
+            pairs: list[tuple[str, Any]] = [("prediction", event.prediction)]
+            for name, value in event.features.items():
+                full = names.get(name)
+                if full is None:
+                    if len(names) >= 100_000:
+                        names.clear()  # a memo of strings, not state
+                    full = names[name] = "features." + name
+                pairs.append((full, value))
+            if self.multivariate is not None and event.features:
+                pairs.append((FEATURE_VECTOR, event.features))
+            return [("prediction", event.model, pairs)]
+        event_type = "prediction" if isinstance(event, PredictionEvent) else "telemetry"
+        return [(event_type, key, [(metric, value)]) for key, metric, value in event_series(event)]
 
     def _residual_spec(self, source: str) -> tuple[str, dict[str, Any]] | None:
         """(target, ResidualDetector params) of the first ``residual`` glob matching a source."""
@@ -207,6 +218,244 @@ class Monitor(PartitionState):
             return None
         return RESIDUAL_PREFIX + spec[0]
 
+    def group_of(self, event_type: str, key: str) -> str | None:
+        """The group whose pool a new series of this key starts from, if any."""
+        pattern = self.groups.get(event_type)
+        if pattern is None:
+            return None
+        match = pattern.match(key)
+        return match.group("group") if match else None
+
+    def template(self, spec: tuple[str, dict[str, Any]]) -> Detector:
+        """A fresh detector of the configured (name, params), built once: what a restored
+        one must look like."""
+        memo_key = (spec[0], id(spec[1]))
+        template = self._templates.get(memo_key)
+        if template is None:
+            template = self._templates[memo_key] = _build(spec)
+        return template
+
+    def bank_for(self, spec: tuple[str, dict[str, Any]]) -> SeriesBank | None:
+        """The bank of series with this (detector name, params), or None if it has none."""
+        memo_key = (spec[0], id(spec[1]))
+        if memo_key not in self._banks:
+            try:
+                template = build_detector(*spec)
+            except ValueError:
+                self._banks[memo_key] = None
+            else:
+                self._banks[memo_key] = SeriesBank.for_template(template)
+        return self._banks[memo_key]
+
+    def into_bank(self, series: Series, value: object) -> BankSeries | None:
+        """The series' handle in its bank's slot, moving it there if it can; None when the
+        point goes to the object detector (groups, vectors, other configurations, an open
+        episode)."""
+        if series.group is not None or type(value) is not float and type(value) is not int:
+            return None
+        detector = series.detector
+        if type(detector) is BankSeries:
+            return detector if detector.bank.rebank(detector) else None
+        if series.series_id is None:
+            return None
+        bank = self.bank_for(self.spec_for(series.series_id))
+        if bank is None:
+            return None
+        handle = bank.adopt(detector, owner=series)
+        series.detector = handle
+        return handle if handle.slot >= 0 else None
+
+
+class SeriesTable:
+    """Where the series live: per input partition, at most ``max_series`` (the least recently
+    seen evicted), at most ``max_series_per_key`` of one key, restarted after ``series_ttl_s``
+    of event time idle."""
+
+    def __init__(self, specs: SeriesSpecs, max_series: int, max_series_per_key: int | None,
+                 series_ttl_s: float) -> None:
+        self.specs = specs
+        self.max_series = max_series
+        self.max_series_per_key = min(max_series_per_key or max_series, max_series)
+        self.series_ttl_s = series_ttl_s
+        self.partitions: dict[PartitionId, _Partition] = {}
+        self.recency: OrderedDict[Series, None] = OrderedDict()
+        """Every series, least recently seen first (keyed by the object: no key tuples)."""
+        self._by_key: dict[tuple[str, str], dict[Series, None]] = {}
+        """The series of each (event type, key), for its share of ``max_series``."""
+        self.evicted = 0
+        """Series dropped because ``max_series`` was reached (cumulative)."""
+        self.expired = 0
+        """Series restarted after idling longer than ``series_ttl_s`` (cumulative)."""
+
+    def touch(self, partition: PartitionId, timestamp: float) -> _Partition:
+        """The partition's state (created if new), marked dirty, its watermark advanced."""
+        part = self.partitions.get(partition)
+        if part is None:
+            part = self.partitions[partition] = _Partition()
+        part.dirty = True
+        if timestamp > part.watermark:
+            part.watermark = timestamp
+        return part
+
+    def series(self, part: _Partition, partition: PartitionId, series_id: SeriesId,
+               timestamp: float, *, banked: bool) -> Series:
+        """The series of a point, restarted past the TTL or created (evicting the least
+        recently seen beyond ``max_series``), marked most recently seen."""
+        series = part.series.get(series_id)
+        if series is not None and self.series_ttl_s and (
+            series.last_seen < part.watermark - self.series_ttl_s
+        ):
+            self.expired += 1
+            self.untrack(series)  # the restart below is the most recently seen
+            series = None
+        if series is None:
+            self._make_room(series_id)
+            series = self._new_series(part, partition, series_id, timestamp, banked=banked)
+            self._hold(part, series)
+            if len(self.recency) > self.max_series:
+                self.evict(next(iter(self.recency)))
+        else:
+            self.recency.move_to_end(series)
+        if timestamp > series.last_seen:
+            series.last_seen = timestamp
+        return series
+
+    def _new_series(self, part: _Partition, partition: PartitionId, series_id: SeriesId,
+                    timestamp: float, *, banked: bool) -> Series:
+        event_type, key, metric = series_id
+        spec = self.specs.spec_for(series_id)
+        group = self.specs.group_of(event_type, key)
+        bank = self.specs.bank_for(spec) if banked and group is None else None
+        if bank is not None:
+            handle = bank.new_series(owner=None)
+            series = Series(handle, timestamp, series_id=series_id, partition=partition)
+            handle.owner = series
+            return series
+        detector = _build(spec)
+        if group is not None and part.pool is not None:
+            detector = part.pool.seed(detector, group, metric, member=key)
+        return Series(detector, timestamp, group=group, series_id=series_id,
+                      partition=partition)
+
+    def add(self, part: _Partition, series: Series) -> None:
+        """Hold a restored series (first making room in its key's share), most recently seen."""
+        if series.series_id is None:
+            raise StateError("a series to add has no id")
+        self._make_room(series.series_id)
+        self._hold(part, series)
+
+    def _hold(self, part: _Partition, series: Series) -> None:
+        """Count a new series in its partition, as most recently seen and in its key's share."""
+        if series.series_id is None:
+            raise StateError("a series to hold has no id")
+        part.series[series.series_id] = series
+        self.recency[series] = None
+        event_type, key, _ = series.series_id
+        self._by_key.setdefault((event_type, key), {})[series] = None
+
+    def evict(self, series: Series) -> None:
+        """Forget a series to make room (counted in ``evicted``)."""
+        if series.partition is None or series.series_id is None:
+            raise StateError("a tracked series lost its partition or id")
+        del self.partitions[series.partition].series[series.series_id]
+        self.untrack(series)
+        self.evicted += 1
+
+    def _make_room(self, series_id: SeriesId) -> None:
+        """Before a new series of a key at its share: evict that key's least recently seen
+        series (a sixteenth of the share at once, so the scan is paid rarely)."""
+        members = self._by_key.get((series_id[0], series_id[1]))
+        share = self.max_series_per_key
+        if members is None or len(members) < share:
+            return
+        count = max(len(members) - share + 1, share // 16)
+        for series in heapq.nsmallest(count, members, key=_last_seen):
+            self.evict(series)
+
+    def untrack(self, series: Series) -> None:
+        """Stop counting a series and free its bank slot."""
+        self.recency.pop(series, None)
+        if series.series_id is not None:
+            event_type, key, _ = series.series_id
+            members = self._by_key.get((event_type, key))
+            if members is not None:
+                members.pop(series, None)
+                if not members:
+                    del self._by_key[(event_type, key)]
+        _release(series)
+
+    def expire_idle(self) -> int:
+        """Drop series idle past the TTL relative to their partition's watermark; return count.
+
+        Only frees memory: a series idle that long restarts on its next point anyway.
+        """
+        if not self.series_ttl_s:
+            return 0
+        dropped = 0
+        for part in self.partitions.values():
+            horizon = part.watermark - self.series_ttl_s
+            stale = [sid for sid, s in part.series.items() if s.last_seen < horizon]
+            for series_id in stale:
+                self.untrack(part.series.pop(series_id))
+            dropped += len(stale)
+        self.expired += dropped
+        return dropped
+
+    def drop(self, partition: PartitionId) -> None:
+        """Forget every series of the partition."""
+        part = self.partitions.pop(partition, None)
+        if part is None:
+            return
+        for series in part.series.values():
+            self.untrack(series)
+
+
+class Monitor(PartitionState):
+    """All series of the partitions this instance owns, each with its own detector."""
+
+    def __init__(
+        self,
+        detector_name: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        multivariate: Mapping[str, Any] | None = None,
+        residual: Mapping[str, Mapping[str, Any]] | None = None,
+        groups: Mapping[str, str] | None = None,
+        max_series: int = 1_000_000,
+        max_series_per_key: int | None = None,
+        series_ttl_s: float = 0.0,
+    ) -> None:
+        self.specs = SeriesSpecs(detector_name, params, overrides=overrides,
+                                 multivariate=multivariate, residual=residual, groups=groups)
+        self.table = SeriesTable(self.specs, max_series, max_series_per_key, series_ttl_s)
+        self._partitions = self.table.partitions
+        self._recency = self.table.recency
+
+    @property
+    def series_count(self) -> int:
+        """Number of series tracked."""
+        return len(self._recency)
+
+    @property
+    def evicted(self) -> int:
+        """Series dropped because ``max_series`` was reached (cumulative)."""
+        return self.table.evicted
+
+    @property
+    def expired(self) -> int:
+        """Series restarted after idling longer than ``series_ttl_s`` (cumulative)."""
+        return self.table.expired
+
+    def spec_for(self, series_id: SeriesId) -> tuple[str, dict[str, Any]]:
+        """(detector name, params) for a series: the first matching override, else the default."""
+        return self.specs.spec_for(series_id)
+
+    def observe(self, event: Event, partition: PartitionId = OFFLINE) -> Iterator[Observation]:
+        """Score every point the event contributes, then let each series learn it."""
+        for event_type, key, metric, value in self.specs.points(event):
+            yield self.observe_point(event_type, key, metric, value, event.timestamp, partition)
+
     def observe_point(
         self,
         event_type: str,
@@ -217,10 +466,10 @@ class Monitor(PartitionState):
         partition: PartitionId = OFFLINE,
     ) -> Observation:
         """Score and learn one point of one series (a number, or a feature vector)."""
-        part = self._touch_partition(partition, timestamp)
-        series = self._series(part, partition, (event_type, key, metric), timestamp,
-                              banked=False)
-        return self._update_object(part, series, event_type, key, metric, value, timestamp)
+        part = self.table.touch(partition, timestamp)
+        series = self.table.series(part, partition, (event_type, key, metric), timestamp,
+                                   banked=False)
+        return _score_object(part, series, event_type, key, metric, value, timestamp)
 
     def observe_many(
         self,
@@ -245,304 +494,14 @@ class Monitor(PartitionState):
         its later points are not seen; the other events are unaffected. (A failure of the
         batch scoring itself, a bug rather than a bad point, propagates from the call.)
         """
-        found: list[list[tuple[int, Observation]] | Exception] = []
-        queues: dict[SeriesBank, tuple[list[int], list[int], list[int]]] = {}
-        hot: set[Series] = set()
-        memo: dict[SeriesId, bool] = {}
-
-        def wanted(series: Series) -> bool:
-            if series.episode is not None:
-                return True
-            if report is None or series.series_id is None:
-                return False
-            flag = memo.get(series.series_id)
-            if flag is None:
-                flag = memo[series.series_id] = bool(report(series.series_id))
-            return flag
-
-        ttl = self.series_ttl_s
-        move_to_end = self._recency.move_to_end
-        isfinite = math.isfinite
-        current: SeriesBank | None = None
-        queue: tuple[list[int], list[int], list[int]] = ([], [], [])
-        add_slot: Callable[[Any], None] = _no_queue
-        add_value = add_event = add_position = add_slot
-        for index, (event, partition) in enumerate(events):
-            observed: list[tuple[int, Observation]] = []
-            found.append(observed)
-            try:
-                part: _Partition | None = None
-                series_of: dict[SeriesId, Series] = {}
-                horizon = 0.0
-                timestamp = event.timestamp
-                position = -1
-                for event_type, key, pairs in self._runs(event):
-                    for metric, value in pairs:
-                        position += 1
-                        if part is None:
-                            part = self._touch_partition(partition, timestamp)
-                            series_of = part.series
-                            horizon = part.watermark - ttl
-                        series_id = (event_type, key, metric)
-                        series = series_of.get(series_id)
-                        if series is None or (ttl and series.last_seen < horizon):
-                            series = self._series(part, partition, series_id, timestamp,
-                                                  banked=True)
-                        else:
-                            move_to_end(series)
-                            if timestamp > series.last_seen:
-                                series.last_seen = timestamp
-                        detector = series.detector
-                        handle: BankSeries | None
-                        if type(detector) is BankSeries and detector.slot >= 0:
-                            handle = detector
-                        else:
-                            handle = self._into_bank(series, value)
-                            if handle is None:
-                                observation = self._update_object(
-                                    part, series, event_type, key, metric, value, timestamp)
-                                if _worth(observation.result, series, hot, wanted):
-                                    observed.append((position, observation))
-                                continue
-                        if not isfinite(value):
-                            raise ValueError(f"value must be a finite number, got {value!r}")
-                        bank = handle.bank
-                        if bank is not current:
-                            current = bank
-                            known = queues.get(bank)
-                            queue = queues[bank] = ([], [], []) if known is None else known
-                            add_slot = bank.pending_slots.append
-                            add_value = bank.pending_values.append
-                            add_event = queue[0].append
-                            add_position = queue[1].append
-                        if series.episode is not None or report is not None and wanted(series):
-                            queue[2].append(len(queue[0]))
-                        add_slot(handle.slot)
-                        add_value(value)
-                        add_event(index)
-                        add_position(position)
-            except Exception as exc:  # the event's own failure; the batch goes on
-                found[index] = exc
-        for bank, (event_of, position_of, flagged) in queues.items():
-            values = bank.pending_values
-
-            def timestamp_of(j: int, event_of: list[int] = event_of) -> float:
-                return events[event_of[j]][0].timestamp
-
-            reported = bank.flush(timestamp_of, flagged)
-            for j, owner, result in reported:
-                observed_or_error = found[event_of[j]]
-                if isinstance(observed_or_error, Exception) or not isinstance(owner, Series) \
-                        or owner.series_id is None:
-                    continue
-                event_type, key, metric = owner.series_id
-                observed_or_error.append((position_of[j], Observation(
-                    event_type, key, metric, values[j], result, owner)))
-        out: list[list[Observation] | Exception] = []
-        for item in found:
-            if isinstance(item, Exception) or not item:
-                out.append(item if isinstance(item, Exception) else [])
-                continue
-            if len(item) > 1:
-                item.sort(key=_first)
-            out.append([observation for _, observation in item])
-        return out
-
-    def _runs(self, event: Event) -> list[tuple[str, str, Any]]:
-        """The event's points as runs of (event type, key, iterable of (metric, value)), in
-        the order of :meth:`observe` (feature vector last)."""
-        if type(event) is TelemetryEvent:
-            residual = self._residual_point(event) if self.residual else None
-            if residual is not None:
-                return [("telemetry", event.source,
-                         [*event.metrics.items(), (residual, event.metrics)])]
-            return [("telemetry", event.source, event.metrics.items())]
-        if type(event) is PredictionEvent:
-            names = self._feature_names
-            pairs: list[tuple[str, Any]] = [("prediction", event.prediction)]
-            for name, value in event.features.items():
-                full = names.get(name)
-                if full is None:
-                    if len(names) >= 100_000:
-                        names.clear()  # a memo of strings, not state
-                    full = names[name] = "features." + name
-                pairs.append((full, value))
-            if self.multivariate is not None and event.features:
-                pairs.append((FEATURE_VECTOR, event.features))
-            return [("prediction", event.model, pairs)]
-        event_type = "prediction" if isinstance(event, PredictionEvent) else "telemetry"
-        return [(event_type, key, [(metric, value)]) for key, metric, value in event_series(event)]
-
-    def _touch_partition(self, partition: PartitionId, timestamp: float) -> _Partition:
-        """The partition's state (created if new), marked dirty, its watermark advanced."""
-        part = self._partitions.get(partition)
-        if part is None:
-            part = self._partitions[partition] = _Partition()
-        part.dirty = True
-        if timestamp > part.watermark:
-            part.watermark = timestamp
-        return part
-
-    def _series(self, part: _Partition, partition: PartitionId, series_id: SeriesId,
-                timestamp: float, *, banked: bool) -> Series:
-        """The series of a point, restarted past the TTL or created (evicting the least
-        recently seen beyond ``max_series``), marked most recently seen."""
-        series = part.series.get(series_id)
-        if series is not None and self.series_ttl_s and (
-            series.last_seen < part.watermark - self.series_ttl_s
-        ):
-            self.expired += 1
-            self._untrack(series)  # the restart below is the most recently seen
-            series = None
-        if series is None:
-            self._make_room(series_id)
-            series = self._new_series(part, partition, series_id, timestamp, banked=banked)
-            part.series[series_id] = series
-            self._track(series)
-            if len(self._recency) > self.max_series:
-                self._evict_one()
-        else:
-            self._recency.move_to_end(series)
-        if timestamp > series.last_seen:
-            series.last_seen = timestamp
-        return series
-
-    def _new_series(self, part: _Partition, partition: PartitionId, series_id: SeriesId,
-                    timestamp: float, *, banked: bool) -> Series:
-        event_type, key, metric = series_id
-        spec = self.spec_for(series_id)
-        group = self._group_of(event_type, key)
-        bank = self._bank_for(spec) if banked and group is None else None
-        if bank is not None:
-            handle = bank.new_series(owner=None)
-            series = Series(handle, timestamp, series_id=series_id, partition=partition)
-            handle.owner = series
-            return series
-        detector = _build(spec)
-        if group is not None and part.pool is not None:
-            detector = part.pool.seed(detector, group, metric, member=key)
-        return Series(detector, timestamp, group=group, series_id=series_id,
-                      partition=partition)
-
-    def _template(self, spec: tuple[str, dict[str, Any]]) -> Detector:
-        """A fresh detector of the configured (name, params), built once: what a restored
-        one must look like."""
-        memo_key = (spec[0], id(spec[1]))
-        template = self._templates.get(memo_key)
-        if template is None:
-            template = self._templates[memo_key] = _build(spec)
-        return template
-
-    def _bank_for(self, spec: tuple[str, dict[str, Any]]) -> SeriesBank | None:
-        """The bank of series with this (detector name, params), or None if it has none."""
-        memo_key = (spec[0], id(spec[1]))
-        if memo_key not in self._banks:
-            try:
-                template = build_detector(*spec)
-            except ValueError:
-                self._banks[memo_key] = None
-            else:
-                self._banks[memo_key] = SeriesBank.for_template(template)
-        return self._banks[memo_key]
-
-    def _into_bank(self, series: Series, value: object) -> BankSeries | None:
-        """The series' handle in its bank's slot, moving it there if it can; None when the
-        point goes to the object detector (groups, vectors, other configurations, an open
-        episode)."""
-        if series.group is not None or type(value) is not float and type(value) is not int:
-            return None
-        detector = series.detector
-        if type(detector) is BankSeries:
-            return detector if detector.bank.rebank(detector) else None
-        if series.series_id is None:
-            return None
-        bank = self._bank_for(self.spec_for(series.series_id))
-        if bank is None:
-            return None
-        handle = bank.adopt(detector, owner=series)
-        series.detector = handle
-        return handle if handle.slot >= 0 else None
-
-    def _update_object(self, part: _Partition, series: Series, event_type: str, key: str,
-                       metric: str, value: float | Mapping[str, float],
-                       timestamp: float) -> Observation:
-        """Score and learn one point with the series' object detector."""
-        detector = series.detector
-        result = detector.update(value, timestamp)  # type: ignore[arg-type]
-        if isinstance(detector, ResidualDetector):  # its point value is the target's
-            value = float(value[detector.target])
-        elif not isinstance(value, float | int):  # a vector: its point value is the raw score
-            value = float((result.details or {}).get("hst_score", result.score))
-        elif series.group is not None and not result.anomaly:
-            if part.pool is None:
-                part.pool = GroupPool()
-            part.pool.learn(series.group, metric, key, value)
-        return Observation(event_type, key, metric, value, result, series)
-
-    def _group_of(self, event_type: str, key: str) -> str | None:
-        pattern = self.groups.get(event_type)
-        if pattern is None:
-            return None
-        match = pattern.match(key)
-        return match.group("group") if match else None
-
-    def _evict_one(self) -> None:
-        self._evict(next(iter(self._recency)))
-
-    def _evict(self, series: Series) -> None:
-        """Forget a series to make room (counted in ``evicted``)."""
-        if series.partition is None or series.series_id is None:
-            raise StateError("a tracked series lost its partition or id")
-        del self._partitions[series.partition].series[series.series_id]
-        self._untrack(series)
-        self.evicted += 1
-
-    def _make_room(self, series_id: SeriesId) -> None:
-        """Before a new series of a key at its share: evict that key's least recently seen
-        series (a sixteenth of the share at once, so the scan is paid rarely)."""
-        members = self._by_key.get((series_id[0], series_id[1]))
-        share = self.max_series_per_key
-        if members is None or len(members) < share:
-            return
-        count = max(len(members) - share + 1, share // 16)
-        for series in heapq.nsmallest(count, members, key=_last_seen):
-            self._evict(series)
-
-    def _track(self, series: Series) -> None:
-        """Count a new series: most recently seen, and against its key's share."""
-        self._recency[series] = None
-        if series.series_id is not None:
-            event_type, key, _ = series.series_id
-            self._by_key.setdefault((event_type, key), {})[series] = None
-
-    def _untrack(self, series: Series) -> None:
-        """Stop counting a series and free its bank slot."""
-        self._recency.pop(series, None)
-        if series.series_id is not None:
-            event_type, key, _ = series.series_id
-            members = self._by_key.get((event_type, key))
-            if members is not None:
-                members.pop(series, None)
-                if not members:
-                    del self._by_key[(event_type, key)]
-        _release(series)
+        return _BatchScoring(self.table, events, report).run()
 
     def expire_idle(self) -> int:
         """Drop series idle past the TTL relative to their partition's watermark; return count.
 
         Only frees memory: a series idle that long restarts on its next point anyway.
         """
-        if not self.series_ttl_s:
-            return 0
-        dropped = 0
-        for part in self._partitions.values():
-            horizon = part.watermark - self.series_ttl_s
-            stale = [sid for sid, s in part.series.items() if s.last_seen < horizon]
-            for series_id in stale:
-                self._untrack(part.series.pop(series_id))
-            dropped += len(stale)
-        self.expired += dropped
-        return dropped
+        return self.table.expire_idle()
 
     # --- checkpoint support ------------------------------------------------------------
 
@@ -561,7 +520,7 @@ class Monitor(PartitionState):
         part.dirty = False
         series = []
         for sid, s in part.series.items():
-            name, params = self.spec_for(sid)
+            name, params = self.specs.spec_for(sid)
             series.append({"event_type": sid[0], "key": sid[1], "metric": sid[2],
                            "detector": name, "params": params, "kind": s.detector.name,
                            "last_seen": s.last_seen, "episode": s.episode,
@@ -583,73 +542,230 @@ class Monitor(PartitionState):
         new one); a detector of another type than configured is refused.
         """
         self.drop_partition(partition)
+        table = self.table
         part = self._partitions[partition] = _Partition()
         try:
             if not isinstance(body, Mapping) or not isinstance(body.get("series"), list):
                 raise StateError("the body must be an object with a list of series")
             items = body["series"]
-            if len(items) > self.max_series:  # the oldest would be evicted at once anyway
-                self.evicted += len(items) - self.max_series
-                items = items[len(items) - self.max_series:]
+            if len(items) > table.max_series:  # the oldest would be evicted at once anyway
+                table.evicted += len(items) - table.max_series
+                items = items[len(items) - table.max_series:]
             watermark = body["watermark"]
             part.watermark = -math.inf if watermark is None else min(
                 checked_number(watermark, "watermark"), latest)
             if body.get("pool") is not None:
                 part.pool = GroupPool.from_state(body["pool"])
             for item in items:
-                self._import_series(part, partition, item, latest)
+                series = _restored_series(self.specs, partition, item, latest)
+                if series is not None:
+                    table.add(part, series)
         except Exception as exc:  # any detector's from_state may fail on a corrupt body
             self.drop_partition(partition)
             raise StateError(f"unreadable series state for {partition}: {exc!r}"[:500]) from exc
-        while len(self._recency) > self.max_series:
-            self._evict_one()
+        while len(self._recency) > table.max_series:
+            table.evict(next(iter(self._recency)))
         return len(part.series)
-
-    def _import_series(self, part: _Partition, partition: PartitionId, item: Any,
-                       latest: float) -> None:
-        """Restore one exported series into ``part`` (skipped when its configuration changed)."""
-        if not isinstance(item, Mapping):
-            raise StateError("a series must be an object")
-        event_type, key, metric = item.get("event_type"), item.get("key"), item.get("metric")
-        if event_type not in ("prediction", "telemetry"):
-            raise StateError(f"event_type must be prediction or telemetry, got {event_type!r}")
-        if not (isinstance(key, str) and isinstance(metric, str) and _name(key)
-                and _name(metric)):
-            raise StateError("a series' key and metric must be names of 1-4096 characters")
-        series_id: SeriesId = (str(event_type), key, metric)
-        name, params = self.spec_for(series_id)
-        if item.get("detector") != name or item.get("params") != params:
-            return
-        group = self._group_of(series_id[0], key)
-        kind = item.get("kind", name)
-        if kind != name and not (kind == "coldstart" and group is not None):
-            raise StateError(f"the series {series_id} holds a {kind!r} detector, the "
-                             f"configuration a {name!r} one")
-        detector = _restore(kind, item["state"])
-        if not _configured_like(detector, self._template((name, params))):
-            raise StateError(f"the series {series_id} holds a detector with other settings "
-                             "than the configuration gives")
-        episode, last_alert = item.get("episode"), item.get("last_alert")
-        if episode is not None and not (isinstance(episode, str) and len(episode) <= 64):
-            raise StateError(f"episode must be null or an id, got {episode!r}"[:200])
-        last_seen = min(checked_number(item.get("last_seen"), "last_seen"), latest)
-        if last_alert is not None:
-            last_alert = min(checked_number(last_alert, "last_alert"), latest)
-        series = Series(detector, last_seen, episode, group, last_alert, series_id, partition)
-        bank = self._bank_for((name, params)) if series.group is None else None
-        if bank is not None:
-            series.detector = bank.adopt(detector, owner=series)
-        self._make_room(series_id)
-        part.series[series_id] = series
-        self._track(series)
 
     def drop_partition(self, partition: PartitionId) -> None:
         """Forget every series of the partition (it moved to another instance)."""
-        part = self._partitions.pop(partition, None)
-        if part is None:
-            return
-        for series in part.series.values():
-            self._untrack(series)
+        self.table.drop(partition)
+
+
+_Queue = tuple[list[int], list[int], list[int]]
+"""A bank's queued points in one batch: their event index, point position, and which are
+flagged (reported whatever their result)."""
+
+
+class _BatchScoring:
+    """One :meth:`Monitor.observe_many` call: each event's points in order, those of banked
+    series queued per bank and scored together at the end, the others scored at once."""
+
+    def __init__(self, table: SeriesTable, events: Sequence[tuple[Event, PartitionId]],
+                 report: Callable[[SeriesId], bool] | None) -> None:
+        self.table = table
+        self.events = events
+        self.report = report
+        self.found: list[list[tuple[int, Observation]] | Exception] = []
+        self.queues: dict[SeriesBank, _Queue] = {}
+        self.hot: set[Series] = set()
+        """Series that alarmed earlier in the call and have not resolved since."""
+        self._memo: dict[SeriesId, bool] = {}
+        self._bank: SeriesBank | None = None
+        self._queue: _Queue = ([], [], [])
+
+    def run(self) -> list[list[Observation] | Exception]:
+        """Score every event, then the banks; per event, its observations or its error."""
+        for index, (event, partition) in enumerate(self.events):
+            observed: list[tuple[int, Observation]] = []
+            self.found.append(observed)
+            try:
+                self._score_event(index, event, partition, observed)
+            except Exception as exc:  # the event's own failure; the batch goes on
+                self.found[index] = exc
+        self._flush_banks()
+        out: list[list[Observation] | Exception] = []
+        for item in self.found:
+            if isinstance(item, Exception) or not item:
+                out.append(item if isinstance(item, Exception) else [])
+                continue
+            if len(item) > 1:
+                item.sort(key=_first)
+            out.append([observation for _, observation in item])
+        return out
+
+    def wanted(self, series: Series) -> bool:
+        """True when every point of the series is reported: in an episode, or asked for."""
+        if in_episode(series):
+            return True
+        if self.report is None or series.series_id is None:
+            return False
+        flag = self._memo.get(series.series_id)
+        if flag is None:
+            flag = self._memo[series.series_id] = bool(self.report(series.series_id))
+        return flag
+
+    def _score_event(self, index: int, event: Event, partition: PartitionId,
+                     observed: list[tuple[int, Observation]]) -> None:
+        """Touch, create or restart each point's series; score the object-detector points
+        now and queue the banked ones (in the bank's pending arrays, in point order)."""
+        table = self.table
+        ttl = table.series_ttl_s
+        move_to_end = table.recency.move_to_end
+        into_bank = table.specs.into_bank
+        isfinite = math.isfinite
+        wanted = None if self.report is None else self.wanted
+        current, queue = self._bank, self._queue
+        add_slot: Callable[[Any], None] = _no_queue
+        add_value = add_slot
+        if current is not None:
+            add_slot, add_value = current.pending_slots.append, current.pending_values.append
+        part: _Partition | None = None
+        series_of: dict[SeriesId, Series] = {}
+        horizon = 0.0
+        timestamp = event.timestamp
+        position = -1
+        for event_type, key, pairs in table.specs.runs(event):
+            for metric, value in pairs:
+                position += 1
+                if part is None:
+                    part = table.touch(partition, timestamp)
+                    series_of = part.series
+                    horizon = part.watermark - ttl
+                series_id = (event_type, key, metric)
+                series = series_of.get(series_id)
+                if series is None or (ttl and series.last_seen < horizon):
+                    series = table.series(part, partition, series_id, timestamp, banked=True)
+                else:
+                    move_to_end(series)
+                    if timestamp > series.last_seen:
+                        series.last_seen = timestamp
+                detector = series.detector
+                handle: BankSeries | None
+                if type(detector) is BankSeries and detector.slot >= 0:
+                    handle = detector
+                else:
+                    handle = into_bank(series, value)
+                    if handle is None:
+                        observation = _score_object(part, series, event_type, key, metric,
+                                                    value, timestamp)
+                        if worth_reporting(observation.result, series, self.hot, self.wanted):
+                            observed.append((position, observation))
+                        continue
+                if not isfinite(value):
+                    raise ValueError(f"value must be a finite number, got {value!r}")
+                bank = handle.bank
+                if bank is not current:
+                    current, queue = bank, self._select(bank)
+                    add_slot, add_value = bank.pending_slots.append, bank.pending_values.append
+                # the episode test of in_episode, inlined: this runs once per point
+                if series.episode is not None or wanted is not None and wanted(series):
+                    queue[2].append(len(queue[0]))
+                add_slot(handle.slot)
+                add_value(value)
+                queue[0].append(index)
+                queue[1].append(position)
+
+    def _select(self, bank: SeriesBank) -> _Queue:
+        """Make ``bank`` the one the next points queue on; its queue."""
+        queue = self.queues.get(bank)
+        if queue is None:
+            queue = self.queues[bank] = ([], [], [])
+        self._bank, self._queue = bank, queue
+        return queue
+
+    def _flush_banks(self) -> None:
+        """Score each bank's queued points together; add the reported ones to their event's."""
+        events, found = self.events, self.found
+        for bank, (event_of, position_of, flagged) in self.queues.items():
+            values = bank.pending_values
+
+            def timestamp_of(j: int, event_of: list[int] = event_of) -> float:
+                return events[event_of[j]][0].timestamp
+
+            reported = bank.flush(timestamp_of, flagged)
+            for j, owner, result in reported:
+                observed_or_error = found[event_of[j]]
+                if isinstance(observed_or_error, Exception) or not isinstance(owner, Series) \
+                        or owner.series_id is None:
+                    continue
+                event_type, key, metric = owner.series_id
+                observed_or_error.append((position_of[j], Observation(
+                    event_type, key, metric, values[j], result, owner)))
+
+
+def _score_object(part: _Partition, series: Series, event_type: str, key: str, metric: str,
+                  value: float | Mapping[str, float], timestamp: float) -> Observation:
+    """Score and learn one point with the series' object detector (a grouped series' normal
+    point also feeds its group's pool)."""
+    detector = series.detector
+    result = detector.update(value, timestamp)  # type: ignore[arg-type]
+    if isinstance(detector, ResidualDetector):  # its point value is the target's
+        value = float(value[detector.target])
+    elif not isinstance(value, float | int):  # a vector: its point value is the raw score
+        value = float((result.details or {}).get("hst_score", result.score))
+    elif series.group is not None and not result.anomaly:
+        if part.pool is None:
+            part.pool = GroupPool()
+        part.pool.learn(series.group, metric, key, value)
+    return Observation(event_type, key, metric, value, result, series)
+
+
+def _restored_series(specs: SeriesSpecs, partition: PartitionId, item: Any,
+                     latest: float) -> Series | None:
+    """One exported series, restored; None when its configuration changed (it restarts)."""
+    if not isinstance(item, Mapping):
+        raise StateError("a series must be an object")
+    event_type, key, metric = item.get("event_type"), item.get("key"), item.get("metric")
+    if event_type not in ("prediction", "telemetry"):
+        raise StateError(f"event_type must be prediction or telemetry, got {event_type!r}")
+    if not (isinstance(key, str) and isinstance(metric, str) and _name(key)
+            and _name(metric)):
+        raise StateError("a series' key and metric must be names of 1-4096 characters")
+    series_id: SeriesId = (str(event_type), key, metric)
+    name, params = specs.spec_for(series_id)
+    if item.get("detector") != name or item.get("params") != params:
+        return None
+    group = specs.group_of(series_id[0], key)
+    kind = item.get("kind", name)
+    if kind != name and not (kind == "coldstart" and group is not None):
+        raise StateError(f"the series {series_id} holds a {kind!r} detector, the "
+                         f"configuration a {name!r} one")
+    detector = _restore(kind, item["state"])
+    if not _configured_like(detector, specs.template((name, params))):
+        raise StateError(f"the series {series_id} holds a detector with other settings "
+                         "than the configuration gives")
+    episode, last_alert = item.get("episode"), item.get("last_alert")
+    if episode is not None and not (isinstance(episode, str) and len(episode) <= 64):
+        raise StateError(f"episode must be null or an id, got {episode!r}"[:200])
+    last_seen = min(checked_number(item.get("last_seen"), "last_seen"), latest)
+    if last_alert is not None:
+        last_alert = min(checked_number(last_alert, "last_alert"), latest)
+    series = Series(detector, last_seen, episode, group, last_alert, series_id, partition)
+    bank = specs.bank_for((name, params)) if series.group is None else None
+    if bank is not None:
+        series.detector = bank.adopt(detector, owner=series)
+    return series
 
 
 def _no_queue(item: Any) -> None:
@@ -670,18 +786,6 @@ def _release(series: Series) -> None:
     detector = series.detector
     if type(detector) is BankSeries:
         detector.bank.discard(detector)
-
-
-def _worth(result: PointResult, series: Series, hot: set[Series],
-           wanted: Callable[[Series], bool]) -> bool:
-    """True when an object-scored point is one :meth:`Monitor.observe_many` returns."""
-    shown = (result.anomaly or result.resolved or result.rebaselined or series in hot
-             or (result.details or {}).get("episode", 0.0) > 0.0 or wanted(series))
-    if result.resolved:
-        hot.discard(series)
-    elif result.anomaly:
-        hot.add(series)
-    return shown
 
 
 def _name(value: Any) -> bool:

@@ -1,4 +1,8 @@
-"""Offline replay: run the same per-series detectors over a CSV or JSONL file, no Kafka.
+"""Offline replay: judge a CSV or JSONL file with the engine of a configuration, no Kafka.
+
+The series are scored by the monitor :func:`~stream.runtime.build_engine` builds, the same as
+``vigil run``'s: every ``[detector]`` setting (overrides, groups, residual and multivariate
+series) and the ``[state]`` limits apply, so a replay gives the live judgement of its events.
 
 CSV input has a header with ``timestamp`` and ``value`` (and optionally ``key``); JSONL input
 holds one prediction or telemetry event per line; either may start with a UTF-8 byte order
@@ -15,10 +19,10 @@ import io
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TextIO
+from typing import IO, TextIO
 
 from vigil.detectors.plot import (
     ChartPoint,
@@ -26,9 +30,11 @@ from vigil.detectors.plot import (
     render_control_chart,
     require_matplotlib,
 )
+from vigil.stream.config import VigilConfig
 from vigil.stream.errors import EventError, VigilError
 from vigil.stream.events import LARGEST, decode_event, parse_timestamp
 from vigil.stream.monitor import Monitor, Observation
+from vigil.stream.runtime import build_engine
 from vigil.stream.text import printable
 
 OUTPUT_HEADER = ("timestamp", "key", "metric", "value", "score", "anomaly", "centre", "lower",
@@ -126,17 +132,16 @@ class MalformedRow(VigilError):
 def replay(
     input_path: str | Path,
     output: TextIO,
+    config: VigilConfig,
     *,
-    detector: str,
-    params: Mapping[str, Any] | None = None,
     errors: TextIO = sys.stderr,
     capture: SeriesCapture | None = None,
 ) -> ReplaySummary:
-    """Replay ``input_path`` through a fresh :class:`Monitor` and write per-point rows;
+    """Replay ``input_path`` through a fresh engine of ``config`` and write per-point rows;
     ``capture``, when given, also keeps the points of its series. VigilError (one line) when
     the input cannot be read."""
     path = Path(input_path)
-    monitor = Monitor(detector, params)
+    monitor = build_engine(config).monitor
     summary = ReplaySummary()
     writer = csv.writer(output, lineterminator="\n")
     writer.writerow(OUTPUT_HEADER)
@@ -170,8 +175,7 @@ def replay(
         capture.wanted = capture.busiest()
         if capture.wanted is not None:  # the same replay again, keeping that series' points
             with open(os.devnull, "w", encoding="utf-8") as discard:
-                replay(path, discard, detector=detector, params=params, errors=io.StringIO(),
-                       capture=capture)
+                replay(path, discard, config, errors=io.StringIO(), capture=capture)
     return summary
 
 

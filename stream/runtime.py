@@ -1,5 +1,8 @@
 """The engine's batch step: consumed records in, alerts and dead letters out, no I/O.
 
+:func:`build_engine` builds the whole engine from the configuration, the one way in for
+``vigil run``, ``vigil replay``, the demo and the benchmarks.
+
 :class:`BatchProcessor` decodes and validates each record (a bad one becomes a dead letter),
 scores the batch's events with the :class:`~stream.monitor.Monitor`, feeds predictions and
 labels to the :class:`~stream.models.ModelMaintainer`, and returns what to publish. The consume
@@ -23,6 +26,7 @@ from typing import Any
 from vigil.detectors import PointResult
 from vigil.stream.alerts import Alert, SourceRef, build_alert
 from vigil.stream.config import VigilConfig
+from vigil.stream.episodes import Episodes, in_episode
 from vigil.stream.errors import EventError
 from vigil.stream.events import (
     LATEST_TIMESTAMP,
@@ -31,6 +35,7 @@ from vigil.stream.events import (
     EventLimits,
     LabelEvent,
     PredictionEvent,
+    TelemetryEvent,
     decode_event,
 )
 from vigil.stream.loop.ports import InputRecord
@@ -108,33 +113,58 @@ class EngineState(PartitionState):
             self.models.drop_partition(partition)
 
 
+def build_monitor(config: VigilConfig) -> Monitor:
+    """The monitor the configuration describes: the default detector, its overrides, groups,
+    residual and multivariate series, and the state limits."""
+    detector, state = config.detector, config.state
+    return Monitor(detector.name, detector.params, overrides=detector.overrides,
+                   multivariate=detector.multivariate, residual=detector.residual,
+                   groups=detector.groups, max_series=state.max_series,
+                   max_series_per_key=state.max_series_per_key,
+                   series_ttl_s=state.series_ttl_s)
+
+
+def build_engine(
+    config: VigilConfig,
+    *,
+    clock: Callable[[], float] = time.time,
+    gauges: SeriesGauges | None = None,
+    processor: type[BatchProcessor] | None = None,
+) -> BatchProcessor:
+    """The whole I/O-free engine of a configuration, as ``vigil run``, ``vigil replay``, the
+    demo and the benchmarks use it: monitor, model maintenance (models on) and the batch
+    processor around them. ``processor`` picks another processor class with the same parts."""
+    models = ModelMaintainer(config.models) if config.models.enabled else None
+    return (processor or BatchProcessor)(config, build_monitor(config), models, clock=clock,
+                                         gauges=gauges)
+
+
 class BatchProcessor:
-    """Turns consumed records into alerts and dead letters; pure, so it is tested without Kafka."""
+    """Turns consumed records into alerts and dead letters; pure, so it is tested without Kafka.
+
+    Build it with :func:`build_engine`, which gives it the parts the configuration describes.
+    """
 
     def __init__(
         self,
         config: VigilConfig,
+        monitor: Monitor,
+        models: ModelMaintainer | None,
+        *,
         clock: Callable[[], float] = time.time,
         gauges: SeriesGauges | None = None,
     ) -> None:
         self.config = config
-        self.monitor = Monitor(config.detector.name, config.detector.params,
-                               overrides=config.detector.overrides,
-                               multivariate=config.detector.multivariate,
-                               residual=config.detector.residual,
-                               groups=config.detector.groups,
-                               max_series=config.state.max_series,
-                               max_series_per_key=config.state.max_series_per_key,
-                               series_ttl_s=config.state.series_ttl_s)
+        self.monitor = monitor
+        self.models = models
         self._kinds: dict[str, EventKind] = {
             config.topics.predictions: "prediction",
             config.topics.telemetry: "telemetry",
         }
-        self.models: ModelMaintainer | None = None
-        if config.models.enabled:
-            self.models = ModelMaintainer(config.models)
+        if models is not None:
             self._kinds[config.topics.labels] = "label"
         self.state = EngineState(self.monitor, self.models, config.topics.predictions)
+        self.episodes = Episodes(config.alerts.cooldown_s)
         self._clock = clock
         self._limits = EventLimits(config.state.max_names_per_event,
                                    config.state.max_name_length)
@@ -152,61 +182,74 @@ class BatchProcessor:
         as one event at a time), then each record's outcome is handled in record order.
         """
         batch = BatchResult()
-        topics = self.config.topics
-        gauges = self._gauges
-        models = self.models
-        limits = dataclasses.replace(self._limits, latest_timestamp=self.latest_event_time())
-        decoded: list[tuple[InputRecord, Event | EventError]] = []
-        for record in records:
-            batch.records += 1
-            batch.next_offsets[(record.topic, record.partition)] = record.offset + 1
-            try:
-                decoded.append((record, decode_event(record.value or b"",
-                                                     self._kinds.get(record.topic), limits)))
-            except EventError as exc:
-                decoded.append((record, exc))
+        decoded = self._decode(records, batch)
         outcomes = iter(self.observe_events(
             [(event, (record.topic, record.partition)) for record, event in decoded
              if not isinstance(event, LabelEvent | EventError)]))
         for record, event in decoded:
             if isinstance(event, EventError):
                 self._dead_letter(record, event, batch)
-                continue
-            if isinstance(event, LabelEvent):
-                if models is not None:
-                    companion = (topics.predictions, record.partition)
-                    if not self._maintain(partial(models.on_label, event, companion),
-                                          record, batch):
-                        continue
-                batch.valid_by_topic[record.topic] = batch.valid_by_topic.get(record.topic, 0) + 1
-                continue
-            observations = next(outcomes)
-            if isinstance(observations, Exception):  # a detector bug must not stop the stream
-                log.error("a detector failed on %s/%d/%d", record.topic, record.partition,
-                          record.offset, exc_info=observations)
-                self._dead_letter(record, EventError(
-                    "detector_error", f"a detector failed on this event: {observations!r}"),
-                    batch)
-                continue
-            for observation in observations:
-                result = observation.result
-                if result.anomaly or result.resolved or result.rebaselined:
-                    source = SourceRef(record.topic, record.partition, record.offset)
-                    for alert in self._alerts(observation, event, source, batch):
-                        self._publish(alert, batch)
-                if gauges is not None:
-                    gauges.observe(observation)
-            if models is not None and isinstance(event, PredictionEvent):
-                flagged = any(o.result.anomaly or o.series.episode is not None
-                              for o in observations)
-                partition = (record.topic, record.partition)
-                if not self._maintain(partial(models.on_prediction, event, partition,
-                                              flagged), record, batch):
-                    continue
-            batch.valid_by_topic[record.topic] = batch.valid_by_topic.get(record.topic, 0) + 1
-        if models is not None:
-            models.end_batch()
+            elif isinstance(event, LabelEvent):
+                self._label(record, event, batch)
+            else:
+                self._judged(record, event, next(outcomes), batch)
+        if self.models is not None:
+            self.models.end_batch()
         return batch
+
+    def _decode(self, records: Iterable[InputRecord],
+                batch: BatchResult) -> list[tuple[InputRecord, Event | EventError]]:
+        """Each record with its event, or the error that makes it a dead letter; counts the
+        records and the next offset of each partition."""
+        limits = dataclasses.replace(self._limits, latest_timestamp=self.latest_event_time())
+        kinds = self._kinds
+        decoded: list[tuple[InputRecord, Event | EventError]] = []
+        for record in records:
+            batch.records += 1
+            batch.next_offsets[(record.topic, record.partition)] = record.offset + 1
+            try:
+                decoded.append((record, decode_event(record.value or b"",
+                                                     kinds.get(record.topic), limits)))
+            except EventError as exc:
+                decoded.append((record, exc))
+        return decoded
+
+    def _label(self, record: InputRecord, event: LabelEvent, batch: BatchResult) -> None:
+        """A label goes to model maintenance (models on), with its predictions' partition."""
+        if self.models is not None:
+            companion = (self.config.topics.predictions, record.partition)
+            if not self._maintain(partial(self.models.on_label, event, companion),
+                                  record, batch):
+                return
+        batch.valid_by_topic[record.topic] = batch.valid_by_topic.get(record.topic, 0) + 1
+
+    def _judged(self, record: InputRecord, event: PredictionEvent | TelemetryEvent,
+                observations: list[Observation] | Exception, batch: BatchResult) -> None:
+        """A scored event's alerts and gauges, then (a prediction, models on) its maintenance;
+        a detector's exception makes it a dead letter."""
+        if isinstance(observations, Exception):  # a detector bug must not stop the stream
+            log.error("a detector failed on %s/%d/%d", record.topic, record.partition,
+                      record.offset, exc_info=observations)
+            self._dead_letter(record, EventError(
+                "detector_error", f"a detector failed on this event: {observations!r}"), batch)
+            return
+        gauges = self._gauges
+        for observation in observations:
+            result = observation.result
+            if result.anomaly or result.resolved or result.rebaselined:
+                source = SourceRef(record.topic, record.partition, record.offset)
+                for alert in self._alerts(observation, event, source, batch):
+                    self._publish(alert, batch)
+            if gauges is not None:
+                gauges.observe(observation)
+        models = self.models
+        if models is not None and isinstance(event, PredictionEvent):
+            flagged = any(o.result.anomaly or in_episode(o.series) for o in observations)
+            partition = (record.topic, record.partition)
+            if not self._maintain(partial(models.on_prediction, event, partition, flagged),
+                                  record, batch):
+                return
+        batch.valid_by_topic[record.topic] = batch.valid_by_topic.get(record.topic, 0) + 1
 
     def latest_event_time(self) -> float:
         """The latest event time accepted now: the wall clock plus ``runtime.max_clock_skew_s``
@@ -273,40 +316,28 @@ class BatchProcessor:
                 critical_score=self.config.alerts.critical_score, kind=signal.kind,
                 details=signal.details), batch)
 
-    def _alerts(self, observation: Any, event: Any, source: SourceRef,
+    def _alerts(self, observation: Observation, event: Event, source: SourceRef,
                 batch: BatchResult) -> list[Alert]:
-        """The alerts one observation raises: it may open, resolve or rebaseline an episode."""
-        result = observation.result
-        series = observation.series
+        """The alerts one observation raises, as :class:`~stream.episodes.Episodes` decides."""
         prediction = event if isinstance(event, PredictionEvent) else None
-        common = {
-            "result": result, "source": source, "event_type": observation.event_type,
-            "key": observation.key, "metric": observation.metric,
-            "detector": self.monitor.spec_for(
-                (observation.event_type, observation.key, observation.metric))[0],
+        series_id = (observation.event_type, observation.key, observation.metric)
+        common: dict[str, Any] = {
+            "result": observation.result, "source": source,
+            "event_type": observation.event_type, "key": observation.key,
+            "metric": observation.metric, "detector": self.monitor.spec_for(series_id)[0],
             "value": observation.value,
             "event_timestamp": event.timestamp, "detected_at": self._clock(),
             "critical_score": self.config.alerts.critical_score,
             "model_version": prediction.model_version if prediction else None,
             "prediction_id": prediction.prediction_id if prediction else None,
         }
-        alerts = []
-        if result.resolved and series.episode is not None:
-            alerts.append(build_alert(**common, kind="resolved", episode_id=series.episode))
-            series.episode = None
-        cooldown = self.config.alerts.cooldown_s
-        if result.anomaly and cooldown and series.last_alert is not None \
-                and event.timestamp - series.last_alert < cooldown:
-            batch.suppressed += 1
-        elif result.anomaly:
-            alert = build_alert(**common, kind="anomaly")
-            # an episode stays open only with a detector that ends it (and says how long it is)
-            series.episode = alert.episode_id if (result.details or {}).get("episode") else None
-            series.last_alert = event.timestamp
-            alerts.append(alert)
-        if result.rebaselined:
-            alerts.append(build_alert(**common, kind="rebaselined", episode_id=series.episode))
-            series.episode = None
+
+        def build(kind: str, episode_id: str | None = None) -> Alert:
+            return build_alert(**common, kind=kind, episode_id=episode_id)
+
+        alerts, suppressed = self.episodes.alerts(observation.series, observation.result,
+                                                  event.timestamp, build)
+        batch.suppressed += suppressed
         return alerts
 
 

@@ -13,7 +13,7 @@ from vigil.stream.loop.ports import Consumer, Producer, StateStore
 from vigil.stream.loop.reporting import MetricsReporter, MissingInputs
 from vigil.stream.loop.restore import Restorer
 from vigil.stream.metrics import Liveness, SeriesGauges, VigilMetrics
-from vigil.stream.runtime import BatchProcessor, BatchResult
+from vigil.stream.runtime import BatchResult, build_engine
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class Runner:
         self.consumer = consumer
         self.metrics = metrics
         self.liveness = liveness or Liveness()
-        self.processor = BatchProcessor(config, gauges=SeriesGauges(
+        self.processor = build_engine(config, gauges=SeriesGauges(
             metrics, config.metrics.series_allowlist, config.metrics.max_series_gauges))
         self.reporter = MetricsReporter(metrics, consumer, self.processor)
         self.delivery = Delivery(producer, metrics, self.liveness,

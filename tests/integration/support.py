@@ -190,9 +190,9 @@ def read_partitions(broker: EmbeddedBroker, topics: Iterable[str],
 def reference_alerts(config_path: Path, records: list[Any]) -> dict[str, dict[str, Any]]:
     """What one uninterrupted instance emits for ``records``: the same processor, no Kafka."""
     from vigil.stream.config import load_config
-    from vigil.stream.runtime import BatchProcessor
+    from vigil.stream.runtime import build_engine
 
-    processor = BatchProcessor(load_config(config_path, environ={}))
+    processor = build_engine(load_config(config_path, environ={}))
     return {alert.alert_id: json.loads(alert.to_json())
             for alert in processor.process(records).alerts}
 

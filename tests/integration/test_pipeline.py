@@ -19,7 +19,7 @@ from tests.integration.support import (
 )
 from tests.vigil_process import VigilProcess
 from vigil.stream.broker import EmbeddedBroker, free_port
-from vigil.stream.config import DetectorConfig
+from vigil.stream.config import load_config
 from vigil.stream.generate import generate_events
 from vigil.stream.replay import replay
 
@@ -97,7 +97,7 @@ def test_injected_anomalies_reach_the_alert_topic_and_bad_events_the_dead_letter
     jsonl = tmp_path / "events.jsonl"
     jsonl.write_text("".join(json.dumps(e.body) + "\n" for e in events))
     out = io.StringIO()
-    replay(jsonl, out, detector=DetectorConfig().name, errors=io.StringIO())
+    replay(jsonl, out, load_config(config, environ={}), errors=io.StringIO())
     rows = [line.split(",") for line in out.getvalue().splitlines()[1:]]
     replayed = {(r[1], r[2], float(r[0])) for r in rows if r[5] == "1"}
     live = {(a["key"], a["metric"], _epoch(a["event_timestamp"])) for a in alerts

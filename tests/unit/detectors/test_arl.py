@@ -23,6 +23,7 @@ import pytest
 from vigil.detectors import CusumChart, EwmaChart, ShewhartChart
 from vigil.detectors.base import Detector
 from vigil.detectors.budget import cusum_arl, ewma_arl, shewhart_arl
+from vigil.stream.config import DetectorConfig, VigilConfig
 from vigil.stream.replay import replay
 
 FloatArray = npt.NDArray[np.float64]
@@ -289,7 +290,8 @@ def replayed_alarms(tmp_path: Path, blocks: list[np.ndarray], params: dict[str, 
         rows.sort()
         handle.writelines(f"{t},s{i},{v!r}\n" for t, i, v in rows)
     output = io.StringIO()
-    replay(source, output, detector="shewhart", params=params, errors=io.StringIO())
+    replay(source, output, VigilConfig(detector=DetectorConfig("shewhart", params)),
+           errors=io.StringIO())
     output.seek(0)
     alarms: list[list[int]] = [[] for _ in blocks]
     seen = [0] * len(blocks)

@@ -20,10 +20,13 @@ from vigil.detectors.base import PointResult
 from vigil.detectors.ensemble import EnsembleDetector
 from vigil.detectors.plot import ChartPoint, PlotUnavailable, render_control_chart
 from vigil.stream.cli import main
+from vigil.stream.config import DetectorConfig, VigilConfig
 from vigil.stream.replay import SeriesCapture, replay
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 START = 1_767_225_600
+
+SHEWHART = VigilConfig(detector=DetectorConfig("shewhart"))
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -83,15 +86,16 @@ def _csv(path: Path) -> Path:
 
 def test_replay_captures_the_wanted_series(tmp_path: Path) -> None:
     capture = SeriesCapture("web-2/value")
-    replay(_csv(tmp_path / "in.csv"), io.StringIO(), detector="shewhart", capture=capture)
+    replay(_csv(tmp_path / "in.csv"), io.StringIO(), SHEWHART, capture=capture)
     assert capture.series == "web-2/value" and len(capture.points) == 400
     assert capture.seen == ["web-1/value", "web-2/value"]
     busiest = SeriesCapture(None)  # the series with the most alarms: web-1 has the spike
-    replay(tmp_path / "in.csv", io.StringIO(), detector="ensemble", capture=busiest)
+    replay(tmp_path / "in.csv", io.StringIO(), VigilConfig(detector=DetectorConfig("ensemble")),
+           capture=busiest)
     assert busiest.series == "web-1/value" and len(busiest.points) == 400
     assert busiest.alarms["web-1/value"] > busiest.alarms["web-2/value"]
     by_key = SeriesCapture("web-2")
-    replay(tmp_path / "in.csv", io.StringIO(), detector="shewhart", capture=by_key)
+    replay(tmp_path / "in.csv", io.StringIO(), SHEWHART, capture=by_key)
     assert by_key.series == "web-2/value"
 
 

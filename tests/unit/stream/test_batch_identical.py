@@ -14,7 +14,7 @@ from tests.unit.stream.test_runtime import Record
 from vigil.stream.config import load_config
 from vigil.stream.generate import generate_events
 from vigil.stream.metrics import SeriesGauges, VigilMetrics
-from vigil.stream.runtime import BatchProcessor
+from vigil.stream.runtime import BatchProcessor, build_engine
 
 CONFIGS = {
     "default": "",
@@ -72,7 +72,7 @@ def _run(config: Any, records: list[Record], *, per_event: bool, seed: int) -> d
     gauges = SeriesGauges(VigilMetrics(), config.metrics.series_allowlist,
                           config.metrics.max_series_gauges)
     engine = PerEventProcessor if per_event else BatchProcessor
-    processor = engine(config, clock=lambda: 2e9, gauges=gauges)
+    processor = build_engine(config, clock=lambda: 2e9, gauges=gauges, processor=engine)
     rng = random.Random(seed)
     messages, start = [], 0
     while start < len(records):

@@ -19,7 +19,7 @@ from vigil.stream.config import load_config
 from vigil.stream.errors import ConfigError
 from vigil.stream.loop.runner import Runner
 from vigil.stream.metrics import VigilMetrics
-from vigil.stream.runtime import BatchProcessor
+from vigil.stream.runtime import BatchProcessor, build_engine
 from vigil.stream.state import Snapshot
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "deploy" / "schemas"
@@ -81,7 +81,7 @@ def _messages(processor: BatchProcessor, records: list[Record], topic: str) -> l
 
 
 def test_labels_join_their_predictions_and_the_model_learns_and_publishes(tmp_path: Path) -> None:
-    processor = BatchProcessor(config(tmp_path))
+    processor = build_engine(config(tmp_path))
     updates = _messages(processor, Stream().records(0, 1500, OLD), "model-updates")
     assert [u["version"] for u in updates] == [1, 2, 3]
     assert [u["n_updates"] for u in updates] == [500, 1000, 1500]
@@ -102,7 +102,7 @@ def test_a_concept_change_raises_one_performance_alert_with_both_losses(tmp_path
     # 27,000 Gaussian points: the default detector's calibrated rate (one false alarm per
     # 20,000 points) would expect about one series alert; the ensemble, built for Gaussian
     # data, keeps the stream free of them, so that every alert here is model maintenance's.
-    processor = BatchProcessor(config(tmp_path, '[detector]\nname = "ensemble"\n'))
+    processor = build_engine(config(tmp_path, '[detector]\nname = "ensemble"\n'))
     stream = Stream()
     before = stream.records(0, 3000, OLD)
     after = stream.records(3000, 9000, NEW)
@@ -152,7 +152,7 @@ def _relabelled(records: list[Record], change: Any) -> list[Record]:
 
 def test_labels_turned_against_the_model_are_rolled_back_once_clean_labels_return(
         tmp_path: Path) -> None:
-    processor = BatchProcessor(config(tmp_path))
+    processor = build_engine(config(tmp_path))
     stream = Stream()
     records = (stream.records(0, 3000, OLD)
                + _relabelled(stream.records(3000, 3400, OLD), lambda y: -5.0 * y + 20.0)
@@ -172,7 +172,7 @@ def test_labels_turned_against_the_model_are_rolled_back_once_clean_labels_retur
 
 
 def test_a_stuck_label_feed_is_held_back_without_alerts(tmp_path: Path) -> None:
-    processor = BatchProcessor(config(tmp_path))
+    processor = build_engine(config(tmp_path))
     stream = Stream()
     records = (stream.records(0, 2000, OLD)
                + _relabelled(stream.records(2000, 2500, OLD), lambda y: 7.0)
@@ -190,7 +190,7 @@ def test_a_stuck_label_feed_is_held_back_without_alerts(tmp_path: Path) -> None:
 
 
 def test_a_prediction_carrying_its_label_is_learned_at_once(tmp_path: Path) -> None:
-    processor = BatchProcessor(config(tmp_path))
+    processor = build_engine(config(tmp_path))
     stream = Stream()
     records = [stream.pair(i, OLD, carried=True)[0] for i in range(600)]
     updates = _messages(processor, records, "model-updates")
@@ -198,7 +198,7 @@ def test_a_prediction_carrying_its_label_is_learned_at_once(tmp_path: Path) -> N
 
 
 def test_predictions_flagged_by_a_detector_are_not_learned(tmp_path: Path) -> None:
-    processor = BatchProcessor(config(tmp_path, "[detector]\nparams = { warmup = 20 }\n"))
+    processor = build_engine(config(tmp_path, "[detector]\nparams = { warmup = 20 }\n"))
     stream = Stream()
     records = stream.records(0, 100, OLD)
     spike = {"model": "m", "timestamp": START + 100, "features": {"a": 50.0, "b": 0.0},
@@ -217,7 +217,7 @@ def test_predictions_flagged_by_a_detector_are_not_learned(tmp_path: Path) -> No
 
 
 def test_unmatched_expired_and_bad_labels_are_counted_or_dead_lettered(tmp_path: Path) -> None:
-    processor = BatchProcessor(config(tmp_path, "label_ttl_s = 10.0\n"))
+    processor = build_engine(config(tmp_path, "label_ttl_s = 10.0\n"))
     waiting = {"model": "m", "timestamp": START, "features": {"a": 1.0, "b": 1.0},
                "prediction": 1.0, "prediction_id": "never-labelled"}
     late = {"model": "m", "timestamp": START + 100, "features": {"a": 1.0, "b": 1.0},

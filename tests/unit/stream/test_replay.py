@@ -9,8 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from vigil.stream.cli import main
+from vigil.stream.config import DetectorConfig, VigilConfig
 from vigil.stream.generate import generate_events
 from vigil.stream.replay import OUTPUT_HEADER, replay
+
+SHEWHART = VigilConfig(detector=DetectorConfig("shewhart"))
 
 
 def _csv(path: Path, rows: list[str], header: str = "timestamp,value,key") -> Path:
@@ -26,7 +29,7 @@ def test_csv_rows_keep_input_order_and_flag_the_spike(tmp_path: Path) -> None:
         rows.append(f"{1767225600 + i},{-v},b")
     rows.append("1767226000,25.0,a")
     out = io.StringIO()
-    summary = replay(_csv(tmp_path / "in.csv", rows), out, detector="shewhart")
+    summary = replay(_csv(tmp_path / "in.csv", rows), out, SHEWHART)
     lines = out.getvalue().splitlines()
     assert tuple(lines[0].split(",")) == OUTPUT_HEADER
     body = [line.split(",") for line in lines[1:]]
@@ -43,7 +46,7 @@ def test_malformed_rows_are_reported_with_line_numbers_and_skipped(tmp_path: Pat
     errors = io.StringIO()
     out = io.StringIO()
     summary = replay(_csv(tmp_path / "in.csv", rows, header="timestamp,value"), out,
-                     detector="shewhart", errors=errors)
+                     SHEWHART, errors=errors)
     assert summary.skipped == 4 and summary.points == 2
     reported = errors.getvalue()
     for line in (3, 4, 5, 6):
@@ -56,7 +59,7 @@ def test_jsonl_events_are_split_into_series(tmp_path: Path) -> None:
     events = [e.body for e in generate_events(50, seed=2)]
     path.write_text("\n".join(json.dumps(e) for e in events) + "\n{broken\n")
     errors = io.StringIO()
-    summary = replay(path, io.StringIO(), detector="shewhart", errors=errors)
+    summary = replay(path, io.StringIO(), SHEWHART, errors=errors)
     expected = sum(len(e["metrics"]) if "source" in e else len(e["features"]) + 1 for e in events)
     assert summary.points == expected
     assert summary.skipped == 1 and "events.jsonl:51: skipped: invalid_json" in errors.getvalue()
@@ -80,7 +83,7 @@ def test_a_huge_field_is_one_malformed_row_not_a_traceback(tmp_path: Path) -> No
     rows = ["1767225600,1.0", "1767225601," + "9" * 200_000, "1767225602,2.0"]
     errors = io.StringIO()
     summary = replay(_csv(tmp_path / "in.csv", rows, header="timestamp,value"), io.StringIO(),
-                     detector="shewhart", errors=errors)
+                     SHEWHART, errors=errors)
     assert (summary.points, summary.skipped) == (2, 1)
     assert "in.csv:3: skipped: field larger than field limit" in errors.getvalue()
 
@@ -89,18 +92,18 @@ def test_csv_values_have_the_bounds_of_jsonl_events(tmp_path: Path) -> None:
     """1e200 in a CSV gave infinite limits; a JSONL event with it was refused."""
     rows = ["1767225600,1e200", "1767225601,-1e151", "1767225602,1e150"]
     summary = replay(_csv(tmp_path / "in.csv", rows, header="timestamp,value"), io.StringIO(),
-                     detector="shewhart", errors=io.StringIO())
+                     SHEWHART, errors=io.StringIO())
     assert (summary.points, summary.skipped) == (1, 2)
 
 
 def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "in.csv"
     path.write_bytes(b"\xef\xbb\xbftimestamp,value\n1767225600,1.0\n")
-    assert replay(path, io.StringIO(), detector="shewhart").points == 1
+    assert replay(path, io.StringIO(), SHEWHART).points == 1
     jsonl = tmp_path / "in.jsonl"
     jsonl.write_bytes(b'\xef\xbb\xbf{"source": "s", "timestamp": 1767225600, '
                       b'"metrics": {"m": 1}}\n')
-    assert replay(jsonl, io.StringIO(), detector="shewhart").points == 1
+    assert replay(jsonl, io.StringIO(), SHEWHART).points == 1
 
 
 def test_replay_errors_are_one_line_and_a_non_zero_exit(

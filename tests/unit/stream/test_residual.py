@@ -13,7 +13,7 @@ import pytest
 from tests.unit.stream.test_runtime import Record
 from vigil.stream.config import load_config
 from vigil.stream.errors import ConfigError
-from vigil.stream.runtime import BatchProcessor
+from vigil.stream.runtime import BatchProcessor, build_engine
 
 CONFIG = """
 [detector.residual]
@@ -48,7 +48,7 @@ def _alerts(processor: BatchProcessor, records: list[Record]) -> list[Any]:
 def test_a_load_explained_latency_rise_is_not_a_residual_anomaly(tmp_path: Path) -> None:
     path = tmp_path / "vigil.toml"
     path.write_text(CONFIG)
-    processor = BatchProcessor(load_config(path, environ={}))
+    processor = build_engine(load_config(path, environ={}))
     records = _telemetry(3_000, seed=3, surge_at=2_000, surge=150.0, unexplained_at=1_500)
     alerts = [a for a in _alerts(processor, records) if a.kind == "anomaly"]
     residual = [a for a in alerts if a.metric == "residual.latency_ms"]
@@ -68,7 +68,7 @@ def test_the_residual_series_survives_a_checkpoint_and_skips_other_sources(
     path = tmp_path / "vigil.toml"
     path.write_text(CONFIG)
     config = load_config(path, environ={})
-    first = BatchProcessor(config)
+    first = build_engine(config)
     records = _telemetry(1_000, seed=4, surge_at=10_000, surge=0.0, unexplained_at=900)
     db = _telemetry(300, seed=5, surge_at=10_000, surge=0.0, unexplained_at=-1, source="db-1")
     _alerts(first, records[:800] + db)
@@ -77,12 +77,12 @@ def test_the_residual_series_survives_a_checkpoint_and_skips_other_sources(
     assert kinds[("web-1", "residual.latency_ms")] == "residual"
     assert ("db-1", "residual.latency_ms") not in kinds  # the glob is web-*
 
-    second = BatchProcessor(config)
+    second = build_engine(config)
     second.monitor.import_partition(("telemetry", 0), json.loads(json.dumps(body)))
     expected = [a.alert_id for a in _alerts(first, records[800:])]
     assert [a.alert_id for a in _alerts(second, records[800:])] == expected
     assert any(a.metric == "residual.latency_ms" for a in _alerts(
-        BatchProcessor(config), records))
+        build_engine(config), records))
 
 
 def test_residual_settings_are_checked_naming_the_key(tmp_path: Path) -> None:

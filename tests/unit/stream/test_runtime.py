@@ -19,7 +19,7 @@ from vigil.stream.errors import BrokerError
 from vigil.stream.kafka_io import KafkaPythonProducer
 from vigil.stream.loop.runner import Runner
 from vigil.stream.metrics import VigilMetrics
-from vigil.stream.runtime import BatchProcessor
+from vigil.stream.runtime import BatchProcessor, build_engine
 from vigil.stream.state import (
     PartitionId,
     Snapshot,
@@ -51,7 +51,7 @@ def steady_then(spike: float, count: int = 60) -> list[Record]:
 
 
 def test_spike_after_warm_up_becomes_one_alert_with_its_own_offset() -> None:
-    batch = BatchProcessor(CONFIG, clock=lambda: 1767229999.0).process(steady_then(500.0))
+    batch = build_engine(CONFIG, clock=lambda: 1767229999.0).process(steady_then(500.0))
     assert len(batch.alerts) == 1
     alert = batch.alerts[0]
     assert (alert.key, alert.metric, alert.source.offset) == ("web-1", "latency", 60)
@@ -65,7 +65,7 @@ def test_spike_after_warm_up_becomes_one_alert_with_its_own_offset() -> None:
 
 def test_bad_record_becomes_a_dead_letter_and_processing_goes_on() -> None:
     records = [telemetry(0, 1.0), Record("telemetry", 0, 1, b"k", b"{oops"), telemetry(2, 1.0)]
-    batch = BatchProcessor(CONFIG).process(records)
+    batch = build_engine(CONFIG).process(records)
     (letter,) = batch.messages
     headers = dict(letter.headers)
     assert letter.topic == "vigil-dlq"
@@ -78,7 +78,7 @@ def test_bad_record_becomes_a_dead_letter_and_processing_goes_on() -> None:
 
 
 def test_empty_and_null_values_are_dead_lettered() -> None:
-    batch = BatchProcessor(CONFIG).process([Record("predictions", 0, 0, None, None)])
+    batch = build_engine(CONFIG).process([Record("predictions", 0, 0, None, None)])
     assert sum(batch.invalid_by_reason.values()) == 1
 
 
@@ -237,7 +237,7 @@ def test_alerts_are_routed_by_kind_and_severity(tmp_path: Any) -> None:
     path.write_text('[alerts]\n'
                     'routes = { "severity:critical" = "pager", "kind:resolved" = "quiet" }\n')
     config = load_config(path, environ={})
-    batch = BatchProcessor(config).process(steady_then(900.0) + [telemetry(61, 100.5)])
+    batch = build_engine(config).process(steady_then(900.0) + [telemetry(61, 100.5)])
     assert [(m.topic, a.severity) for m, a in zip(batch.messages, batch.alerts, strict=True)] == [
         ("pager", "critical")]
     assert config.alerts.topic_for("anomaly", "warning", "alerts") == "alerts"
@@ -249,13 +249,13 @@ def test_a_series_override_applies_and_survives_a_checkpoint(tmp_path: Any) -> N
     path.write_text('[detector.overrides]\n'
                     '"telemetry/web-1/latency" = { name = "shewhart", params = { k = 50.0 } }\n')
     config = load_config(path, environ={})
-    processor = BatchProcessor(config)
+    processor = build_engine(config)
     assert processor.process(steady_then(130.0)).alerts == []  # z≈20: no alarm at k=50
-    assert len(BatchProcessor(CONFIG).process(steady_then(130.0)).alerts) == 1
+    assert len(build_engine(CONFIG).process(steady_then(130.0)).alerts) == 1
     monitor = processor.monitor
     body = monitor.export_partition(("telemetry", 0))
     assert body["series"][0]["params"] == {"k": 50.0}
-    plain = BatchProcessor(CONFIG).monitor
+    plain = build_engine(CONFIG).monitor
     assert plain.import_partition(("telemetry", 0), body) == 0  # other spec: not reused
     assert monitor.import_partition(("telemetry", 0), body) == 1
 
@@ -272,7 +272,7 @@ def test_a_models_feature_vector_gets_its_own_series_when_configured(tmp_path: A
                     '[detector.multivariate]\nname = "hst"\n'
                     'params = { window_size = 50, threshold = 0.95 }\n')
     config = load_config(path, environ={})
-    processor = BatchProcessor(config)
+    processor = build_engine(config)
     rng = __import__("random").Random(4)
     records = [prediction(i, rng.gauss(50, 5), rng.gauss(3, 0.5)) for i in range(400)]
     processor.process(records)
@@ -306,8 +306,8 @@ def test_a_failing_detector_dead_letters_the_event_and_the_stream_goes_on(
     monkeypatch.setitem(detectors_base.DETECTORS._classes, "failing", FailingDetector)  # noqa: SLF001
     path = tmp_path / "vigil.toml"
     path.write_text('[detector.overrides]\n"telemetry/web-1/latency" = { name = "failing" }\n')
-    engine = PerEventProcessor if per_event else BatchProcessor
-    processor = engine(load_config(path, environ={}))
+    processor = build_engine(load_config(path, environ={}),
+                             processor=PerEventProcessor if per_event else BatchProcessor)
     batch = processor.process([telemetry(0, 1.0), telemetry(1, 2.0), telemetry(2, 3.0)])
     assert batch.invalid_by_reason == {"detector_error": 1}
     assert batch.valid_by_topic == {"telemetry": 2}
@@ -327,18 +327,18 @@ def test_a_new_member_of_a_group_starts_from_the_groups_pooled_statistics(tmp_pa
     warm = [host_point(f"web-{h}", 2 * i + h, 100.0 + (i % 5)) for i in range(80) for h in (1, 2)]
     newcomer = host_point("web-3", 500, 160.0)
 
-    grouped = BatchProcessor(config)
+    grouped = build_engine(config)
     grouped.process(warm)
     (alert,) = grouped.process([newcomer]).alerts  # judged on its first point
     assert (alert.key, alert.kind) == ("web-3", "anomaly")
 
-    blind = BatchProcessor(CONFIG)
+    blind = build_engine(CONFIG)
     blind.process(warm)
     assert blind.process([newcomer]).alerts == []  # without a group it cannot judge it yet
 
     body = grouped.monitor.export_partition(("telemetry", 0))
     assert body["pool"] is not None
-    restored = BatchProcessor(config)
+    restored = build_engine(config)
     assert restored.monitor.import_partition(("telemetry", 0), body) == 3
     (again,) = restored.process([host_point("web-4", 501, 160.0)]).alerts
     assert again.key == "web-4"
@@ -349,7 +349,7 @@ def test_the_cooldown_holds_back_repeated_alerts_of_a_series(tmp_path: Any) -> N
     path.write_text('[detector]\nname = "shewhart"\nparams = { outliers = "exclude" }\n'
                     "[alerts]\ncooldown_s = 10.0\n")
     records = steady_then(900.0) + [telemetry(61 + i, 900.0) for i in range(15)]
-    batch = BatchProcessor(load_config(path, environ={})).process(records)
+    batch = build_engine(load_config(path, environ={})).process(records)
     # Offsets 60..75 are 1 s apart and all alarm: one alert, then one 10 s later.
     assert [a.source.offset for a in batch.alerts] == [60, 70]
     assert batch.suppressed == 14
@@ -357,7 +357,7 @@ def test_the_cooldown_holds_back_repeated_alerts_of_a_series(tmp_path: Any) -> N
 
 def test_a_dead_letter_too_large_for_the_topic_is_cut_and_says_so() -> None:
     huge = b"{" + b"x" * 5_000_000
-    batch = BatchProcessor(CONFIG).process([Record("telemetry", 0, 7, b"k", huge)])
+    batch = build_engine(CONFIG).process([Record("telemetry", 0, 7, b"k", huge)])
     (letter,) = batch.messages
     headers = dict(letter.headers)
     assert letter.value == huge[:1_000_000]
@@ -389,8 +389,8 @@ def test_only_a_detector_with_episodes_keeps_one_open_after_its_alert(
 ) -> None:
     path = tmp_path / "vigil.toml"
     path.write_text('[detector.overrides]\n"telemetry/web-2/*" = { name = "shewhart" }\n')
-    engine = PerEventProcessor if per_event else BatchProcessor
-    processor = engine(load_config(path, environ={}))
+    processor = build_engine(load_config(path, environ={}),
+                             processor=PerEventProcessor if per_event else BatchProcessor)
     values = [100.0 + (i % 5) for i in range(60)] + [900.0] + [100.0 + (i % 5) for i in range(3)]
     records: list[Record] = []
     for i, value in enumerate(values):
@@ -426,7 +426,7 @@ def test_one_event_from_the_far_future_is_dead_lettered_and_blinds_nothing() -> 
     far = {"source": "other", "timestamp": 7_258_000_000, "metrics": {"x": 1.0}}
     records = steady_then(900.0)
     records.insert(30, Record("telemetry", 0, 999, b"x", json.dumps(far).encode()))
-    processor = BatchProcessor(CONFIG, clock=lambda: 1767229999.0)
+    processor = build_engine(CONFIG, clock=lambda: 1767229999.0)
     batch = processor.process(records)
     assert batch.invalid_by_reason == {"future_timestamp": 1}
     assert [a.source.offset for a in batch.alerts] == [60]
@@ -449,7 +449,7 @@ class FailingLabels:
 def test_a_failure_on_the_label_path_dead_letters_that_event_only(tmp_path: Any) -> None:
     path = tmp_path / "vigil.toml"
     path.write_text("[models]\nenabled = true\n")
-    processor = BatchProcessor(load_config(path, environ={}))
+    processor = build_engine(load_config(path, environ={}))
     processor.models = FailingLabels(processor.models)  # type: ignore[assignment]
     label = b'{"prediction_id": "p1", "label": 1.0, "timestamp": 1767225600}'
     batch = processor.process([Record("labels", 0, 0, b"m", label), telemetry(1, 1.0)])
@@ -461,7 +461,7 @@ def test_a_failure_on_the_label_path_dead_letters_that_event_only(tmp_path: Any)
 
 def test_a_dead_letter_key_too_large_for_the_topic_is_cut_and_says_so() -> None:
     """Dead letters used to copy the key whole: a 5 MB key could never be delivered."""
-    batch = BatchProcessor(CONFIG).process([Record("telemetry", 0, 7, b"k" * 5_000_000, b"{")])
+    batch = build_engine(CONFIG).process([Record("telemetry", 0, 7, b"k" * 5_000_000, b"{")])
     (letter,) = batch.messages
     assert letter.key == b"k" * 1024
     assert dict(letter.headers)["vigil.original.key_size"] == b"5000000"
@@ -539,7 +539,7 @@ def test_one_key_cannot_evict_the_series_of_the_others(tmp_path: Any) -> None:
     """About 20 events of 50,000 names used to evict every other series."""
     path = tmp_path / "vigil.toml"
     path.write_text("[state]\nmax_series = 1000\nmax_series_per_key = 200\n")
-    processor = BatchProcessor(load_config(path, environ={}))
+    processor = build_engine(load_config(path, environ={}))
     processor.process([host_point(f"web-{h}", h, 100.0) for h in range(50)])
     flood = [Record("telemetry", 0, 100 + i, b"x", json.dumps(
         {"source": "flood", "timestamp": 1767225700 + i,
