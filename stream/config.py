@@ -265,7 +265,7 @@ class DetectorConfig:
                                   '{ name = "hst", params = { threshold = 0.995 } }')
             _check_detector("detector.multivariate", name, spec.get("params", {}))
             built = build_detector(name, spec.get("params", {}))
-            _require(getattr(built, "input_kind", "scalar") == "vector",
+            _require(built.input_kind == "vector",
                      "detector.multivariate.name", name,
                      "choose a detector of feature vectors, such as hst")
         for pattern, spec in self.residual.items():

@@ -27,7 +27,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from vigil.detectors import (
     ColdStart,
@@ -232,7 +232,7 @@ class SeriesSpecs:
         memo_key = (spec[0], id(spec[1]))
         template = self._templates.get(memo_key)
         if template is None:
-            template = self._templates[memo_key] = _build(spec)
+            template = self._templates[memo_key] = build_detector(*spec)
         return template
 
     def bank_for(self, spec: tuple[str, dict[str, Any]]) -> SeriesBank | None:
@@ -331,7 +331,7 @@ class SeriesTable:
             series = Series(handle, timestamp, series_id=series_id, partition=partition)
             handle.owner = series
             return series
-        detector = _build(spec)
+        detector = build_detector(*spec)
         if group is not None and part.pool is not None:
             detector = part.pool.seed(detector, group, metric, member=key)
         return Series(detector, timestamp, group=group, series_id=series_id,
@@ -751,7 +751,7 @@ def _restored_series(specs: SeriesSpecs, partition: PartitionId, item: Any,
     if kind != name and not (kind == "coldstart" and group is not None):
         raise StateError(f"the series {series_id} holds a {kind!r} detector, the "
                          f"configuration a {name!r} one")
-    detector = _restore(kind, item["state"])
+    detector = restore_detector(kind, item["state"])
     if not _configured_like(detector, specs.template((name, params))):
         raise StateError(f"the series {series_id} holds a detector with other settings "
                          "than the configuration gives")
@@ -792,11 +792,6 @@ def _name(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= 4_096
 
 
-def _build(spec: tuple[str, dict[str, Any]]) -> Detector:
-    """A new detector for a series' (name, params), residual ones included."""
-    return build_detector(*spec)
-
-
 def _configured_like(restored: Detector, template: Detector) -> bool:
     """True when a detector restored from a snapshot has the type and settings of a fresh one
     built from the configuration (a snapshot chooses neither: its ``repr`` shows them)."""
@@ -811,10 +806,3 @@ def _configured_like(restored: Detector, template: Detector) -> bool:
         chart = restore_detector(restored.chart, restored.state_dict()["detector"])
         return repr(chart) == repr(build_detector(template.chart, template.chart_params))
     return type(restored) is type(template) and repr(restored) == repr(template)
-
-
-def _restore(kind: str, state: Mapping[str, Any]) -> Detector:
-    """A detector from its saved state (see :func:`_build`)."""
-    if kind == ResidualDetector.name:
-        return cast(Detector, ResidualDetector.from_state(state))
-    return restore_detector(kind, state)
