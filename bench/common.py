@@ -114,7 +114,7 @@ def fmt_rate(x: float) -> str:
 
 def start_broker(name: str) -> Any:
     """An embedded broker (tansu, in memory) with its log in var/bench/NAME-broker.log."""
-    from vigil.stream.broker import EmbeddedBroker
+    from vigil.stream.kafka.broker import EmbeddedBroker
 
     WORKDIR.mkdir(parents=True, exist_ok=True)
     log_path = WORKDIR / f"{name}-broker.log"

@@ -2,7 +2,7 @@
 
 Every stream is evaluated prequentially (predict, score, then learn) with its labels arriving
 ``delay`` predictions after their predictions. The **guarded** model goes through the path
-`vigil run` uses — :class:`stream.models.ModelMaintainer` (join buffer, guard, learner),
+`vigil run` uses — :class:`stream.engine.models.ModelMaintainer` (join buffer, guard, learner),
 warm-started from a joblib file of a scikit-learn model fitted on the first concept, which
 is also the **frozen** served model. Side by side, fed the same joins at the same moments:
 the **unguarded** learner (same warm start and parameters, no guard), and river's
@@ -39,8 +39,8 @@ from river.datasets import Phishing, TrumpApproval, synth
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from vigil.stream.config import ModelsConfig
-from vigil.stream.events import LabelEvent, PredictionEvent
-from vigil.stream.models import ModelMaintainer
+from vigil.stream.engine.events import LabelEvent, PredictionEvent
+from vigil.stream.engine.models import ModelMaintainer
 from vigil.updaters.base import Learner
 from vigil.updaters.sklearn_io import from_joblib
 
@@ -294,12 +294,12 @@ def maintained(stream: Stream, served_path: Path, X_fed: np.ndarray, y_fed: np.n
         final = linear_model.LogisticRegression() if kind == "classifier" \
             else linear_model.LinearRegression()
         river = preprocessing.StandardScaler() | final
-        for x, label in zip(stream.events(stream.warm_X), stream.warm_y, strict=True):
+        for x, label in zip(stream.engine.events(stream.warm_X), stream.warm_y, strict=True):
             river.learn_one(x, bool(label) if kind == "classifier" else label)
     served = _predict(kind, joblib.load(served_path), X_fed)
-    events = stream.events(X_fed)
+    events = stream.engine.events(X_fed)
     out = {name: np.zeros(n) for name in ("guarded", "unguarded", "river", "ideal")}
-    clean_events = stream.events()
+    clean_events = stream.engine.events()
     signals: Counter[str] = Counter()
     began = time.perf_counter()
     for i in range(n + delay):

@@ -5,7 +5,8 @@
 
 No broker: synthetic events (``common.encoded_events``, 1,000 models and 1,000 sources, four
 points per event) are encoded once, then judged in batches of ``--batch`` records by
-``stream.runtime.BatchProcessor.process``, exactly as the consume loop would (decode, score,
+``BatchProcessor.process`` (stream/engine/processor.py), exactly as the consume loop would
+(decode, score,
 alerts): ``tests.per_event.PerEventProcessor`` scores one event at a time (``Monitor.observe``),
 ``BatchProcessor`` scores the batch together (``Monitor.observe_many``). The first half of the
 events warms the series up (not timed), the second half is timed. Both paths must raise the
@@ -28,7 +29,7 @@ from common import encoded_events
 
 from tests.per_event import PerEventProcessor
 from vigil.stream.config import load_config
-from vigil.stream.runtime import BatchProcessor, BatchResult, build_engine
+from vigil.stream.engine.processor import BatchProcessor, BatchResult, build_engine
 
 Record = namedtuple("Record", "topic partition offset key value")
 

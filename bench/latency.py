@@ -103,7 +103,7 @@ def read_alerts(bootstrap: str, topic: str, out: Path, ready: EventType,
 def run(args: argparse.Namespace) -> int:
     from kafka import KafkaProducer
 
-    from vigil.stream.broker import free_port
+    from vigil.stream.kafka.broker import free_port
 
     print(__doc__.strip().splitlines()[0])
     common.print_machine()

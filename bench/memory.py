@@ -189,7 +189,7 @@ def child(detector: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
         tracemalloc.start()
     from tests.per_event import PerEventProcessor
     from vigil.stream.config import load_config
-    from vigil.stream.runtime import BatchProcessor, build_engine
+    from vigil.stream.engine.processor import BatchProcessor, build_engine
 
     config = load_config(environ={}, overrides={"detector.name": detector,
                                                 "state.max_series": args.series})

@@ -11,7 +11,8 @@ each prediction's label follows 50 events later), timing the produce; then, for 
 client (``--client``: kafka-python, confluent-kafka, or both, the default when
 confluent-kafka is installed), each in a fresh consumer group and a process of its own:
 
-(a) the raw client: the consumer ``stream.kafka_io.make_consumer`` builds from the same config
+(a) the raw client: the consumer ``make_consumer`` (stream/kafka/kafka_python.py) builds from the
+same config
     (same fetch settings, poll timeout and max_poll_records; for confluent-kafka the bare
     confluent_kafka.Consumer inside Vigil's adapter, read with ``consume``), polling and
     ``json.loads``-ing every event and doing nothing else;
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 def raw_consume(config_path: Path, total: int, group: str, decode: bool) -> dict[str, Any]:
     """(a): consume ``total`` events with Vigil's consumer settings, json-decode each, no more."""
     from vigil.stream.config import load_config
-    from vigil.stream.kafka_io import make_consumer
+    from vigil.stream.kafka.kafka_python import make_consumer
 
     config = load_config(config_path, environ={})
     consumer = make_consumer(config, group_id=group)
@@ -209,7 +210,7 @@ def run_vigil(config: Path, total: int, name: str, port: int, *, timeout_s: floa
 def produce(bootstrap: str, config_path: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Prefill the input topics with Vigil's own producer settings (idempotent, acks=all)."""
     from vigil.stream.config import load_config
-    from vigil.stream.kafka_io import make_producer
+    from vigil.stream.kafka.kafka_python import make_producer
 
     config = load_config(config_path, environ={})
     topics = {"prediction": config.topics.predictions, "telemetry": config.topics.telemetry,
@@ -233,7 +234,7 @@ def produce(bootstrap: str, config_path: Path, args: argparse.Namespace) -> dict
 
 
 def run(args: argparse.Namespace) -> int:
-    from vigil.stream.broker import free_port
+    from vigil.stream.kafka.broker import free_port
 
     print(__doc__.strip().splitlines()[0])
     common.print_machine()

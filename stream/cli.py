@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     """The ``vigil`` command and its subcommands, each added by its own function."""
-    from vigil.stream.subscribe import add_alerts_command
+    from vigil.stream.kafka.subscribe import add_alerts_command
 
     parser = argparse.ArgumentParser(
         prog="vigil",
@@ -367,7 +367,7 @@ def _generate(args: argparse.Namespace) -> int:
                 handle.close()
         return 0
     from vigil.stream.generate import produce_events
-    from vigil.stream.kafka_io import make_producer
+    from vigil.stream.kafka.kafka_python import make_producer
 
     config = load_config(args.config, overrides={"kafka.bootstrap_servers": args.bootstrap_servers})
     producer = make_producer(config)
@@ -382,7 +382,7 @@ def _generate(args: argparse.Namespace) -> int:
 def _export_model(args: argparse.Namespace) -> int:
     import joblib
 
-    from vigil.stream.subscribe import AlertRecord, read_model_updates, topic_reader
+    from vigil.stream.kafka.subscribe import AlertRecord, read_model_updates, topic_reader
 
     config = _load(args)
     topic = config.topics.model_updates
@@ -456,7 +456,7 @@ def _label(text: str) -> int | float | str:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from vigil.stream.runtime import build_engine
+    from vigil.stream.engine.processor import build_engine
 
     config = _load(args)
     build_engine(config)  # builds every detector, buffer and model as `vigil run` would

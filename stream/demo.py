@@ -18,14 +18,14 @@ from typing import Any, TextIO
 
 from kafka import KafkaConsumer, TopicPartition
 
-from vigil.stream.alerts import iso_utc, parse_alert
-from vigil.stream.broker import EmbeddedBroker
 from vigil.stream.config import MetricsConfig, ModelsConfig, VigilConfig
+from vigil.stream.engine.alerts import iso_utc, parse_alert
 from vigil.stream.generate import GeneratedEvent, generate_events, produce_events
-from vigil.stream.kafka_io import client_settings, ensure_topics, make_producer
+from vigil.stream.kafka.broker import EmbeddedBroker
+from vigil.stream.kafka.kafka_python import client_settings, ensure_topics, make_producer
+from vigil.stream.kafka.subscribe import format_alert_line
 from vigil.stream.metrics import Liveness, VigilMetrics
 from vigil.stream.service import run_service
-from vigil.stream.subscribe import format_alert_line
 
 log = logging.getLogger(__name__)
 

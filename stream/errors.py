@@ -26,7 +26,7 @@ class ConfigError(VigilError):
 class EventError(VigilError):
     """An input event that cannot be decoded or validated, so it is dead-lettered.
 
-    ``reason`` is a short code from a small fixed set (``stream.events.REASONS``), safe as a
+    ``reason`` is a short code from a small fixed set (``stream.engine.events.REASONS``), safe as a
     Prometheus label; ``detail`` names the field and what was wrong with it, for people.
 
     >>> str(EventError("not_finite", "field 'prediction' must be a finite number, got NaN"))

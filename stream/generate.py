@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vigil.stream.config import VigilConfig
-from vigil.stream.events import EventKind
+from vigil.stream.engine.events import EventKind
 from vigil.stream.loop.ports import Producer
 
 TELEMETRY_METRICS: dict[str, tuple[float, float]] = {

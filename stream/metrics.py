@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from vigil.stream.episodes import in_episode
+from vigil.stream.engine.episodes import in_episode
 from vigil.updaters.guardrails import HOLD_REASONS
 
 if TYPE_CHECKING:
-    from vigil.stream.monitor import Observation
+    from vigil.stream.engine.monitor import Observation
 
 
 def vigil_version() -> str:

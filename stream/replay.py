@@ -1,6 +1,6 @@
 """Offline replay: judge a CSV or JSONL file with the engine of a configuration, no Kafka.
 
-The series are scored by the monitor :func:`~stream.runtime.build_engine` builds, the same as
+The series are scored by the monitor :func:`.engine.processor.build_engine` builds, the same as
 ``vigil run``'s: every ``[detector]`` setting (overrides, groups, residual and multivariate
 series) and the ``[state]`` limits apply, so a replay gives the live judgement of its events.
 
@@ -31,10 +31,10 @@ from vigil.detectors.plot import (
     require_matplotlib,
 )
 from vigil.stream.config import VigilConfig
+from vigil.stream.engine.events import LARGEST, decode_event, parse_timestamp
+from vigil.stream.engine.monitor import Monitor, Observation
+from vigil.stream.engine.processor import build_engine
 from vigil.stream.errors import EventError, VigilError
-from vigil.stream.events import LARGEST, decode_event, parse_timestamp
-from vigil.stream.monitor import Monitor, Observation
-from vigil.stream.runtime import build_engine
 from vigil.stream.text import printable
 
 OUTPUT_HEADER = ("timestamp", "key", "metric", "value", "score", "anomaly", "centre", "lower",

@@ -6,7 +6,7 @@ import logging
 import threading
 
 from vigil.stream.config import VigilConfig
-from vigil.stream.kafka_io import (
+from vigil.stream.kafka.kafka_python import (
     BrokerProbe,
     ensure_topics,
     kafka_python_consumer,

@@ -59,8 +59,8 @@ PartitionId = tuple[str, int]
 
 class PartitionState(Protocol):
     """What keeps state per input partition, checkpointed with that partition's offset and
-    handed over with it on a rebalance (:class:`~stream.monitor.Monitor`,
-    :class:`~stream.models.ModelMaintainer`)."""
+    handed over with it on a rebalance (:class:`~stream.engine.monitor.Monitor`,
+    :class:`~stream.engine.models.ModelMaintainer`)."""
 
     def partitions(self) -> list[PartitionId]:
         """The partitions holding state here."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vigil.stream.broker import EmbeddedBroker
+from vigil.stream.kafka.broker import EmbeddedBroker
 
 
 @pytest.fixture(scope="session")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from vigil.stream.events import Event
-from vigil.stream.monitor import Observation
-from vigil.stream.runtime import BatchProcessor
+from vigil.stream.engine.events import Event
+from vigil.stream.engine.monitor import Observation
+from vigil.stream.engine.processor import BatchProcessor
 from vigil.stream.state import PartitionId
 
 
 class PerEventProcessor(BatchProcessor):
-    """A :class:`~stream.runtime.BatchProcessor` that scores one event at a time
+    """A :class:`~stream.engine.processor.BatchProcessor` that scores one event at a time
     (``Monitor.observe``) instead of the batch together: the same output, slower."""
 
     def observe_events(self, events: list[tuple[Event, PartitionId]],

@@ -1,7 +1,7 @@
 """The consume loop, composed of named parts behind typed ports.
 
 - :mod:`stream.loop.ports` — what the loop needs of a consumer, a producer and a state store;
-  :mod:`stream.kafka_io` (kafka-python) and :mod:`stream.confluent_io` implement them;
+  :mod:`stream.kafka.kafka_python` (kafka-python) and :mod:`stream.kafka.confluent` implement them;
 - :mod:`stream.loop.runner` — :class:`~stream.loop.runner.Runner`: poll, judge, deliver,
   checkpoint when due;
 - :mod:`stream.loop.delivery` — send, settle, retry, refused outputs, the shutdown grace;

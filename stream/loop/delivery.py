@@ -15,10 +15,10 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
+from vigil.stream.engine.processor import OutgoingMessage, refused_output
 from vigil.stream.errors import BrokerError, MessageRefused
 from vigil.stream.loop.ports import DeliveryFuture, Producer, StateStore
 from vigil.stream.metrics import Liveness, VigilMetrics
-from vigil.stream.runtime import OutgoingMessage, refused_output
 from vigil.stream.state import StateMessage
 
 log = logging.getLogger(__name__)

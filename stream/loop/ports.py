@@ -1,7 +1,7 @@
 """The consume loop's typed ports: what it needs of a Kafka consumer, a producer and a state store.
 
-Both client backends implement them (:mod:`stream.kafka_io` adapts kafka-python,
-:mod:`stream.confluent_io` confluent-kafka), and unit tests implement them with fakes, so the
+Both client backends implement them (:mod:`stream.kafka.kafka_python` adapts kafka-python,
+:mod:`stream.kafka.confluent` confluent-kafka), and unit tests implement them with fakes, so the
 loop is read, typed and tested without knowing which client sits behind it. Partitions are
 plain ``(topic, partition)`` tuples and failures are Vigil's errors
 (:class:`~stream.errors.BrokerError`, :class:`~stream.errors.MessageRefused`): each adapter

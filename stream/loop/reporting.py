@@ -1,6 +1,6 @@
 """What the loop reports: each batch's counts, the engine's drained counters, lag, missing inputs.
 
-The engine (:class:`~stream.runtime.BatchProcessor`) is I/O-free: it counts, and the
+The engine (:class:`~stream.engine.processor.BatchProcessor`) is I/O-free: it counts, and the
 :class:`MetricsReporter` moves those counts into the Prometheus metrics (and each alert into a
 log line) after every batch and checkpoint.
 """
@@ -11,10 +11,10 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 
+from vigil.stream.engine.models import ModelMaintainer
+from vigil.stream.engine.processor import BatchProcessor, BatchResult
 from vigil.stream.loop.ports import Consumer
 from vigil.stream.metrics import VigilMetrics
-from vigil.stream.models import ModelMaintainer
-from vigil.stream.runtime import BatchProcessor, BatchResult
 from vigil.stream.state import PartitionId
 
 log = logging.getLogger(__name__)

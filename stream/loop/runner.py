@@ -7,13 +7,13 @@ import threading
 import time
 
 from vigil.stream.config import VigilConfig
+from vigil.stream.engine.processor import BatchResult, build_engine
 from vigil.stream.loop.checkpoint import Checkpointer
 from vigil.stream.loop.delivery import Delivery
 from vigil.stream.loop.ports import Consumer, Producer, StateStore
 from vigil.stream.loop.reporting import MetricsReporter, MissingInputs
 from vigil.stream.loop.restore import Restorer
 from vigil.stream.metrics import Liveness, SeriesGauges, VigilMetrics
-from vigil.stream.runtime import BatchResult, build_engine
 
 log = logging.getLogger(__name__)
 

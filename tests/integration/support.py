@@ -12,7 +12,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from vigil.stream.broker import EmbeddedBroker, free_port
+from vigil.stream.kafka.broker import EmbeddedBroker, free_port
 
 
 @dataclass
@@ -190,7 +190,7 @@ def read_partitions(broker: EmbeddedBroker, topics: Iterable[str],
 def reference_alerts(config_path: Path, records: list[Any]) -> dict[str, dict[str, Any]]:
     """What one uninterrupted instance emits for ``records``: the same processor, no Kafka."""
     from vigil.stream.config import load_config
-    from vigil.stream.runtime import build_engine
+    from vigil.stream.engine.processor import build_engine
 
     processor = build_engine(load_config(config_path, environ={}))
     return {alert.alert_id: json.loads(alert.to_json())

@@ -30,8 +30,8 @@ from tests.integration.support import (
     write_config,
 )
 from tests.vigil_process import VigilProcess
-from vigil.stream.broker import EmbeddedBroker, free_port
 from vigil.stream.generate import generate_events
+from vigil.stream.kafka.broker import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -31,10 +31,10 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from tests.integration.support import Topics, wait_for, write_config
 from tests.vigil_process import VigilProcess
-from vigil.stream.broker import EmbeddedBroker, free_port
 from vigil.stream.config import RuntimeConfig
+from vigil.stream.engine.events import REASONS, EventKind, EventLimits, decode_event
 from vigil.stream.errors import EventError
-from vigil.stream.events import REASONS, EventKind, EventLimits, decode_event
+from vigil.stream.kafka.broker import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.integration
 

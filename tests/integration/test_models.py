@@ -24,7 +24,7 @@ from tests.integration.support import (
     write_config,
 )
 from tests.vigil_process import VigilProcess
-from vigil.stream.broker import EmbeddedBroker, free_port
+from vigil.stream.kafka.broker import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -242,6 +242,6 @@ params = {{ feature_names = {json.dumps(FEATURES)} }}
 
 
 def _iso(timestamp: float) -> str:
-    from vigil.stream.alerts import iso_utc
+    from vigil.stream.engine.alerts import iso_utc
 
     return iso_utc(timestamp)

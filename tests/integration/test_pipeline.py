@@ -18,9 +18,9 @@ from tests.integration.support import (
     write_config,
 )
 from tests.vigil_process import VigilProcess
-from vigil.stream.broker import EmbeddedBroker, free_port
 from vigil.stream.config import load_config
 from vigil.stream.generate import generate_events
+from vigil.stream.kafka.broker import EmbeddedBroker, free_port
 from vigil.stream.replay import replay
 
 pytestmark = pytest.mark.integration
@@ -82,7 +82,7 @@ def test_injected_anomalies_reach_the_alert_topic_and_bad_events_the_dead_letter
     alerted_points = {(a["key"], a["metric"], a["event_timestamp"]) for a in alerts}
     spikes = [e for e in events if e.body.get("injected", {}).get("type") == "spike"]
     assert len(spikes) >= 5
-    from vigil.stream.alerts import iso_utc
+    from vigil.stream.engine.alerts import iso_utc
     missed = [e.body for e in spikes[2:]
               if (e.key, e.body["injected"]["metric"], iso_utc(e.body["timestamp"]))
               not in alerted_points]

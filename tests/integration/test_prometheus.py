@@ -39,8 +39,8 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from tests.integration.support import Topics, wait_for, write_config
 from tests.vigil_process import VigilProcess
-from vigil.stream.broker import EmbeddedBroker, free_port
 from vigil.stream.generate import generate_events
+from vigil.stream.kafka.broker import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ from tests.unit.stream.test_same_judgement import (
     replayed,
 )
 from tests.vigil_process import VigilProcess
-from vigil.stream.broker import EmbeddedBroker, free_port
+from vigil.stream.kafka.broker import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from tests.integration.support import produce, wait_for
 from vigil.detectors import PointResult
-from vigil.stream.alerts import Alert, SourceRef, build_alert
-from vigil.stream.broker import EmbeddedBroker
+from vigil.stream.engine.alerts import Alert, SourceRef, build_alert
+from vigil.stream.kafka.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.integration
 

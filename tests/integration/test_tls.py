@@ -28,8 +28,13 @@ from kafka.errors import KafkaError
 from tests.integration.certs import CertificateAuthority, ClientCert, make_ca
 from tests.integration.support import Topics, wait_for
 from tests.vigil_process import VigilProcess
-from vigil.stream.broker import EmbeddedBroker, _die_with_parent, api_versions_answered, free_port
 from vigil.stream.generate import generate_events
+from vigil.stream.kafka.broker import (
+    EmbeddedBroker,
+    _die_with_parent,
+    api_versions_answered,
+    free_port,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 """The JSON Schemas in deploy/schemas describe the messages Vigil really publishes.
 
-Alerts are built with Vigil's own code (stream.alerts) and must validate; hand-broken copies
+Alerts are built with Vigil's own code (stream.engine.alerts) and must validate; hand-broken copies
 must not, so the schemas are neither too loose nor out of date.
 """
 
@@ -16,7 +16,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from vigil.detectors import PointResult
-from vigil.stream.alerts import ALERT_KINDS, Alert, SourceRef, build_alert
+from vigil.stream.engine.alerts import ALERT_KINDS, Alert, SourceRef, build_alert
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "deploy" / "schemas"
 

@@ -6,7 +6,7 @@ import json
 import math
 
 from vigil.detectors import Explanation, PointResult
-from vigil.stream.alerts import SourceRef, alert_id, build_alert, iso_utc, severity
+from vigil.stream.engine.alerts import SourceRef, alert_id, build_alert, iso_utc, severity
 
 
 def _alert(offset: int = 5, z: float = 4.2, score: float = 0.58):

@@ -12,9 +12,9 @@ import pytest
 from tests.per_event import PerEventProcessor
 from tests.unit.stream.test_runtime import Record
 from vigil.stream.config import load_config
+from vigil.stream.engine.processor import BatchProcessor, build_engine
 from vigil.stream.generate import generate_events
 from vigil.stream.metrics import SeriesGauges, VigilMetrics
-from vigil.stream.runtime import BatchProcessor, build_engine
 
 CONFIGS = {
     "default": "",

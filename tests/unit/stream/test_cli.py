@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from vigil.stream.cli import main
-from vigil.stream.events import decode_event
+from vigil.stream.engine.events import decode_event
 
 
 @pytest.mark.parametrize("command", ["run", "demo", "replay", "generate", "check-config"])
@@ -58,13 +58,14 @@ def test_json_logs_are_one_object_per_line(capsys: pytest.CaptureFixture[str]) -
 
     configure_logging("INFO", "json")
     try:
-        logging.getLogger("vigil.stream.runtime").info("rebalance: %d partitions assigned", 3)
+        logging.getLogger("vigil.stream.engine.processor").info(
+            "rebalance: %d partitions assigned", 3)
     finally:
         configure_logging("WARNING", "text")
     line = capsys.readouterr().err.strip().splitlines()[-1]
     entry = json.loads(line)
     assert entry["message"] == "rebalance: 3 partitions assigned"
-    assert entry["level"] == "INFO" and entry["logger"] == "vigil.stream.runtime"
+    assert entry["level"] == "INFO" and entry["logger"] == "vigil.stream.engine.processor"
     assert entry["time"].endswith("Z")
 
 
@@ -131,7 +132,7 @@ def test_control_characters_in_a_logged_name_are_escaped(
 
     configure_logging("INFO", log_format)
     try:
-        logging.getLogger("vigil.stream.runtime").info(
+        logging.getLogger("vigil.stream.engine.processor").info(
             "alert anomaly %s/%s", "web-1\n2026-01-01 ERROR forged\x1b[2J\u202e", "cpu")
     finally:
         configure_logging("WARNING", "text")

@@ -16,14 +16,14 @@ import pytest
 from kafka import TopicPartition
 
 from vigil.stream.config import load_config
-from vigil.stream.confluent_io import (
+from vigil.stream.errors import BrokerError, ConfigError, MessageRefused
+from vigil.stream.kafka.confluent import (
     SECURITY_NAMES,
     ConfluentConsumer,
     ConfluentProducer,
     librdkafka_settings,
 )
-from vigil.stream.errors import BrokerError, ConfigError, MessageRefused
-from vigil.stream.kafka_io import client_settings, make_consumer, make_producer
+from vigil.stream.kafka.kafka_python import client_settings, make_consumer, make_producer
 from vigil.stream.loop.checkpoint import commit_offsets
 
 

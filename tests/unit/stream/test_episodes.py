@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 from vigil.detectors import PointResult, build_detector
-from vigil.stream.alerts import Alert, SourceRef, build_alert
-from vigil.stream.episodes import Episodes, in_episode
-from vigil.stream.monitor import Series
+from vigil.stream.engine.alerts import Alert, SourceRef, build_alert
+from vigil.stream.engine.episodes import Episodes, in_episode
+from vigil.stream.engine.monitor import Series
 
 
 def _point(*, anomaly: bool = False, resolved: bool = False, rebaselined: bool = False,

@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vigil.stream.errors import BrokerError, ConfigError, EventError, StateError, VigilError
-from vigil.stream.events import (
+from vigil.stream.engine.events import (
     DEFAULT_LIMITS,
     REASONS,
     EventKind,
@@ -24,6 +23,7 @@ from vigil.stream.events import (
     event_series,
     parse_timestamp,
 )
+from vigil.stream.errors import BrokerError, ConfigError, EventError, StateError, VigilError
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

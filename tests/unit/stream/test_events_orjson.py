@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import vigil.stream.events as events
+import vigil.stream.engine.events as events
 from tests.unit.stream.test_events import event_like, valid_predictions, valid_telemetry
+from vigil.stream.engine.events import EventKind, decode_event, parse_json, parse_json_slowly
 from vigil.stream.errors import EventError
-from vigil.stream.events import EventKind, decode_event, parse_json, parse_json_slowly
 
 
 def verdict(raw: bytes, kind: EventKind | None = None) -> str:

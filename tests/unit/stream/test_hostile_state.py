@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 from tests.unit.stream.test_models import OLD, Stream
 from tests.unit.stream.test_runtime import FakeConsumer, FakeProducer, MemoryStore, Record
 from vigil.stream.config import load_config
+from vigil.stream.engine.events import PredictionEvent, TelemetryEvent
+from vigil.stream.engine.monitor import Monitor
 from vigil.stream.errors import StateError
-from vigil.stream.events import PredictionEvent, TelemetryEvent
 from vigil.stream.loop.runner import Runner
 from vigil.stream.metrics import VigilMetrics
-from vigil.stream.monitor import Monitor
 from vigil.stream.state import Snapshot
 
 PREDICTIONS = ("predictions", 0)

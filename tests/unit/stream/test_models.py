@@ -16,10 +16,10 @@ import pytest
 
 from tests.unit.stream.test_runtime import FakeConsumer, FakeProducer, MemoryStore, Record
 from vigil.stream.config import load_config
+from vigil.stream.engine.processor import BatchProcessor, build_engine
 from vigil.stream.errors import ConfigError
 from vigil.stream.loop.runner import Runner
 from vigil.stream.metrics import VigilMetrics
-from vigil.stream.runtime import BatchProcessor, build_engine
 from vigil.stream.state import Snapshot
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "deploy" / "schemas"

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vigil.stream.engine.monitor import Monitor, Observation
 from vigil.stream.errors import StateError
-from vigil.stream.monitor import Monitor, Observation
 from vigil.stream.state import PartitionId
 
 P0: PartitionId = ("telemetry", 0)
@@ -303,7 +303,7 @@ def test_a_corrupt_body_raises_state_error_and_imports_nothing(how: str) -> None
 def test_values_at_the_edge_of_the_accepted_range_keep_state_finite_and_restorable(
     name: str,
 ) -> None:
-    # stream.events refuses magnitudes beyond 1e150, so a detector sees at most this.
+    # stream.engine.events refuses magnitudes beyond 1e150, so a detector sees at most this.
     edge = [1e150, -1e150, 0.0, 5e-324, -1e150, 1e150, 100.0]
     original = Monitor(name)
     for key in ("ordinary", "hostile"):

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vigil.detectors.bank import BankSeries
-from vigil.stream.events import Event, PredictionEvent, TelemetryEvent
-from vigil.stream.monitor import Monitor, Observation, SeriesId
+from vigil.stream.engine.events import Event, PredictionEvent, TelemetryEvent
+from vigil.stream.engine.monitor import Monitor, Observation, SeriesId
 from vigil.stream.state import PartitionId
 
 T0 = 1_767_225_600.0

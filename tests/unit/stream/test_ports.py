@@ -17,7 +17,7 @@ from kafka.structs import OffsetAndMetadata
 
 from vigil import stream
 from vigil.stream.errors import BrokerError, MessageRefused
-from vigil.stream.kafka_io import KafkaPythonConsumer, KafkaPythonProducer
+from vigil.stream.kafka.kafka_python import KafkaPythonConsumer, KafkaPythonProducer
 from vigil.stream.loop.checkpoint import commit_offsets
 from vigil.stream.state import PartitionId
 
@@ -37,7 +37,8 @@ def _imported(path: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("path", sorted([*(STREAM / "loop").glob("*.py"),
-                                         STREAM / "runtime.py"]), ids=lambda p: p.name)
+                                         *(STREAM / "engine").glob("*.py")]),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_the_loop_and_the_engine_import_no_kafka_client(path: Path) -> None:
     assert not _imported(path) & set(CLIENTS)
 

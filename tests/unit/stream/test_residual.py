@@ -12,8 +12,8 @@ import pytest
 
 from tests.unit.stream.test_runtime import Record
 from vigil.stream.config import load_config
+from vigil.stream.engine.processor import BatchProcessor, build_engine
 from vigil.stream.errors import ConfigError
-from vigil.stream.runtime import BatchProcessor, build_engine
 
 CONFIG = """
 [detector.residual]

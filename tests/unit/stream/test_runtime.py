@@ -15,11 +15,11 @@ from vigil.detectors import PointResult
 from vigil.detectors import base as detectors_base
 from vigil.detectors.shewhart import ShewhartChart
 from vigil.stream.config import load_config
+from vigil.stream.engine.processor import BatchProcessor, build_engine
 from vigil.stream.errors import BrokerError
-from vigil.stream.kafka_io import KafkaPythonProducer
+from vigil.stream.kafka.kafka_python import KafkaPythonProducer
 from vigil.stream.loop.runner import Runner
 from vigil.stream.metrics import VigilMetrics
-from vigil.stream.runtime import BatchProcessor, build_engine
 from vigil.stream.state import (
     PartitionId,
     Snapshot,

@@ -12,8 +12,8 @@ from typing import Any
 from tests.unit.stream.test_runtime import Record
 from vigil.stream.cli import main
 from vigil.stream.config import load_config
+from vigil.stream.engine.processor import build_engine
 from vigil.stream.generate import GeneratedEvent, generate_events
-from vigil.stream.runtime import build_engine
 
 JUDGEMENT = """
 [detector]

@@ -16,10 +16,10 @@ import pytest
 from kafka import TopicPartition
 
 from vigil.detectors import PointResult
-from vigil.stream.alerts import SourceRef, build_alert
 from vigil.stream.cli import main
+from vigil.stream.engine.alerts import SourceRef, build_alert
 from vigil.stream.errors import BrokerError
-from vigil.stream.subscribe import (
+from vigil.stream.kafka.subscribe import (
     MODEL_UPDATES,
     AlertFilter,
     format_alert_line,
@@ -324,7 +324,7 @@ def test_json_output_escapes_them_too_and_stays_the_same_data(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     alert = _alert("evil\u202e\x85key")
     consumer = FakeConsumer({"alerts": {0: _encoded(alert)}})
-    monkeypatch.setattr("vigil.stream.subscribe.topic_reader", lambda config: consumer)
+    monkeypatch.setattr("vigil.stream.kafka.subscribe.topic_reader", lambda config: consumer)
     consumer.close = lambda: None  # type: ignore[attr-defined]
     assert main(["alerts", "--json"]) == 0
     out = capsys.readouterr().out.strip()
@@ -346,7 +346,7 @@ def _export(monkeypatch: pytest.MonkeyPatch, tmp_path: Any, updates: list[dict[s
     consumer = FakeConsumer({"model-updates": {0: [json.dumps(u).encode() for u in updates]}},
                             keys=key)
     consumer.close = lambda: None  # type: ignore[attr-defined]
-    monkeypatch.setattr("vigil.stream.subscribe.topic_reader", lambda config: consumer)
+    monkeypatch.setattr("vigil.stream.kafka.subscribe.topic_reader", lambda config: consumer)
     out = tmp_path / "model.joblib"
     code = main(["export-model", "--model", "fraud", "-o", str(out)])
     if code != 0:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from vigil.stream.alerts import ALERT_KINDS
+from vigil.stream.engine.alerts import ALERT_KINDS
 from vigil.stream.errors import BrokerError
 from vigil.stream.loop.ports import InputRecord
 from vigil.stream.text import printable, printable_json
@@ -373,7 +373,7 @@ def topic_reader(config: VigilConfig) -> Any:
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
-    from vigil.stream.kafka_io import client_settings
+    from vigil.stream.kafka.kafka_python import client_settings
 
     try:
         return KafkaConsumer(**{

@@ -1,7 +1,7 @@
 """Kafka clients from the configuration, behind the loop's ports; output topics; the probe.
 
 Clients are kafka-python's unless ``kafka.client`` picks confluent-kafka
-(:mod:`stream.confluent_io`). Either way the loop sees only the ports of
+(:mod:`stream.kafka.confluent`). Either way the loop sees only the ports of
 :mod:`stream.loop.ports`: here kafka-python's consumer and producer are adapted to them
 (:class:`KafkaPythonConsumer`, :class:`KafkaPythonProducer`), translating ``TopicPartition``,
 ``OffsetAndMetadata`` and kafka-python's errors. Only standard Kafka protocol features are
@@ -30,9 +30,9 @@ from kafka.errors import (
 )
 from kafka.structs import OffsetAndMetadata
 
-from vigil.stream.broker import api_versions_answered
 from vigil.stream.config import KafkaConfig, VigilConfig
 from vigil.stream.errors import BrokerError, MessageRefused
+from vigil.stream.kafka.broker import api_versions_answered
 from vigil.stream.loop.ports import (
     Consumer,
     DeliveryFuture,
@@ -125,7 +125,7 @@ def make_consumer(config: VigilConfig, *, client: str | None = None,
     ``client`` (default ``kafka.client``) picks the library; ``overrides`` use kafka-python names.
     """
     if (client or config.kafka.client) == "confluent-kafka":
-        from vigil.stream.confluent_io import make_confluent_consumer
+        from vigil.stream.kafka.confluent import make_confluent_consumer
 
         return make_confluent_consumer(config, **overrides)
     return KafkaPythonConsumer(kafka_python_consumer(config, **overrides))
@@ -161,7 +161,7 @@ def make_producer(config: VigilConfig, *, client: str | None = None,
     ``client`` (default ``kafka.client``) picks the library; ``overrides`` use kafka-python names.
     """
     if (client or config.kafka.client) == "confluent-kafka":
-        from vigil.stream.confluent_io import make_confluent_producer
+        from vigil.stream.kafka.confluent import make_confluent_producer
 
         return make_confluent_producer(config, **overrides)
     settings: dict[str, Any] = {

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 from vigil.stream.config import VigilConfig
 from vigil.stream.errors import BrokerError, ConfigError, MessageRefused
-from vigil.stream.kafka_io import (
+from vigil.stream.kafka.kafka_python import (
     IDLE_MARGIN_MS,
     METADATA_MAX_AGE_MS,
     RECONNECT_BACKOFF_MAX_MS,
@@ -84,13 +84,13 @@ SECURITY_NAMES: Mapping[str, str] = {
     "sasl_plain_username": "sasl.username",
     "sasl_plain_password": "sasl.password",
 }
-"""kafka-python's security settings (:func:`stream.kafka_io.security_settings`) and their
+"""kafka-python's security settings (:func:`stream.kafka.kafka_python.security_settings`) and their
 librdkafka names."""
 
 
 def librdkafka_settings(config: VigilConfig) -> dict[str, Any]:
-    """The librdkafka form of ``stream.kafka_io.client_settings``: address, identity,
-    timeouts (the same choices, see :mod:`stream.kafka_io`) and security."""
+    """The librdkafka form of ``stream.kafka.kafka_python.client_settings``: address, identity,
+    timeouts (the same choices, see :mod:`stream.kafka.kafka_python`) and security."""
     kafka = config.kafka
     return {
         "bootstrap.servers": ",".join(bootstrap_servers(kafka)),
@@ -127,7 +127,7 @@ def _translate(overrides: Mapping[str, Any], names: Mapping[str, str]) -> dict[s
 
 
 def make_confluent_consumer(config: VigilConfig, **overrides: Any) -> ConfluentConsumer:
-    """A group consumer like ``stream.kafka_io.make_consumer``'s, over librdkafka."""
+    """A group consumer like ``stream.kafka.kafka_python.make_consumer``'s, over librdkafka."""
     kafka = config.kafka
     settings: dict[str, Any] = {
         **librdkafka_settings(config),

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from vigil.detectors import PointResult
-from vigil.stream.alerts import Alert
+from vigil.stream.engine.alerts import Alert
 
 if TYPE_CHECKING:
-    from vigil.stream.monitor import Series
+    from vigil.stream.engine.monitor import Series
 
 
 class AlertBuilder(Protocol):

@@ -6,7 +6,7 @@ instance on a rebalance. Memory is bounded: at most ``max_series`` series (the l
 seen is evicted), at most ``max_series_per_key`` of one key (beyond it that key's own least
 recently seen go, so one key cannot evict the others), and a series idle for ``series_ttl_s``
 of event time restarts from warm-up. The monitor is I/O-free; ``vigil run`` and ``vigil
-replay`` both get it from :func:`stream.runtime.build_engine`, so they judge alike.
+replay`` both get it from :func:`stream.engine.processor.build_engine`, so they judge alike.
 
 Three parts, each with one job: :class:`SeriesSpecs` says which series an event feeds and
 with what detector, :class:`SeriesTable` holds the series within the memory bounds, and
@@ -39,9 +39,9 @@ from vigil.detectors import (
     restore_detector,
 )
 from vigil.detectors.bank import BankSeries, SeriesBank
-from vigil.stream.episodes import in_episode, worth_reporting
+from vigil.stream.engine.episodes import in_episode, worth_reporting
+from vigil.stream.engine.events import Event, PredictionEvent, TelemetryEvent, event_series
 from vigil.stream.errors import StateError
-from vigil.stream.events import Event, PredictionEvent, TelemetryEvent, event_series
 from vigil.stream.state import PartitionId, PartitionState, checked_number
 
 SeriesId = tuple[str, str, str]

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vigil.detectors import PointResult
-from vigil.stream.alerts import iso_utc
 from vigil.stream.config import ModelsConfig
+from vigil.stream.engine.alerts import iso_utc
+from vigil.stream.engine.events import LabelEvent, PredictionEvent
 from vigil.stream.errors import ConfigError, StateError
-from vigil.stream.events import LabelEvent, PredictionEvent
 from vigil.stream.state import PartitionId, PartitionState, checked_count, checked_number
 from vigil.updaters import (
     GuardedLearner,

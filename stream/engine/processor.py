@@ -4,11 +4,11 @@
 ``vigil run``, ``vigil replay``, the demo and the benchmarks.
 
 :class:`BatchProcessor` decodes and validates each record (a bad one becomes a dead letter),
-scores the batch's events with the :class:`~stream.monitor.Monitor`, feeds predictions and
-labels to the :class:`~stream.models.ModelMaintainer`, and returns what to publish. The consume
-loop (:mod:`stream.loop`) delivers that output and checkpoints the engine's state per
+scores the batch's events with the :class:`~.monitor.Monitor`, feeds predictions and labels
+to the :class:`~.models.ModelMaintainer`, and returns what to publish. The consume loop
+(:mod:`vigil.stream.loop`) delivers that output and checkpoints the engine's state per
 partition (:class:`EngineState`) in the at-least-once order of
-:meth:`stream.loop.checkpoint.Checkpointer.checkpoint`.
+:meth:`~vigil.stream.loop.checkpoint.Checkpointer.checkpoint`.
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ from functools import partial
 from typing import Any
 
 from vigil.detectors import PointResult
-from vigil.stream.alerts import Alert, SourceRef, build_alert
 from vigil.stream.config import VigilConfig
-from vigil.stream.episodes import Episodes, in_episode
-from vigil.stream.errors import EventError
-from vigil.stream.events import (
+from vigil.stream.engine.alerts import Alert, SourceRef, build_alert
+from vigil.stream.engine.episodes import Episodes, in_episode
+from vigil.stream.engine.events import (
     LATEST_TIMESTAMP,
     Event,
     EventKind,
@@ -38,10 +37,11 @@ from vigil.stream.events import (
     TelemetryEvent,
     decode_event,
 )
+from vigil.stream.engine.models import ModelMaintainer, ModelSignal
+from vigil.stream.engine.monitor import Monitor, Observation
+from vigil.stream.errors import EventError
 from vigil.stream.loop.ports import InputRecord
 from vigil.stream.metrics import SeriesGauges
-from vigil.stream.models import ModelMaintainer, ModelSignal
-from vigil.stream.monitor import Monitor, Observation
 from vigil.stream.state import PartitionId, PartitionState
 
 log = logging.getLogger(__name__)
@@ -318,7 +318,7 @@ class BatchProcessor:
 
     def _alerts(self, observation: Observation, event: Event, source: SourceRef,
                 batch: BatchResult) -> list[Alert]:
-        """The alerts one observation raises, as :class:`~stream.episodes.Episodes` decides."""
+        """The alerts one observation raises, as :class:`.episodes.Episodes` decides."""
         prediction = event if isinstance(event, PredictionEvent) else None
         series_id = (observation.event_type, observation.key, observation.metric)
         common: dict[str, Any] = {
