@@ -43,7 +43,9 @@ rarity on every series.
 
 **Episodes.** The first point at the threshold opens an episode and is the only one with
 ``anomaly=True``. Inside it, the score measures escalation only: values are judged against the
-memory widened by the episode's own extremes, and the shift test rests. The episode resolves
+memory widened by the episode's own extremes, the shift test rests, and the score stays below
+the alert level (:data:`BELOW_ALERT`): an episode is one alert, however long it lasts, so a
+threshold on the score counts episodes as the alerts do. The episode resolves
 after :data:`CLEAR_AFTER` quiet points (the value within the memory's anchors and the CUSUM
 below its quiet level), or, when it has lasted ``rebaseline_after`` points without that, the
 series has a new normal: the baseline moves to the episode's level and spread, an episode
@@ -114,6 +116,8 @@ SPREAD_CHANGE = 2.0
 extremes from the episode (the old extremes were of another spread)."""
 TESTS = 4
 """One-sided tests combined (extreme high and low, shift up and down): the Bonferroni factor."""
+BELOW_ALERT = math.nextafter(0.5, 0.0)
+"""The highest score inside an open episode: just below the alert level (0.5)."""
 EXTREME_HIGH, EXTREME_LOW, SHIFT = 1, -1, 2
 _LOG_TESTS = math.log10(TESTS)
 _SIEGMUND = 1.166
@@ -455,7 +459,10 @@ class AdaptiveDetector:
                    "shift_score": _score(shift - _LOG_TESTS, threshold),
                    "cusum": cusum, "cusum_limit": alarm_cusum, "test": float(test),
                    "season": float(season), "episode": float(length)}
-        return PointResult(_score(evidence, threshold), opened, mean + component,
+        score = _score(evidence, threshold)
+        if length and not opened:
+            score = min(score, BELOW_ALERT)
+        return PointResult(score, opened, mean + component,
                            tail.lower + mean + component, tail.upper + mean + component, z,
                            self._values.count, resolved=resolved, rebaselined=rebaselined,
                            details=details, explanation=explanation)

@@ -1,0 +1,28 @@
+"""Behaviour of the adaptive default detector that its NAB judgement rests on."""
+
+from __future__ import annotations
+
+import random
+
+from detectors.adaptive import BELOW_ALERT, AdaptiveDetector
+
+
+def _noisy(points: int, seed: int = 7) -> list[float]:
+    rng = random.Random(seed)
+    return [rng.gauss(10.0, 1.0) for _ in range(points)]
+
+
+def test_an_episode_is_one_alert_in_the_score() -> None:
+    """Inside an open episode the score stays below the alert level, even when the values
+    escalate, so a threshold on the score counts the episode once."""
+    values = _noisy(700)
+    values[400] = 25.0
+    values[405] = 60.0  # escalation inside the episode the spike opened
+    det = AdaptiveDetector()
+    results = [det.update(v, 60.0 * t) for t, v in enumerate(values)]
+    assert [t for t, r in enumerate(results) if r.anomaly] == [400]
+    assert results[400].score >= 0.5
+    assert results[405].details is not None and results[405].details["episode"] > 0
+    assert results[405].details["extreme_score"] > 0.5  # the escalation is still measured
+    assert 0.4 < results[405].score <= BELOW_ALERT < 0.5
+    assert [t for t, r in enumerate(results) if r.score >= 0.5] == [400]
