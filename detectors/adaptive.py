@@ -408,11 +408,12 @@ class AdaptiveDetector:
             shift = shift_evidence(cusum) - self._excess(up > down)
 
         evidence = max(extreme, shift) - _LOG_TESTS
-        opened = resolved = rebaselined = False
+        opened = resolved = rebaselined = warming = False
         test = 0
         explanation = None
         if episode is None:
-            if self._seen >= self.warmup and evidence >= threshold:
+            warming = self._seen < self.warmup
+            if not warming and evidence >= threshold:
                 opened = True
                 test = SHIFT if shift >= extreme else tail.side
                 anchors = self._values.anchors() or (-math.inf, math.inf)
@@ -451,7 +452,8 @@ class AdaptiveDetector:
         elif rebaselined:
             self._rebaseline()
         if profile is not None and (profile.season == SEASON_NONE) != (season == SEASON_NONE):
-            self._restart()
+            self._restart(max(profile.period_points(season),
+                              profile.period_points(profile.season)))
 
         details = {"extreme": max(0.0, extreme - _LOG_TESTS),
                    "shift": max(0.0, shift - _LOG_TESTS), "threshold": threshold,
@@ -460,7 +462,7 @@ class AdaptiveDetector:
                    "cusum": cusum, "cusum_limit": alarm_cusum, "test": float(test),
                    "season": float(season), "episode": float(length)}
         score = _score(evidence, threshold)
-        if length and not opened:
+        if warming or (length and not opened):
             score = min(score, BELOW_ALERT)
         return PointResult(score, opened, mean + component,
                            tail.lower + mean + component, tail.upper + mean + component, z,
@@ -498,9 +500,12 @@ class AdaptiveDetector:
         self._episode = None
         self._cusum_up = self._cusum_down = 0.0
 
-    def _restart(self) -> None:
+    def _restart(self, settle: int) -> None:
         """Forget what was learned before the series gained or lost a season: the values the
-        tests see are another stream now (only the resolution is kept)."""
+        tests see are another stream now (only the resolution is kept). The warm-up is longer
+        by ``settle`` points (a period of the season): what is left of the series after its
+        season varies with the season's phase, and the tests alarm once they have seen every
+        phase."""
         self._values = BlockExtremes()
         self._levels = _level_memory()
         self._shifts = _shift_memory()
@@ -508,7 +513,7 @@ class AdaptiveDetector:
         self._episode = None
         self._cusum_up = self._cusum_down = 0.0
         self._ewma = math.nan
-        self._seen = 0  # a warm-up again
+        self._seen = -settle  # a warm-up again
 
     # --- state --------------------------------------------------------------------------
 

@@ -26,3 +26,23 @@ def test_an_episode_is_one_alert_in_the_score() -> None:
     assert results[405].details["extreme_score"] > 0.5  # the escalation is still measured
     assert 0.4 < results[405].score <= BELOW_ALERT < 0.5
     assert [t for t, r in enumerate(results) if r.score >= 0.5] == [400]
+
+
+def test_a_season_change_rewarms_for_a_whole_period() -> None:
+    """When the series gains its daily season the tests restart, and they neither alarm nor
+    score at the alert level until they have seen a whole day of the new stream."""
+    step = 300.0  # five minutes: 288 points a day
+    rng = random.Random(5)
+    values = [(80.0 if (t // 12) % 24 >= 12 else 20.0) + rng.gauss(0.0, 0.5)
+              for t in range(288 * 4)]
+    det = AdaptiveDetector()
+    results = [det.update(v, step * t) for t, v in enumerate(values)]
+    gained = next(t for t, r in enumerate(results)
+                  if r.details is not None and r.details["season"] == 1.0)
+    settling = results[gained + 1:gained + 288]
+    assert not any(r.anomaly for r in settling)
+    assert max(r.score for r in settling) < 0.5
+    assert det.state_dict()["season"] == "auto"
+    restored = AdaptiveDetector.from_state(det.state_dict())
+    assert restored.update(50.0, step * len(values)).score == det.update(
+        50.0, step * len(values)).score
