@@ -224,7 +224,8 @@ class Baseline:
                 else deviation
         self.mean += weight * deviation
         self.spread += weight * (abs(deviation) - self.spread)
-        z = deviation / sigma
+        z = deviation / sigma  # clipped: the first points, judged with a spread still
+        z = Z_CLIP if z > Z_CLIP else -Z_CLIP if z < -Z_CLIP else z  # near 0, must not dominate
         self.lagged_square += weight * (self.last_z * self.last_z - self.lagged_square)
         self.lagged_product += weight * (self.last_z * z - self.lagged_product)
         self.last_z = z

@@ -46,3 +46,16 @@ def test_a_season_change_rewarms_for_a_whole_period() -> None:
     restored = AdaptiveDetector.from_state(det.state_dict())
     assert restored.update(50.0, step * len(values)).score == det.update(
         50.0, step * len(values)).score
+
+
+def test_the_baseline_sees_the_autocorrelation_of_a_young_series() -> None:
+    """The first points, judged with a spread still near zero, must not swamp the lag-1
+    autocorrelation: an AR(1) series with rho 0.8 shows it within a few hundred points."""
+    rng = random.Random(11)
+    det = AdaptiveDetector(season=None)
+    x = 0.0
+    for t in range(600):
+        x = 0.8 * x + rng.gauss(0.0, 1.0)
+        det.update(100.0 + x, 60.0 * t)
+    rho = AdaptiveDetector.from_state(det.state_dict())._baseline.autocorrelation()
+    assert 0.6 < rho < 0.95
