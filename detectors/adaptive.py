@@ -41,15 +41,17 @@ score is ``r / (1 + r)`` with ``r = log p / log alpha``: 0.5 exactly when ``p = 
 alert threshold, default 5e-5: once per 20,000 points), 2/3 when ``p = alpha²``, the same
 rarity on every series.
 
-**Episodes.** The first point at the threshold opens an episode and is the only one with
-``anomaly=True``. Inside it, the score measures escalation only: values are judged against the
-memory widened by the episode's own extremes, the shift test rests, and the score stays below
-the alert level (:data:`BELOW_ALERT`): an episode is one alert, however long it lasts, so a
-threshold on the score counts episodes as the alerts do. The episode resolves
-after :data:`CLEAR_AFTER` quiet points (the value within the memory's anchors and the CUSUM
-below its quiet level), or, when it has lasted ``rebaseline_after`` points without that, the
-series has a new normal: the baseline moves to the episode's level and spread, an episode
-opened by an extreme keeps only the memory of its own time, and the closing point has
+**Episodes.** The first point at the threshold opens an episode and has ``anomaly=True``.
+Inside it, the score measures escalation only: values are judged against the memory widened
+by the episode's own extremes, the shift test rests, and the score stays below the alert
+level (:data:`BELOW_ALERT`): an episode is one alert, however long it lasts, so a threshold on
+the score counts episodes as the alerts do. One escalation alerts again: a value extreme
+enough to alarm against that widened memory while a *shift* opened the episode is another
+event (a spike on a shifted level), and the episode goes on as an extreme one. The episode
+resolves after :data:`CLEAR_AFTER` quiet points (the value within the memory's anchors and
+the CUSUM below its quiet level), or, when it has lasted ``rebaseline_after`` points without
+that, the series has a new normal: the baseline moves to the episode's level and spread, an
+episode opened by an extreme keeps only the memory of its own time, and the closing point has
 ``rebaselined=True``.
 
 ``centre`` is the baseline (plus the season), ``lower``/``upper`` the values at which a point
@@ -409,7 +411,7 @@ class AdaptiveDetector:
             shift = shift_evidence(cusum) - self._excess(up > down)
 
         evidence = max(extreme, shift) - _LOG_TESTS
-        opened = resolved = rebaselined = warming = False
+        opened = escalated = resolved = rebaselined = warming = False
         test = 0
         explanation = None
         if episode is None:
@@ -429,6 +431,15 @@ class AdaptiveDetector:
                         mean + component, tail.lower + mean + component,
                         tail.upper + mean + component)
         else:
+            if episode.test == SHIFT and tail.side and extreme >= target:
+                # a value far beyond a shifted level is another event: it alerts, and the
+                # episode goes on as an extreme one (its later escalations do not alert)
+                escalated = True
+                test = episode.test = tail.side
+                explanation = limit_crossed(
+                    "extreme high" if test == EXTREME_HIGH else "extreme low", value,
+                    mean + component, tail.lower + mean + component,
+                    tail.upper + mean + component)
             episode.add(x, deviation, cusum < quiet_cusum)
             resolved = episode.quiet >= CLEAR_AFTER
             rebaselined = not resolved and episode.length >= self.rebaseline_after
@@ -463,9 +474,9 @@ class AdaptiveDetector:
                    "cusum": cusum, "cusum_limit": alarm_cusum, "test": float(test),
                    "season": float(season), "episode": float(length)}
         score = _score(evidence, threshold)
-        if warming or (length and not opened):
+        if warming or (length and not (opened or escalated)):
             score = min(score, BELOW_ALERT)
-        return PointResult(score, opened, mean + component,
+        return PointResult(score, opened or escalated, mean + component,
                            tail.lower + mean + component, tail.upper + mean + component, z,
                            self._values.count, resolved=resolved, rebaselined=rebaselined,
                            details=details, explanation=explanation)

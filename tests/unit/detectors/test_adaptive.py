@@ -59,3 +59,19 @@ def test_the_baseline_sees_the_autocorrelation_of_a_young_series() -> None:
         det.update(100.0 + x, 60.0 * t)
     rho = AdaptiveDetector.from_state(det.state_dict())._baseline.autocorrelation()
     assert 0.6 < rho < 0.95
+
+
+def test_a_spike_on_a_shifted_level_alerts_again() -> None:
+    """A shift opens an episode; a value far beyond the shifted level is another event and
+    alerts, while the smaller escalations after it stay below the alert level."""
+    values = _noisy(900, seed=3)
+    values[500:] = [v + 4.0 for v in values[500:]]
+    values[560] = 60.0
+    values[565] = 70.0
+    det = AdaptiveDetector()
+    results = [det.update(v, 60.0 * t) for t, v in enumerate(values)]
+    alerts = [(t, int(r.details["test"])) for t, r in enumerate(results)
+              if r.anomaly and r.details is not None]
+    assert alerts[0][1] == 2 and 500 <= alerts[0][0] < 560
+    assert alerts[1:] == [(560, 1)]
+    assert results[565].score < 0.5
