@@ -20,7 +20,8 @@ wander and their points are correlated, which would make a CUSUM alarm all the t
 deviation is shrunk by ``√((1 − ρ) / (1 + ρ))`` (ρ the lag-1 autocorrelation of the
 deviations, so that their sum has the variance of independent ones), and the test counts only
 while the smoothed level (an EWMA of span :data:`SPAN`) is beyond the range of smoothed
-levels the series has had, by at least one tail scale. Even so, a series whose deviations
+levels the series has had, by at least one tail scale, and at least the smoothed level's own
+noise (a young series has seen a narrow range of levels). Even so, a series whose deviations
 are correlated over long stretches (residuals of an imperfect season, a level that wanders)
 reaches CUSUM values that independent points would not: the test keeps its own *record*, a
 block-extremes memory of the CUSUM at every point where it counted (0 elsewhere), and its
@@ -105,8 +106,8 @@ REFERENCE = 0.5
 Z_CLIP = 5.0
 """One point's deviation counts at most this much in the CUSUM."""
 GATE = 1.0
-"""The smoothed level must be this many tail scales beyond the range of smoothed levels for
-the shift test to count."""
+"""The smoothed level must be this many tail scales (at least its own standard deviations)
+beyond the range of smoothed levels for the shift test to count."""
 HORIZON = 1000
 """The baseline averages over about this many points."""
 WINSOR = 4.0
@@ -396,6 +397,9 @@ class AdaptiveDetector:
         self._ewma = ewma
         z = deviation / sigma
         rho = baseline.autocorrelation()
+        # the smoothed level's own noise: the standard deviation of an EWMA of span SPAN of
+        # points with this spread and lag-1 autocorrelation
+        level_noise = max(floor, sigma * math.sqrt((1.0 + rho) / ((1.0 - rho) * (2 * SPAN - 1))))
         step = (Z_CLIP if z > Z_CLIP else -Z_CLIP if z < -Z_CLIP else z) \
             * math.sqrt((1.0 - rho) / (1.0 + rho))
         up = max(0.0, self._cusum_up + step - REFERENCE)
@@ -406,7 +410,7 @@ class AdaptiveDetector:
         shift = 0.0
         counted = 0.0  # the CUSUM where the test counts, signed by its direction
         if episode is None and baseline.count >= 2 * LAG and self._seen >= SPAN \
-                and self._levels.tail(ewma - mean, self.visibility, floor).beyond >= GATE:
+                and self._levels.tail(ewma - mean, self.visibility, level_noise).beyond >= GATE:
             counted = cusum if up > down else -cusum
             shift = shift_evidence(cusum) - self._excess(up > down)
 
