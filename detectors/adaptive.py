@@ -47,8 +47,9 @@ Inside it, the score measures escalation only: values are judged against the mem
 by the episode's own extremes, the shift test rests, and the score stays below the alert
 level (:data:`BELOW_ALERT`): an episode is one alert, however long it lasts, so a threshold on
 the score counts episodes as the alerts do. One escalation alerts again: a value extreme
-enough to alarm against that widened memory while a *shift* opened the episode is another
-event (a spike on a shifted level), and the episode goes on as an extreme one. The episode
+enough to alarm against that widened memory while a *shift* opened the episode, and
+:data:`CLEAR_AFTER` points or more after it did, is another event (a spike on a shifted
+level), and the episode goes on as an extreme one. The episode
 resolves after :data:`CLEAR_AFTER` quiet points (the value within the memory's anchors and
 the CUSUM below its quiet level), or, when it has lasted ``rebaseline_after`` points without
 that, the series has a new normal: the baseline moves to the episode's level and spread, an
@@ -435,9 +436,10 @@ class AdaptiveDetector:
                         mean + component, tail.lower + mean + component,
                         tail.upper + mean + component)
         else:
-            if episode.test == SHIFT and tail.side and extreme >= target:
-                # a value far beyond a shifted level is another event: it alerts, and the
-                # episode goes on as an extreme one (its later escalations do not alert)
+            if episode.test == SHIFT and tail.side and extreme >= target \
+                    and episode.length >= CLEAR_AFTER:
+                # a value far beyond a level that shifted a while ago is another event: it
+                # alerts, and the episode goes on as an extreme one (later ones do not alert)
                 escalated = True
                 test = episode.test = tail.side
                 explanation = limit_crossed(

@@ -75,3 +75,17 @@ def test_a_spike_on_a_shifted_level_alerts_again() -> None:
     assert alerts[0][1] == 2 and 500 <= alerts[0][0] < 560
     assert alerts[1:] == [(560, 1)]
     assert results[565].score < 0.5
+
+
+def test_a_spike_right_after_a_shift_is_the_same_event() -> None:
+    """A spike within the first quiet wait of a shift's episode does not alert again."""
+    values = _noisy(900, seed=3)
+    values[500:] = [v + 4.0 for v in values[500:]]
+    det = AdaptiveDetector()
+    results = [det.update(v, 60.0 * t) for t, v in enumerate(values[:600])]
+    opened = next(t for t, r in enumerate(results) if r.anomaly)
+    det = AdaptiveDetector()
+    values[opened + 2] = 60.0
+    results = [det.update(v, 60.0 * t) for t, v in enumerate(values)]
+    assert [t for t, r in enumerate(results) if r.anomaly] == [opened]
+    assert results[opened + 2].score < 0.5
