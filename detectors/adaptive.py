@@ -109,7 +109,7 @@ Z_CLIP = 5.0
 GATE = 1.0
 """The smoothed level must be this many tail scales (at least its own standard deviations)
 beyond the range of smoothed levels for the shift test to count."""
-HORIZON = 1000
+HORIZON = 2000
 """The baseline averages over about this many points."""
 WINSOR = 4.0
 """After warm-up, a point moves the baseline as if it were at most this many spreads away."""
@@ -177,7 +177,7 @@ class Baseline:
         self.count = 0
         """Points learned (reset to a few by a re-baseline, so the new level settles fast)."""
         self.pending = array("f")
-        """Points waiting to be learned, oldest first (single precision: they count 1/1,000)."""
+        """Points waiting to be learned, oldest first (single precision: they count 1/2,000)."""
         self.start: list[float] = []
         """The first points, held until there are ``min(START_POINTS, warmup)`` of them."""
 
