@@ -1,6 +1,7 @@
 """Real-world judgement: the NAB development half replayed with the default configuration.
 
-    .venv/bin/python bench/nab.py [--nab DIR] [--workers 2] [--detector NAME --param K=V ...]
+    .venv/bin/python bench/nab.py [--nab DIR] [--workers 2] [--per-file]
+                                  [--detector NAME --param K=V ...]
 
 Every file of the Numenta Anomaly Benchmark's development half (31 series, 57 labelled anomaly
 windows; see its README.md) goes through ``stream.replay.replay`` — the code path of
@@ -136,11 +137,15 @@ def write_results(nab: Path, folder: Path, columns: dict[str, list[str]]) -> Non
                                                                             strict=True))
 
 
-def score(scorer: ModuleType, nab: Path, folder: Path, subset: bool = False) -> dict[str, Any]:
-    """The scorer's summary of a result folder (``subset``: only the files in it)."""
+def score(scorer: ModuleType, nab: Path, folder: Path, subset: bool = False,
+          per_file: bool = False) -> dict[str, Any]:
+    """The scorer's summary of a result folder (``subset``: only the files in it;
+    ``per_file``: with each file's standard-profile rows under ``per_file_standard``)."""
     argv = ["--nab", str(nab), "--results", str(folder), "--quiet"]
     if subset:
         argv.append("--allow-missing")
+    if per_file:
+        argv.append("--per-file")
     summary: dict[str, Any] = scorer.main(argv)
     return summary
 
@@ -162,6 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--param", action="append", default=[], metavar="K=V",
                         help="detector parameter (with or without --detector), repeatable")
     parser.add_argument("--quick", action="store_true", help="the same run (about a minute)")
+    parser.add_argument("--per-file", action="store_true",
+                        help="also print each file's raw score, windows found and detections "
+                             "outside windows (calibrated score, standard profile)")
     args = parser.parse_args(argv)
     nab = args.nab or default_nab()
     if nab is None:
@@ -192,7 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     folders = {"score": WORKDIR / "score", "alerts": WORKDIR / "alerts"}
     write_results(nab, folders["score"], scores)
     write_results(nab, folders["alerts"], alerts)
-    summaries = {name: score(scorer, nab, folder) for name, folder in folders.items()}
+    summaries = {name: score(scorer, nab, folder, per_file=args.per_file)
+                 for name, folder in folders.items()}
     halves_of = halves(files)
     half_scores = {
         (name, h): score(scorer, nab, subset(nab, folder, half, WORKDIR / f"{name}-half{h}"),
@@ -231,6 +240,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{label.strip('*')}: threshold {standard['threshold']:.6g}, "
               f"{standard['windows_detected']}/{summary['windows']} windows found, "
               f"{standard['fp_rows']} detections outside windows (standard profile)")
+    if args.per_file:
+        print("\nPer file (calibrated score, standard profile, at its corpus threshold):\n")
+        print("| file | raw | windows found | detections outside |")
+        print("|---|---:|---:|---:|")
+        for row in summaries["score"]["per_file_standard"]:
+            print(f"| {row['file']} | {row['raw']:.3f} | {row['windows_detected']}/"
+                  f"{row['windows']} | {row['fp']} |")
     print("\nTargets (default configuration, development half):")
     for profile, target in TARGETS.items():
         for label, summary in rows:

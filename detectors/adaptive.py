@@ -20,7 +20,8 @@ wander and their points are correlated, which would make a CUSUM alarm all the t
 deviation is shrunk by ``√((1 − ρ) / (1 + ρ))`` (ρ the lag-1 autocorrelation of the
 deviations, so that their sum has the variance of independent ones), and the test counts only
 while the smoothed level (an EWMA of span :data:`SPAN`) is beyond the range of smoothed
-levels the series has had, by at least one tail scale. Even so, a series whose deviations
+levels the series has had, by at least one tail scale, and at least the smoothed level's own
+noise (a young series has seen a narrow range of levels). Even so, a series whose deviations
 are correlated over long stretches (residuals of an imperfect season, a level that wanders)
 reaches CUSUM values that independent points would not: the test keeps its own *record*, a
 block-extremes memory of the CUSUM at every point where it counted (0 elsewhere), and its
@@ -41,13 +42,18 @@ score is ``r / (1 + r)`` with ``r = log p / log alpha``: 0.5 exactly when ``p = 
 alert threshold, default 5e-5: once per 20,000 points), 2/3 when ``p = alpha²``, the same
 rarity on every series.
 
-**Episodes.** The first point at the threshold opens an episode and is the only one with
-``anomaly=True``. Inside it, the score measures escalation only: values are judged against the
-memory widened by the episode's own extremes, and the shift test rests. The episode resolves
-after :data:`CLEAR_AFTER` quiet points (the value within the memory's anchors and the CUSUM
-below its quiet level), or, when it has lasted ``rebaseline_after`` points without that, the
-series has a new normal: the baseline moves to the episode's level and spread, an episode
-opened by an extreme keeps only the memory of its own time, and the closing point has
+**Episodes.** The first point at the threshold opens an episode and has ``anomaly=True``.
+Inside it, the score measures escalation only: values are judged against the memory widened
+by the episode's own extremes, the shift test rests, and the score stays below the alert
+level (:data:`BELOW_ALERT`): an episode is one alert, however long it lasts, so a threshold on
+the score counts episodes as the alerts do. One escalation alerts again: a value extreme
+enough to alarm against that widened memory while a *shift* opened the episode, and
+:data:`CLEAR_AFTER` points or more after it did, is another event (a spike on a shifted
+level), and the episode goes on as an extreme one. The episode
+resolves after :data:`CLEAR_AFTER` quiet points (the value within the memory's anchors and
+the CUSUM below its quiet level), or, when it has lasted ``rebaseline_after`` points without
+that, the series has a new normal: the baseline moves to the episode's level and spread, an
+episode opened by an extreme keeps only the memory of its own time, and the closing point has
 ``rebaselined=True``.
 
 ``centre`` is the baseline (plus the season), ``lower``/``upper`` the values at which a point
@@ -102,9 +108,9 @@ REFERENCE = 0.5
 Z_CLIP = 5.0
 """One point's deviation counts at most this much in the CUSUM."""
 GATE = 1.0
-"""The smoothed level must be this many tail scales beyond the range of smoothed levels for
-the shift test to count."""
-HORIZON = 1000
+"""The smoothed level must be this many tail scales (at least its own standard deviations)
+beyond the range of smoothed levels for the shift test to count."""
+HORIZON = 2000
 """The baseline averages over about this many points."""
 WINSOR = 4.0
 """After warm-up, a point moves the baseline as if it were at most this many spreads away."""
@@ -115,6 +121,8 @@ SPREAD_CHANGE = 2.0
 extremes from the episode (the old extremes were of another spread)."""
 TESTS = 4
 """One-sided tests combined (extreme high and low, shift up and down): the Bonferroni factor."""
+BELOW_ALERT = math.nextafter(0.5, 0.0)
+"""The highest score inside an open episode: just below the alert level (0.5)."""
 EXTREME_HIGH, EXTREME_LOW, SHIFT = 1, -1, 2
 _LOG_TESTS = math.log10(TESTS)
 _SIEGMUND = 1.166
@@ -170,7 +178,7 @@ class Baseline:
         self.count = 0
         """Points learned (reset to a few by a re-baseline, so the new level settles fast)."""
         self.pending = array("f")
-        """Points waiting to be learned, oldest first (single precision: they count 1/1,000)."""
+        """Points waiting to be learned, oldest first (single precision: they count 1/2,000)."""
         self.start: list[float] = []
         """The first points, held until there are ``min(START_POINTS, warmup)`` of them."""
 
@@ -221,7 +229,8 @@ class Baseline:
                 else deviation
         self.mean += weight * deviation
         self.spread += weight * (abs(deviation) - self.spread)
-        z = deviation / sigma
+        z = deviation / sigma  # clipped: the first points, judged with a spread still
+        z = Z_CLIP if z > Z_CLIP else -Z_CLIP if z < -Z_CLIP else z  # near 0, must not dominate
         self.lagged_square += weight * (self.last_z * self.last_z - self.lagged_square)
         self.lagged_product += weight * (self.last_z * z - self.lagged_product)
         self.last_z = z
@@ -390,6 +399,9 @@ class AdaptiveDetector:
         self._ewma = ewma
         z = deviation / sigma
         rho = baseline.autocorrelation()
+        # the smoothed level's own noise: the standard deviation of an EWMA of span SPAN of
+        # points with this spread and lag-1 autocorrelation
+        level_noise = max(floor, sigma * math.sqrt((1.0 + rho) / ((1.0 - rho) * (2 * SPAN - 1))))
         step = (Z_CLIP if z > Z_CLIP else -Z_CLIP if z < -Z_CLIP else z) \
             * math.sqrt((1.0 - rho) / (1.0 + rho))
         up = max(0.0, self._cusum_up + step - REFERENCE)
@@ -400,16 +412,17 @@ class AdaptiveDetector:
         shift = 0.0
         counted = 0.0  # the CUSUM where the test counts, signed by its direction
         if episode is None and baseline.count >= 2 * LAG and self._seen >= SPAN \
-                and self._levels.tail(ewma - mean, self.visibility, floor).beyond >= GATE:
+                and self._levels.tail(ewma - mean, self.visibility, level_noise).beyond >= GATE:
             counted = cusum if up > down else -cusum
             shift = shift_evidence(cusum) - self._excess(up > down)
 
         evidence = max(extreme, shift) - _LOG_TESTS
-        opened = resolved = rebaselined = False
+        opened = escalated = resolved = rebaselined = warming = False
         test = 0
         explanation = None
         if episode is None:
-            if self._seen >= self.warmup and evidence >= threshold:
+            warming = self._seen < self.warmup
+            if not warming and evidence >= threshold:
                 opened = True
                 test = SHIFT if shift >= extreme else tail.side
                 anchors = self._values.anchors() or (-math.inf, math.inf)
@@ -424,6 +437,16 @@ class AdaptiveDetector:
                         mean + component, tail.lower + mean + component,
                         tail.upper + mean + component)
         else:
+            if episode.test == SHIFT and tail.side and extreme >= target \
+                    and episode.length >= CLEAR_AFTER:
+                # a value far beyond a level that shifted a while ago is another event: it
+                # alerts, and the episode goes on as an extreme one (later ones do not alert)
+                escalated = True
+                test = episode.test = tail.side
+                explanation = limit_crossed(
+                    "extreme high" if test == EXTREME_HIGH else "extreme low", value,
+                    mean + component, tail.lower + mean + component,
+                    tail.upper + mean + component)
             episode.add(x, deviation, cusum < quiet_cusum)
             resolved = episode.quiet >= CLEAR_AFTER
             rebaselined = not resolved and episode.length >= self.rebaseline_after
@@ -448,7 +471,8 @@ class AdaptiveDetector:
         elif rebaselined:
             self._rebaseline()
         if profile is not None and (profile.season == SEASON_NONE) != (season == SEASON_NONE):
-            self._restart()
+            self._restart(max(profile.period_points(season),
+                              profile.period_points(profile.season)))
 
         details = {"extreme": max(0.0, extreme - _LOG_TESTS),
                    "shift": max(0.0, shift - _LOG_TESTS), "threshold": threshold,
@@ -456,7 +480,10 @@ class AdaptiveDetector:
                    "shift_score": _score(shift - _LOG_TESTS, threshold),
                    "cusum": cusum, "cusum_limit": alarm_cusum, "test": float(test),
                    "season": float(season), "episode": float(length)}
-        return PointResult(_score(evidence, threshold), opened, mean + component,
+        score = _score(evidence, threshold)
+        if warming or (length and not (opened or escalated)):
+            score = min(score, BELOW_ALERT)
+        return PointResult(score, opened or escalated, mean + component,
                            tail.lower + mean + component, tail.upper + mean + component, z,
                            self._values.count, resolved=resolved, rebaselined=rebaselined,
                            details=details, explanation=explanation)
@@ -492,9 +519,12 @@ class AdaptiveDetector:
         self._episode = None
         self._cusum_up = self._cusum_down = 0.0
 
-    def _restart(self) -> None:
+    def _restart(self, settle: int) -> None:
         """Forget what was learned before the series gained or lost a season: the values the
-        tests see are another stream now (only the resolution is kept)."""
+        tests see are another stream now (only the resolution is kept). The warm-up is longer
+        by ``settle`` points (a period of the season): what is left of the series after its
+        season varies with the season's phase, and the tests alarm once they have seen every
+        phase."""
         self._values = BlockExtremes()
         self._levels = _level_memory()
         self._shifts = _shift_memory()
@@ -502,7 +532,7 @@ class AdaptiveDetector:
         self._episode = None
         self._cusum_up = self._cusum_down = 0.0
         self._ewma = math.nan
-        self._seen = 0  # a warm-up again
+        self._seen = -settle  # a warm-up again
 
     # --- state --------------------------------------------------------------------------
 

@@ -289,6 +289,13 @@ class SeasonalProfile:
         weeks = math.ceil((self._last - self._first) / _WEEK + 1e-9)
         return max(1.0, per_hour * min(float(weeks), PROFILE_WEEKS))
 
+    def period_points(self, season: int) -> int:
+        """Points in one period of ``season`` at the series' pace (0 for none or an unknown
+        pace)."""
+        if season == SEASON_NONE or self._interval <= 0.0:
+            return 0
+        return round((_WEEK if season == SEASON_WEEK else 86400.0) / self._interval)
+
     def _horizon(self) -> float:
         """Points in :data:`PROFILE_WEEKS` weeks at the series' pace (1,000 until it is known)."""
         if self._interval <= 0.0:
