@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from detectors.adaptive import BELOW_ALERT, AdaptiveDetector
+from vigil.detectors.adaptive import BELOW_ALERT, AdaptiveDetector
 
 
 def _noisy(points: int, seed: int = 7) -> list[float]:
