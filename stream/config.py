@@ -176,8 +176,10 @@ class StateConfig:
     """Metrics of one telemetry event or features of one prediction; more: dead-lettered."""
     max_name_length: int = 256
     """Characters of a name or id in an event; longer: dead-lettered."""
-    series_ttl_s: float = 7 * 24 * 3600.0
-    """A series idle this long in event time restarts from warm-up (counted); 0 keeps all."""
+    series_ttl_s: float = 30 * 24 * 3600.0
+    """A series idle this long in event time restarts from warm-up (counted); 0 keeps all.
+    A month: a source down for a week-long outage comes back judged by its history, not blind
+    in warm-up; memory stays bounded by ``max_series`` either way."""
     max_snapshot_mb: int = 1024
     """A snapshot that decompresses to more is refused on restore (a zlib bomb guard)."""
     hmac_key: str = field(default="", repr=False)
