@@ -263,6 +263,12 @@ class MeanChart(Chart):
     def _load(self, state: Mapping[str, Any]) -> None:
         self._baseline.load_state(state)
 
+    def columns_ready(self) -> bool:
+        """Whether the statistics have started from the first points it held (before that a
+        :class:`~detectors.bank.SeriesBank` cannot hold it); cheaper than ``state_dict``."""
+        baseline = self._baseline
+        return baseline.stats.count >= 2 and not baseline.start
+
     def check_columns(self) -> None:
         """ValueError when the vectorised step cannot follow this chart (it stays an object)."""
         if self.season is not None:
