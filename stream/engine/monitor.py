@@ -132,6 +132,8 @@ class SeriesSpecs:
         build_detector(detector_name, self.params)  # fail now, not on the first event
         self._specs: dict[SeriesId, tuple[str, dict[str, Any]]] = {}
         self._banks: dict[tuple[str, int], SeriesBank | None] = {}
+        self._bank_of: dict[SeriesId, SeriesBank | None] = {}
+        """Each series' bank (or None), asked at every object-scored point: a memo."""
         self._templates: dict[tuple[str, int], Detector] = {}
         self._feature_names: dict[str, str] = {}
 
@@ -243,9 +245,15 @@ class SeriesSpecs:
         detector = series.detector
         if type(detector) is BankSeries:
             return detector if detector.bank.rebank(detector) else None
-        if series.series_id is None:
+        series_id = series.series_id
+        if series_id is None:
             return None
-        bank = self.bank_for(self.spec_for(series.series_id))
+        try:
+            bank = self._bank_of[series_id]
+        except KeyError:
+            if len(self._bank_of) >= 100_000:
+                self._bank_of.clear()  # a memo, not state
+            bank = self._bank_of[series_id] = self.bank_for(self.spec_for(series_id))
         if bank is None:
             return None
         handle = bank.adopt(detector, owner=series)
