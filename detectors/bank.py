@@ -338,6 +338,8 @@ class SeriesBank:
             return None
         if isinstance(detector, EnsembleDetector) and not detector.in_control:
             return None
+        if isinstance(detector, MeanChart | EnsembleDetector) and not detector.columns_ready():
+            return None  # what bankable() would say, without building the state
         state = detector.state_dict()
         if list(state) != self._state_keys or not self._same_params(state):
             return None

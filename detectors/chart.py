@@ -248,14 +248,26 @@ class MeanChart(Chart):
         """Offer the baseline ``value`` of a warm chart as the policy screens it at mean ±
         SCREEN_K σ (the callers learn every point as it is in warm-up or with ``"learn"``)."""
         screen = SCREEN_K * sigma
-        self._baseline.offer(screened(self.outliers, value, mean - screen, mean + screen, True,
-                                      abs(value - mean) > screen))
+        policy = self.outliers
+        if policy == "clip":  # screened(), inlined: this runs once per point
+            low, high = mean - screen, mean + screen
+            self._baseline.offer(low if value < low else high if value > high else value)
+        elif policy == "learn":
+            self._baseline.offer(value)
+        else:
+            self._baseline.offer(None if abs(value - mean) > screen else value)
 
     def _statistics(self) -> dict[str, Any]:
         return self._baseline.state_dict()
 
     def _load(self, state: Mapping[str, Any]) -> None:
         self._baseline.load_state(state)
+
+    def columns_ready(self) -> bool:
+        """Whether the statistics have started from the first points it held (before that a
+        :class:`~detectors.bank.SeriesBank` cannot hold it); cheaper than ``state_dict``."""
+        baseline = self._baseline
+        return baseline.stats.count >= 2 and not baseline.start
 
     def check_columns(self) -> None:
         """ValueError when the vectorised step cannot follow this chart (it stays an object)."""

@@ -247,6 +247,11 @@ class EnsembleDetector:
         """True when no anomaly episode is open (the state a :mod:`detectors.bank` can hold)."""
         return self._episode == 0
 
+    def columns_ready(self) -> bool:
+        """Whether every chart's statistics have started (see :meth:`MeanChart.columns_ready`)."""
+        return (self._shewhart.columns_ready() and self._cusum.columns_ready()
+                and self._ewma.columns_ready())
+
     def _back_at_baseline(self) -> bool:
         """True when the latest z-values' mean and mean square are those of the baseline."""
         latest = self._z

@@ -24,7 +24,6 @@ from vigil.detectors.chart import (
     deviation,
     deviations,
     limit_crossed,
-    screened,
     screened_columns,
 )
 from vigil.detectors.checks import (
@@ -106,8 +105,12 @@ class ShewhartChart(MeanChart):
                 details = {"rule": float(rules.fired)}
                 explanation = Explanation(f"rule we{rules.fired}", ratio, 1.0)
         policy = self.outliers
-        self._baseline.offer(value if not warm or policy == "learn" else
-                             screened(policy, value, lower, upper, warm, beyond))
+        if not warm or policy == "learn":  # screened(), inlined: this runs once per point
+            self._baseline.offer(value)
+        elif policy == "clip":
+            self._baseline.offer(lower if value < lower else upper if value > upper else value)
+        else:
+            self._baseline.offer(None if beyond else value)
         return PointResult(score, anomaly, mean, lower, upper, z, n, details=details,
                            explanation=explanation)
 

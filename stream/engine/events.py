@@ -161,11 +161,15 @@ model_version=None, prediction_id=None, label=None)
     if timestamp > limits.latest_timestamp:
         raise EventError(FUTURE_TIMESTAMP, f"field 'timestamp' is {timestamp:.3f}, later than "
                                            f"the clock allows ({limits.latest_timestamp:.3f})")
-    decode = _DECODERS.get(kind)
-    if decode is None:
-        raise ValueError(f"kind must be 'prediction', 'telemetry', 'label' or None, got {kind!r}")
+    try:
+        decode = _DECODERS[kind]
+    except KeyError:
+        raise ValueError(f"kind must be 'prediction', 'telemetry', 'label' or None, "
+                         f"got {kind!r}") from None
     event = decode(obj, timestamp, limits)
-    if b"\\ud" in raw or b"\\uD" in raw:  # only a \uXXXX escape can smuggle in a lone surrogate
+    # only a \uXXXX escape can smuggle in a lone surrogate; find, not ``in``: ``in`` on bytes
+    # first tries its operand as an integer and formats the TypeError that raises
+    if raw.find(b"\\u") >= 0 and (raw.find(b"\\ud") >= 0 or raw.find(b"\\uD") >= 0):
         _require_encodable(event)
     return event
 
@@ -239,7 +243,7 @@ def parse_json(raw: bytes) -> object:
     than ``MAX_DEPTH``, go to :func:`parse_json_slowly`, which gives today's verdict and reason.
     """
     shape = raw.translate(_SHAPE)
-    if shape.count(b"[") <= MAX_DEPTH and _LONG_DIGIT_RUN not in shape:
+    if shape.count(b"[") <= MAX_DEPTH and shape.find(_LONG_DIGIT_RUN) < 0:  # find: see decode_event
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:

@@ -39,7 +39,7 @@ from vigil.detectors import (
     restore_detector,
 )
 from vigil.detectors.bank import BankSeries, SeriesBank
-from vigil.stream.engine.episodes import in_episode, worth_reporting
+from vigil.stream.engine.episodes import worth_reporting
 from vigil.stream.engine.events import Event, PredictionEvent, TelemetryEvent, event_series
 from vigil.stream.errors import StateError
 from vigil.stream.state import PartitionId, PartitionState, checked_number
@@ -132,6 +132,8 @@ class SeriesSpecs:
         build_detector(detector_name, self.params)  # fail now, not on the first event
         self._specs: dict[SeriesId, tuple[str, dict[str, Any]]] = {}
         self._banks: dict[tuple[str, int], SeriesBank | None] = {}
+        self._bank_of: dict[SeriesId, SeriesBank | None] = {}
+        """Each series' bank (or None), asked at every object-scored point: a memo."""
         self._templates: dict[tuple[str, int], Detector] = {}
         self._feature_names: dict[str, str] = {}
 
@@ -157,23 +159,10 @@ class SeriesSpecs:
             self._specs[series_id] = spec
         return spec
 
-    def points(self, event: Event) -> Iterator[tuple[str, str, str, Any]]:
-        """The event's points as (event type, key, metric, value): its numbers, then its
-        feature vector (multivariate) or its residual series' metrics (residual)."""
-        event_type = "prediction" if isinstance(event, PredictionEvent) else "telemetry"
-        for key, metric, value in event_series(event):
-            yield event_type, key, metric, value
-        if self.multivariate is not None and isinstance(event, PredictionEvent) \
-                and event.features:
-            yield event_type, event.model, FEATURE_VECTOR, event.features
-        if self.residual and isinstance(event, TelemetryEvent):
-            residual = self._residual_point(event)
-            if residual is not None:
-                yield event_type, event.source, residual, event.metrics
-
     def runs(self, event: Event) -> list[tuple[str, str, Any]]:
-        """The event's points as runs of (event type, key, iterable of (metric, value)), in
-        the order of :meth:`points` (feature vector last)."""
+        """The event's points as runs of (event type, key, iterable of (metric, value)): its
+        numbers, then its feature vector (multivariate) or its residual series' metrics
+        (residual)."""
         if type(event) is TelemetryEvent:
             residual = self._residual_point(event) if self.residual else None
             if residual is not None:
@@ -256,9 +245,15 @@ class SeriesSpecs:
         detector = series.detector
         if type(detector) is BankSeries:
             return detector if detector.bank.rebank(detector) else None
-        if series.series_id is None:
+        series_id = series.series_id
+        if series_id is None:
             return None
-        bank = self.bank_for(self.spec_for(series.series_id))
+        try:
+            bank = self._bank_of[series_id]
+        except KeyError:
+            if len(self._bank_of) >= 100_000:
+                self._bank_of.clear()  # a memo, not state
+            bank = self._bank_of[series_id] = self.bank_for(self.spec_for(series_id))
         if bank is None:
             return None
         handle = bank.adopt(detector, owner=series)
@@ -453,8 +448,10 @@ class Monitor(PartitionState):
 
     def observe(self, event: Event, partition: PartitionId = OFFLINE) -> Iterator[Observation]:
         """Score every point the event contributes, then let each series learn it."""
-        for event_type, key, metric, value in self.specs.points(event):
-            yield self.observe_point(event_type, key, metric, value, event.timestamp, partition)
+        timestamp = event.timestamp
+        for event_type, key, pairs in self.specs.runs(event):
+            for metric, value in pairs:
+                yield self.observe_point(event_type, key, metric, value, timestamp, partition)
 
     def observe_point(
         self,
@@ -591,18 +588,10 @@ class _BatchScoring:
         self.hot: set[Series] = set()
         """Series that alarmed earlier in the call and have not resolved since."""
         self._memo: dict[SeriesId, bool] = {}
-        self._bank: SeriesBank | None = None
-        self._queue: _Queue = ([], [], [])
 
     def run(self) -> list[list[Observation] | Exception]:
         """Score every event, then the banks; per event, its observations or its error."""
-        for index, (event, partition) in enumerate(self.events):
-            observed: list[tuple[int, Observation]] = []
-            self.found.append(observed)
-            try:
-                self._score_event(index, event, partition, observed)
-            except Exception as exc:  # the event's own failure; the batch goes on
-                self.found[index] = exc
+        self._score_events()
         self._flush_banks()
         out: list[list[Observation] | Exception] = []
         for item in self.found:
@@ -616,7 +605,7 @@ class _BatchScoring:
 
     def wanted(self, series: Series) -> bool:
         """True when every point of the series is reported: in an episode, or asked for."""
-        if in_episode(series):
+        if series.episode is not None:  # in_episode, inlined: asked once per point
             return True
         if self.report is None or series.series_id is None:
             return False
@@ -625,74 +614,82 @@ class _BatchScoring:
             flag = self._memo[series.series_id] = bool(self.report(series.series_id))
         return flag
 
-    def _score_event(self, index: int, event: Event, partition: PartitionId,
-                     observed: list[tuple[int, Observation]]) -> None:
-        """Touch, create or restart each point's series; score the object-detector points
-        now and queue the banked ones (in the bank's pending arrays, in point order)."""
+    def _score_events(self) -> None:
+        """Per event, touch, create or restart each point's series; score the object-detector
+        points now and queue the banked ones (in the bank's pending arrays, in point order).
+        One loop over the whole batch: what it looks up once serves every point."""
         table = self.table
+        runs = table.specs.runs
+        touch = table.touch
+        get_series = table.series
         ttl = table.series_ttl_s
         move_to_end = table.recency.move_to_end
         into_bank = table.specs.into_bank
         isfinite = math.isfinite
-        wanted = None if self.report is None else self.wanted
-        current, queue = self._bank, self._queue
+        found, queues, hot, wanted_all = self.found, self.queues, self.hot, self.wanted
+        wanted = None if self.report is None else wanted_all
+        current: SeriesBank | None = None
+        queue: _Queue = ([], [], [])
         add_slot: Callable[[Any], None] = _no_queue
-        add_value = add_slot
-        if current is not None:
-            add_slot, add_value = current.pending_slots.append, current.pending_values.append
-        part: _Partition | None = None
-        series_of: dict[SeriesId, Series] = {}
-        horizon = 0.0
-        timestamp = event.timestamp
-        position = -1
-        for event_type, key, pairs in table.specs.runs(event):
-            for metric, value in pairs:
-                position += 1
-                if part is None:
-                    part = table.touch(partition, timestamp)
-                    series_of = part.series
-                    horizon = part.watermark - ttl
-                series_id = (event_type, key, metric)
-                series = series_of.get(series_id)
-                if series is None or (ttl and series.last_seen < horizon):
-                    series = table.series(part, partition, series_id, timestamp, banked=True)
-                else:
-                    move_to_end(series)
-                    if timestamp > series.last_seen:
-                        series.last_seen = timestamp
-                detector = series.detector
-                handle: BankSeries | None
-                if type(detector) is BankSeries and detector.slot >= 0:
-                    handle = detector
-                else:
-                    handle = into_bank(series, value)
-                    if handle is None:
-                        observation = _score_object(part, series, event_type, key, metric,
-                                                    value, timestamp)
-                        if worth_reporting(observation.result, series, self.hot, self.wanted):
-                            observed.append((position, observation))
-                        continue
-                if not isfinite(value):
-                    raise ValueError(f"value must be a finite number, got {value!r}")
-                bank = handle.bank
-                if bank is not current:
-                    current, queue = bank, self._select(bank)
-                    add_slot, add_value = bank.pending_slots.append, bank.pending_values.append
-                # the episode test of in_episode, inlined: this runs once per point
-                if series.episode is not None or wanted is not None and wanted(series):
-                    queue[2].append(len(queue[0]))
-                add_slot(handle.slot)
-                add_value(value)
-                queue[0].append(index)
-                queue[1].append(position)
-
-    def _select(self, bank: SeriesBank) -> _Queue:
-        """Make ``bank`` the one the next points queue on; its queue."""
-        queue = self.queues.get(bank)
-        if queue is None:
-            queue = self.queues[bank] = ([], [], [])
-        self._bank, self._queue = bank, queue
-        return queue
+        add_value = add_event = add_position = add_slot
+        for index, (event, partition) in enumerate(self.events):
+            observed: list[tuple[int, Observation]] = []
+            found.append(observed)
+            try:
+                part: _Partition | None = None
+                series_of: dict[SeriesId, Series] = {}
+                horizon = 0.0
+                timestamp = event.timestamp
+                position = -1
+                for event_type, key, pairs in runs(event):
+                    for metric, value in pairs:
+                        position += 1
+                        if part is None:
+                            part = touch(partition, timestamp)
+                            series_of = part.series
+                            horizon = part.watermark - ttl
+                        series_id = (event_type, key, metric)
+                        series = series_of.get(series_id)
+                        if series is None or (ttl and series.last_seen < horizon):
+                            series = get_series(part, partition, series_id, timestamp,
+                                                banked=True)
+                        else:
+                            move_to_end(series)
+                            if timestamp > series.last_seen:
+                                series.last_seen = timestamp
+                        detector = series.detector
+                        handle: BankSeries | None
+                        if type(detector) is BankSeries and detector.slot >= 0:
+                            handle = detector
+                        else:
+                            handle = into_bank(series, value)
+                            if handle is None:
+                                observation = _score_object(part, series, event_type, key,
+                                                            metric, value, timestamp)
+                                if worth_reporting(observation.result, series, hot,
+                                                   wanted_all):
+                                    observed.append((position, observation))
+                                continue
+                        if not isfinite(value):
+                            raise ValueError(f"value must be a finite number, got {value!r}")
+                        bank = handle.bank
+                        if bank is not current:
+                            current = bank
+                            known = queues.get(bank)
+                            queue = queues[bank] = ([], [], []) if known is None else known
+                            add_slot = bank.pending_slots.append
+                            add_value = bank.pending_values.append
+                            add_event = queue[0].append
+                            add_position = queue[1].append
+                        # the episode test of in_episode, inlined: this runs once per point
+                        if series.episode is not None or wanted is not None and wanted(series):
+                            queue[2].append(len(queue[0]))
+                        add_slot(handle.slot)
+                        add_value(value)
+                        add_event(index)
+                        add_position(position)
+            except Exception as exc:  # the event's own failure; the batch goes on
+                found[index] = exc
 
     def _flush_banks(self) -> None:
         """Score each bank's queued points together; add the reported ones to their event's."""

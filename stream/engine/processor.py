@@ -47,6 +47,9 @@ from vigil.stream.state import PartitionId, PartitionState
 log = logging.getLogger(__name__)
 
 
+_UNSCORED = (LabelEvent, EventError)
+"""What a decoded record may be that the monitor does not score (a tuple: built once)."""
+
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
     """A message to produce: topic, key, value and headers, and the input record it comes
@@ -185,7 +188,7 @@ class BatchProcessor:
         decoded = self._decode(records, batch)
         outcomes = iter(self.observe_events(
             [(event, (record.topic, record.partition)) for record, event in decoded
-             if not isinstance(event, LabelEvent | EventError)]))
+             if not isinstance(event, _UNSCORED)]))
         for record, event in decoded:
             if isinstance(event, EventError):
                 self._dead_letter(record, event, batch)
