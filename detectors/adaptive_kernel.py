@@ -145,8 +145,9 @@ def _min(a: float, b: float) -> float:
 
 @njit(cache=True, inline="always")
 def _stored(value: float, single: bool) -> float:
-    """``value`` as a memory keeps it: rounded to single precision for a single memory."""
-    return float(np.float32(value)) if single else value
+    """``value`` as a memory keeps it: rounded to single precision for a single memory (read
+    back with ``np.float64``: numba's ``float()`` of a float32 stays float32)."""
+    return np.float64(np.float32(value)) if single else value
 
 
 @intrinsic
@@ -544,7 +545,7 @@ def baseline_offer(floats: Floats, ints: Ints, pending: Floats, start: Floats, r
     # the ring keeps single precision, as Baseline.pending: a point waits rounded
     head, length = ints[row, B_HEAD], ints[row, B_PENDING]
     if length + 1 > LAG or ints[row, B_COUNT] < LAG:  # append, then learn the oldest
-        oldest = float(pending[row, head]) if length else float(np.float32(value))
+        oldest = np.float64(pending[row, head] if length else np.float32(value))
         if length:
             pending[row, (head + length) % LAG] = value
             ints[row, B_HEAD] = (head + 1) % LAG
@@ -575,7 +576,7 @@ def _season_daily(floats: Floats, means: Floats, row: int, bucket: int) -> float
     hour = bucket % 24
     total, seen = 0.0, 0
     for day in range(7):
-        mean = float(means[row, day * 24 + hour])
+        mean = np.float64(means[row, day * 24 + hour])
         if mean == mean:
             total += mean
             seen += 1
@@ -591,7 +592,7 @@ def _season_prediction(floats: Floats, means: Floats, row: int, bucket: int,
     daily = _season_daily(floats, means, row, bucket)
     if season == SEASON_DAY:
         return daily
-    weekly = float(means[row, bucket])
+    weekly = np.float64(means[row, bucket])
     return weekly * floats[row, P_UNIT] if weekly == weekly else daily
 
 
@@ -630,7 +631,7 @@ def _season_fit_unit(floats: Floats, means: Floats, row: int, value: float) -> N
     while abs(value) > math.ldexp(floats[row, P_UNIT], 96):
         floats[row, P_UNIT] = math.ldexp(floats[row, P_UNIT], 32)
         for b in range(168):
-            mean = float(means[row, b])
+            mean = np.float64(means[row, b])
             if mean == mean:
                 means[row, b] = math.ldexp(mean, -32)
 
@@ -686,14 +687,14 @@ def season_learn(floats: Floats, ints: Ints, means: Floats, row: int, value: flo
     floats[row, P_LEVEL] += (value - floats[row, P_LEVEL]) / _min(float(seen), horizon)
     _season_fit_unit(floats, means, row, value)
     unit = floats[row, P_UNIT]
-    old = float(means[row, bucket])
+    old = np.float64(means[row, bucket])
     if old != old:
         means[row, bucket] = value / unit
-        floats[row, P_TOTAL] += float(means[row, bucket]) * unit
+        floats[row, P_TOTAL] += np.float64(means[row, bucket]) * unit
         ints[row, P_FILLED] += 1
     else:
         means[row, bucket] = old + (value / unit - old) / _season_bucket_points(floats, row)
-        floats[row, P_TOTAL] += (float(means[row, bucket]) - old) * unit
+        floats[row, P_TOTAL] += (np.float64(means[row, bucket]) - old) * unit
     ints[row, P_SEASON] = _season_chosen(floats, ints, row)
 
 
