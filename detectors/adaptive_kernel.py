@@ -131,19 +131,37 @@ FIRED_NAMES = {EXTREME_HIGH: "extreme high", -EXTREME_HIGH: "extreme low", SHIFT
                -SHIFT: "shift down"}
 
 
+def _cache_probe() -> None:
+    """Decorated only to learn whether numba can cache this module's functions."""
+
+
+def _can_cache() -> bool:
+    """Whether numba finds a writable cache directory for this file (it picks one when a
+    function is decorated, and refuses ``cache=True`` if there is none)."""
+    try:
+        njit(cache=True)(_cache_probe)
+    except RuntimeError:
+        return False
+    return True
+
+
+CACHE = _can_cache()
+"""Compiled functions are cached on disk when possible; otherwise compiled at first use."""
+
+
 # --- small numeric helpers, with Python's max/min semantics (the first wins a tie) -------------
 
-@njit(cache=True, inline="always")
+@njit(cache=CACHE, inline="always")
 def _max(a: float, b: float) -> float:
     return b if b > a else a
 
 
-@njit(cache=True, inline="always")
+@njit(cache=CACHE, inline="always")
 def _min(a: float, b: float) -> float:
     return b if b < a else a
 
 
-@njit(cache=True, inline="always")
+@njit(cache=CACHE, inline="always")
 def _stored(value: float, single: bool) -> float:
     """``value`` as a memory keeps it: rounded to single precision for a single memory (read
     back with ``np.float64``: numba's ``float()`` of a float32 stays float32)."""
@@ -162,13 +180,13 @@ def _libm_pow(typing_context: Any, x: Any, y: Any) -> Any:
     return types.float64(types.float64, types.float64), codegen
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def scale_floor(resolution: float, level: float) -> float:
     """:func:`~detectors.extremes.scale_floor`."""
     return _max(_max(resolution, 1e-6 * abs(level)), 1e-300)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def shift_evidence(cusum: float) -> float:
     """:func:`~detectors.adaptive.shift_evidence`."""
     b = cusum + _SIEGMUND
@@ -177,7 +195,7 @@ def shift_evidence(cusum: float) -> float:
     return math.log10(math.expm1(b) - b)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _score(evidence: float, threshold: float) -> float:
     if evidence <= 0.0:
         return 0.0
@@ -185,14 +203,14 @@ def _score(evidence: float, threshold: float) -> float:
     return ratio / (1.0 + ratio)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _per_point(block_share: float, per_block: float) -> float:
     if block_share >= 1.0:
         return 1.0
     return -math.expm1(math.log1p(-block_share) / per_block)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _middle(ordered: Floats) -> float:
     """Median of sorted numbers (0 for none, as :func:`detectors.extremes._median`)."""
     n = len(ordered)
@@ -204,7 +222,7 @@ def _middle(ordered: Floats) -> float:
 
 # --- block extremes: BlockExtremes over (blocks, current, shape) at [row, memory] -----------
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def memory_reset(blocks: Floats, current: Floats, shape: Ints, row: int, m: int) -> None:
     """An empty memory (``BlockExtremes()``)."""
     shape[row, m, M_BLOCKS] = 0
@@ -213,7 +231,7 @@ def memory_reset(blocks: Floats, current: Floats, shape: Ints, row: int, m: int)
     _empty_current(current, row, m)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _empty_current(current: Floats, row: int, m: int) -> None:
     half = _FIELDS[m] // 2
     for k in range(_FIELDS[m]):
@@ -221,18 +239,18 @@ def _empty_current(current: Floats, row: int, m: int) -> None:
     current[row, m, SUMMARY] = math.nan
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def memory_count(shape: Ints, row: int, m: int) -> int:
     """Points in memory (``BlockExtremes.count``)."""
     return shape[row, m, M_BLOCKS] * shape[row, m, M_LENGTH] + shape[row, m, M_FILLED]
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _memory_len(shape: Ints, row: int, m: int) -> int:
     return shape[row, m, M_BLOCKS] + (1 if shape[row, m, M_FILLED] else 0)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def memory_learn(blocks: Floats, current: Floats, shape: Ints, row: int, m: int,
                  value: float) -> None:
     """``BlockExtremes.learn``: the value into the current block, closing it when full."""
@@ -258,7 +276,7 @@ def memory_learn(blocks: Floats, current: Floats, shape: Ints, row: int, m: int,
         _memory_close(blocks, current, shape, row, m)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _memory_close(blocks: Floats, current: Floats, shape: Ints, row: int, m: int) -> None:
     """Append the current block; merge pairwise while growing, else drop the oldest."""
     fields = _FIELDS[m]
@@ -293,14 +311,14 @@ def _memory_close(blocks: Floats, current: Floats, shape: Ints, row: int, m: int
     shape[row, m, M_BLOCKS] = whole
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _recent_blocks(shape: Ints, row: int, m: int, points: int) -> int:
     """Complete blocks holding the last ``points`` points (after the current block's)."""
     whole = shape[row, m, M_BLOCKS]
     return min(whole, max(0, -(-(points - shape[row, m, M_FILLED]) // shape[row, m, M_LENGTH])))
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def memory_keep_recent(blocks: Floats, current: Floats, shape: Ints, row: int, m: int,
                        points: int) -> None:
     """``BlockExtremes.keep_recent``: forget the blocks that ended over ``points`` ago."""
@@ -313,7 +331,7 @@ def memory_keep_recent(blocks: Floats, current: Floats, shape: Ints, row: int, m
     current[row, m, SUMMARY] = math.nan
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def memory_shift_recent(blocks: Floats, current: Floats, shape: Ints, row: int, m: int,
                         points: int, delta: float) -> None:
     """``BlockExtremes.shift_recent``: move the extremes of the last ``points`` points."""
@@ -328,7 +346,7 @@ def memory_shift_recent(blocks: Floats, current: Floats, shape: Ints, row: int, 
     current[row, m, SUMMARY] = math.nan
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _memory_refresh(blocks: Floats, current: Floats, shape: Ints, row: int, m: int) -> None:
     """``BlockExtremes._refreshed``: the summary of the complete blocks, if stale."""
     if current[row, m, SUMMARY] == current[row, m, SUMMARY]:  # not NaN: fresh
@@ -360,7 +378,7 @@ def _memory_refresh(blocks: Floats, current: Floats, shape: Ints, row: int, m: i
     current[row, m, at + 5] = _stored(theta_low / _LN2, single)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def memory_anchors(blocks: Floats, current: Floats, shape: Ints, row: int,
                    m: int) -> tuple[bool, float, float]:
     """``BlockExtremes.anchors``: (whether there are any, lower, upper)."""
@@ -376,7 +394,7 @@ def memory_anchors(blocks: Floats, current: Floats, shape: Ints, row: int,
     return True, low, high
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def memory_anchor_evidence(shape: Ints, row: int, m: int) -> float:
     """``BlockExtremes.anchor_evidence``."""
     blocks = float(_memory_len(shape, row, m))
@@ -385,7 +403,7 @@ def memory_anchor_evidence(shape: Ints, row: int, m: int) -> float:
     return -math.log10(_per_point(ANCHOR_RANK / blocks, memory_count(shape, row, m) / blocks))
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _memory_reaching(blocks: Floats, current: Floats, shape: Ints, row: int, m: int,
                      value: float) -> float:
     low = _FIELDS[m] // 2
@@ -399,7 +417,7 @@ def _memory_reaching(blocks: Floats, current: Floats, shape: Ints, row: int, m: 
     return _max(0.5, min(above, below) - 0.5)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def memory_tail(blocks: Floats, current: Floats, shape: Ints, row: int, m: int, value: float,
                 visibility: float, floor: float, target: float, widen: bool, inside_low: float,
                 inside_high: float) -> tuple[float, int, float, float, float]:
@@ -430,7 +448,7 @@ def memory_tail(blocks: Floats, current: Floats, shape: Ints, row: int, m: int, 
     return evidence, side, beyond, high + margin * scale_high, low - margin * scale_low
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def memory_beyond(blocks: Floats, current: Floats, shape: Ints, row: int, m: int, value: float,
                   visibility: float, floor: float) -> float:
     """``BlockExtremes.tail(...).beyond``: how far past its anchor ``value`` is, in tail
@@ -448,7 +466,7 @@ def memory_beyond(blocks: Floats, current: Floats, shape: Ints, row: int, m: int
 
 # --- the baseline: Baseline over floats/ints/pending/start at row ----------------------------
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def baseline_reset(floats: Floats, ints: Ints, row: int) -> None:
     """``Baseline()``."""
     for column in (B_MEAN, B_SPREAD, B_LAGGED_SQUARE, B_LAGGED_PRODUCT, B_LAST_Z):
@@ -457,7 +475,7 @@ def baseline_reset(floats: Floats, ints: Ints, row: int) -> None:
         ints[row, column] = 0
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def baseline_centre(floats: Floats, ints: Ints, start: Floats, row: int, value: float) -> float:
     """``Baseline.centre``: the mean, or the median of the first points held."""
     if ints[row, B_COUNT]:
@@ -468,13 +486,13 @@ def baseline_centre(floats: Floats, ints: Ints, start: Floats, row: int, value: 
     return _middle(np.sort(start[row, :held].copy()))
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def baseline_sigma(floats: Floats, row: int, floor: float) -> float:
     """``Baseline.sigma``."""
     return _max(_MAD_TO_SIGMA * floats[row, B_SPREAD], floor)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def baseline_autocorrelation(floats: Floats, row: int) -> float:
     """``Baseline.autocorrelation``."""
     if floats[row, B_LAGGED_SQUARE] <= 0.0:
@@ -483,7 +501,7 @@ def baseline_autocorrelation(floats: Floats, row: int) -> float:
     return 0.0 if rho < 0.0 else 0.995 if rho > 0.995 else rho
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def baseline_learn(floats: Floats, ints: Ints, row: int, x: float, screen: bool) -> None:
     """``Baseline._learn``."""
     ints[row, B_COUNT] += 1
@@ -508,7 +526,7 @@ def baseline_learn(floats: Floats, ints: Ints, row: int, x: float, screen: bool)
     floats[row, B_LAST_Z] = z
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def robust_start(points: Floats) -> Floats:
     """:func:`~detectors.stats.robust_start`."""
     ordered = np.sort(points)
@@ -527,7 +545,7 @@ def robust_start(points: Floats) -> Floats:
     return out
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def baseline_offer(floats: Floats, ints: Ints, pending: Floats, start: Floats, row: int,
                    value: float) -> None:
     """``Baseline.offer``: hold the first points, then learn each :data:`LAG` points late."""
@@ -555,7 +573,7 @@ def baseline_offer(floats: Floats, ints: Ints, pending: Floats, start: Floats, r
         ints[row, B_PENDING] = length + 1
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def baseline_move(floats: Floats, ints: Ints, row: int, level: float, spread: float) -> None:
     """``Baseline.move``: a re-baseline."""
     floats[row, B_MEAN], floats[row, B_SPREAD] = level, spread
@@ -565,13 +583,13 @@ def baseline_move(floats: Floats, ints: Ints, row: int, level: float, spread: fl
 
 # --- the seasonal profile: SeasonalProfile over floats/ints/means at row ----------------------
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def season_bucket(timestamp: float) -> int:
     """``SeasonalProfile._bucket``: the hour of the week, Monday 00:00 UTC first."""
     return int((timestamp + _MONDAY) % _WEEK // _HOUR) % 168
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _season_daily(floats: Floats, means: Floats, row: int, bucket: int) -> float:
     hour = bucket % 24
     total, seen = 0.0, 0
@@ -583,7 +601,7 @@ def _season_daily(floats: Floats, means: Floats, row: int, bucket: int) -> float
     return total * floats[row, P_UNIT] / seen if seen else floats[row, P_LEVEL]
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _season_prediction(floats: Floats, means: Floats, row: int, bucket: int,
                        season: int) -> float:
     """``SeasonalProfile._predictions(bucket)[season]``."""
@@ -596,7 +614,7 @@ def _season_prediction(floats: Floats, means: Floats, row: int, bucket: int,
     return weekly * floats[row, P_UNIT] if weekly == weekly else daily
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def season_component(floats: Floats, ints: Ints, means: Floats, row: int,
                      timestamp: float) -> float:
     """``SeasonalProfile.component``."""
@@ -607,7 +625,7 @@ def season_component(floats: Floats, ints: Ints, means: Floats, row: int,
     return value - floats[row, P_TOTAL] / ints[row, P_FILLED]
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _season_horizon(floats: Floats, row: int) -> float:
     interval = floats[row, P_INTERVAL]
     if interval <= 0.0:
@@ -615,7 +633,7 @@ def _season_horizon(floats: Floats, row: int) -> float:
     return _max(1.0, PROFILE_WEEKS * _WEEK / interval)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def season_period_points(floats: Floats, row: int, season: int) -> int:
     """``SeasonalProfile.period_points``."""
     interval = floats[row, P_INTERVAL]
@@ -624,7 +642,7 @@ def season_period_points(floats: Floats, row: int, season: int) -> int:
     return round((_WEEK if season == SEASON_WEEK else _DAY) / interval)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _season_fit_unit(floats: Floats, means: Floats, row: int, value: float) -> None:
     if floats[row, P_UNIT] == 0.0:
         floats[row, P_UNIT] = math.ldexp(1.0, math.frexp(value)[1]) if value else 1.0
@@ -636,7 +654,7 @@ def _season_fit_unit(floats: Floats, means: Floats, row: int, value: float) -> N
                 means[row, b] = math.ldexp(mean, -32)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _season_chosen(floats: Floats, ints: Ints, row: int) -> int:
     choice = ints[row, P_CHOICE]
     if choice == 1:
@@ -660,7 +678,7 @@ def _season_chosen(floats: Floats, ints: Ints, row: int) -> int:
     return SEASON_NONE
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def season_learn(floats: Floats, ints: Ints, means: Floats, row: int, value: float,
                  timestamp: float) -> None:
     """``SeasonalProfile.learn``: score the three predictions, learn, re-choose the season."""
@@ -698,7 +716,7 @@ def season_learn(floats: Floats, ints: Ints, means: Floats, row: int, value: flo
     ints[row, P_SEASON] = _season_chosen(floats, ints, row)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _season_bucket_points(floats: Floats, row: int) -> float:
     interval = floats[row, P_INTERVAL]
     per_hour = _HOUR / interval if interval > 0.0 else 1.0
@@ -708,7 +726,7 @@ def _season_bucket_points(floats: Floats, row: int) -> float:
 
 # --- the detector's step ---------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _excess(blocks: Floats, current: Floats, shape: Ints, row: int, upward: bool) -> float:
     """``AdaptiveDetector._excess``: how much the record of the CUSUM overstates its nominal
     evidence."""
@@ -721,7 +739,7 @@ def _excess(blocks: Floats, current: Floats, shape: Ints, row: int, upward: bool
     return _max(0.0, shift_evidence(anchor) - memory_anchor_evidence(shape, row, SHIFTS))
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def episode_add(floats: Floats, ints: Ints, row: int, value: float, deviation: float,
                 quiet: bool) -> None:
     """``Episode.add``."""
@@ -736,7 +754,7 @@ def episode_add(floats: Floats, ints: Ints, row: int, value: float, deviation: f
     ints[row, E_QUIET] = ints[row, E_QUIET] + 1 if quiet and back else 0
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _rebaseline(floats: Floats, ints: Ints, blocks: Floats, current: Floats, shape: Ints,
                 row: int) -> None:
     """``AdaptiveDetector._rebaseline``: the episode's level and spread are the new normal."""
@@ -753,7 +771,7 @@ def _rebaseline(floats: Floats, ints: Ints, blocks: Floats, current: Floats, sha
     floats[row, CUSUM_UP] = floats[row, CUSUM_DOWN] = 0.0
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _restart(floats: Floats, ints: Ints, blocks: Floats, current: Floats, shape: Ints,
              row: int, settle: int) -> None:
     """``AdaptiveDetector._restart``: forget all but the resolution and the profile."""
@@ -766,7 +784,7 @@ def _restart(floats: Floats, ints: Ints, blocks: Floats, current: Floats, shape:
     ints[row, SEEN] = -settle
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _open_episode(floats: Floats, ints: Ints, row: int, test: int, x: float, low: float,
                   high: float) -> None:
     """``Episode(test, x, spread, (low, high))``."""
@@ -776,7 +794,7 @@ def _open_episode(floats: Floats, ints: Ints, row: int, test: int, x: float, low
     floats[row, E_NORMAL_LOW], floats[row, E_NORMAL_HIGH] = low, high
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def score_point(floats: Floats, ints: Ints, pending: Floats, start: Floats, means: Floats,
                 blocks: Floats, current: Floats, shape: Ints, row: int, value: float,
                 timestamp: float, out_floats: Floats, out_ints: Ints, j: int) -> bool:
@@ -924,7 +942,7 @@ def score_point(floats: Floats, ints: Ints, pending: Floats, start: Floats, mean
     return True
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def score_points(floats: Floats, ints: Ints, pending: Floats, start: Floats, means: Floats,
                  blocks: Floats, current: Floats, shape: Ints, rows: Ints, values: Floats,
                  timestamps: Floats, out_floats: Floats, out_ints: Ints) -> int:
