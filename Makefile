@@ -46,7 +46,7 @@ demo: install
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
-BENCHMARKS := quality nab updaters drift engine throughput latency memory replay
+BENCHMARKS := quality nab updaters drift engine throughput latency memory run_memory replay
 
 bench: install
 	@for name in $(BENCHMARKS); do \

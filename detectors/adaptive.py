@@ -406,7 +406,9 @@ class AdaptiveDetector:
             * math.sqrt((1.0 - rho) / (1.0 + rho))
         up = max(0.0, self._cusum_up + step - REFERENCE)
         down = max(0.0, self._cusum_down - step - REFERENCE)
-        if episode is None and baseline.count < 2 * LAG:  # no test yet: nothing accumulates
+        if episode is None and (baseline.count < 2 * LAG or self._seen < self.warmup):
+            # no test yet (a young baseline, or a warm-up after a season
+            # restart, whose baseline is ready long before): nothing accumulates
             up = down = 0.0
         cusum = up if up > down else down
         shift = 0.0

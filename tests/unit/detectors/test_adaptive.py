@@ -48,6 +48,20 @@ def test_a_season_change_rewarms_for_a_whole_period() -> None:
         50.0, step * len(values)).score
 
 
+def test_the_shift_test_does_not_gather_evidence_while_warming() -> None:
+    """After a restart (a season gained or lost) the baseline has its points long before the
+    warm-up ends; a CUSUM summed over that settling stretch would alarm on its first
+    scored point with evidence from points that could not be judged."""
+    rng = random.Random(7)
+    det = AdaptiveDetector(season=None)
+    for t in range(500):
+        det.update(rng.gauss(0.0, 1.0), 60.0 * t)
+    det._restart(200)  # the warm-up is 200 + 32 points again
+    results = [det.update(rng.gauss(0.0, 1.0) + 0.02 * t, 60.0 * (500 + t)) for t in range(232)]
+    assert all(r.details is not None and r.details["cusum"] == 0.0 for r in results)
+    assert not det.update(rng.gauss(0.0, 1.0) + 4.64, 60.0 * 732).anomaly
+
+
 def test_the_baseline_sees_the_autocorrelation_of_a_young_series() -> None:
     """The first points, judged with a spread still near zero, must not swamp the lag-1
     autocorrelation: an AR(1) series with rho 0.8 shows it within a few hundred points."""
