@@ -844,8 +844,8 @@ def score_point(floats: Floats, ints: Ints, pending: Floats, start: Floats, mean
     up = _max(0.0, floats[row, CUSUM_UP] + step - REFERENCE)
     down = _max(0.0, floats[row, CUSUM_DOWN] - step - REFERENCE)
     count = ints[row, B_COUNT]
-    if not episode and count < 2 * LAG:
-        up = down = 0.0
+    if not episode and (count < 2 * LAG or ints[row, SEEN] < ints[row, WARMUP]):
+        up = down = 0.0  # no test yet: a young baseline, or a warm-up after a season restart
     cusum = up if up > down else down
     shift = 0.0
     counted = 0.0
