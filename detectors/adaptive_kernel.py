@@ -33,9 +33,9 @@ cache directory, or compiles in memory (about 10 s) when none is writable.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -76,6 +76,7 @@ from vigil.detectors.seasonal import (
 from vigil.detectors.stats import START_POINTS, WARMUP_SCREEN
 
 Floats = npt.NDArray[np.float64]
+Singles = npt.NDArray[np.float32]
 Ints = npt.NDArray[np.int64]
 
 _LN10 = math.log(10.0)
@@ -118,6 +119,8 @@ _MEMORY = ({"runners_up": True, "capacity": BLOCKS, "single": False, "longest": 
             "longest": LONGEST_BLOCK},
            {"runners_up": False, "capacity": BLOCKS, "single": True, "longest": LONGEST_BLOCK})
 _MEMORY_NAMES = ("values", "levels", "shifts")
+PARAMETERS = ("alpha", "season", "visibility", "warmup", "rebaseline_after")
+"""``AdaptiveDetector``'s parameters, in its ``state_dict``."""
 _CHOICE_CODES = {name: code for code, name in enumerate(PROFILE_CHOICES)}
 
 # columns of AdaptiveResults.floats and .ints
@@ -174,10 +177,15 @@ def _libm_pow(typing_context: Any, x: Any, y: Any) -> Any:
     ``x * x``, which differs from the C library's result in the last bit for ~0.1% of ``x``."""
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
         function_type = ir.FunctionType(ir.DoubleType(), [ir.DoubleType(), ir.DoubleType()])
-        function = cgutils.get_or_insert_function(builder.module, function_type, "pow")
+        function = cgutils.get_or_insert_function(  # type: ignore[no-untyped-call]
+            builder.module, function_type, "pow")
         function.attributes.add("nobuiltin")
         return builder.call(function, args)
     return types.float64(types.float64, types.float64), codegen
+
+
+_c_pow = cast(Callable[[float, float], float], _libm_pow)
+"""``_libm_pow`` as what it computes, for the type checker."""
 
 
 @njit(cache=CACHE)
@@ -217,7 +225,7 @@ def _middle(ordered: Floats) -> float:
     if n == 0:
         return 0.0
     half = n // 2
-    return ordered[half] if n % 2 else 0.5 * (ordered[half - 1] + ordered[half])
+    return float(ordered[half] if n % 2 else 0.5 * (ordered[half - 1] + ordered[half]))
 
 
 # --- block extremes: BlockExtremes over (blocks, current, shape) at [row, memory] -----------
@@ -242,12 +250,12 @@ def _empty_current(current: Floats, row: int, m: int) -> None:
 @njit(cache=CACHE)
 def memory_count(shape: Ints, row: int, m: int) -> int:
     """Points in memory (``BlockExtremes.count``)."""
-    return shape[row, m, M_BLOCKS] * shape[row, m, M_LENGTH] + shape[row, m, M_FILLED]
+    return int(shape[row, m, M_BLOCKS] * shape[row, m, M_LENGTH] + shape[row, m, M_FILLED])
 
 
 @njit(cache=CACHE)
 def _memory_len(shape: Ints, row: int, m: int) -> int:
-    return shape[row, m, M_BLOCKS] + (1 if shape[row, m, M_FILLED] else 0)
+    return int(shape[row, m, M_BLOCKS] + (1 if shape[row, m, M_FILLED] else 0))
 
 
 @njit(cache=CACHE)
@@ -314,8 +322,8 @@ def _memory_close(blocks: Floats, current: Floats, shape: Ints, row: int, m: int
 @njit(cache=CACHE)
 def _recent_blocks(shape: Ints, row: int, m: int, points: int) -> int:
     """Complete blocks holding the last ``points`` points (after the current block's)."""
-    whole = shape[row, m, M_BLOCKS]
-    return min(whole, max(0, -(-(points - shape[row, m, M_FILLED]) // shape[row, m, M_LENGTH])))
+    whole, length = shape[row, m, M_BLOCKS], shape[row, m, M_LENGTH]
+    return int(min(whole, max(0, -(-(points - shape[row, m, M_FILLED]) // length))))
 
 
 @njit(cache=CACHE)
@@ -479,7 +487,7 @@ def baseline_reset(floats: Floats, ints: Ints, row: int) -> None:
 def baseline_centre(floats: Floats, ints: Ints, start: Floats, row: int, value: float) -> float:
     """``Baseline.centre``: the mean, or the median of the first points held."""
     if ints[row, B_COUNT]:
-        return floats[row, B_MEAN]
+        return float(floats[row, B_MEAN])
     held = ints[row, B_HELD]
     if not held:
         return value
@@ -546,7 +554,7 @@ def robust_start(points: Floats) -> Floats:
 
 
 @njit(cache=CACHE)
-def baseline_offer(floats: Floats, ints: Ints, pending: Floats, start: Floats, row: int,
+def baseline_offer(floats: Floats, ints: Ints, pending: Singles, start: Floats, row: int,
                    value: float) -> None:
     """``Baseline.offer``: hold the first points, then learn each :data:`LAG` points late."""
     if not ints[row, B_COUNT]:
@@ -590,7 +598,7 @@ def season_bucket(timestamp: float) -> int:
 
 
 @njit(cache=CACHE)
-def _season_daily(floats: Floats, means: Floats, row: int, bucket: int) -> float:
+def _season_daily(floats: Floats, means: Singles, row: int, bucket: int) -> float:
     hour = bucket % 24
     total, seen = 0.0, 0
     for day in range(7):
@@ -598,15 +606,15 @@ def _season_daily(floats: Floats, means: Floats, row: int, bucket: int) -> float
         if mean == mean:
             total += mean
             seen += 1
-    return total * floats[row, P_UNIT] / seen if seen else floats[row, P_LEVEL]
+    return float(total * floats[row, P_UNIT] / seen if seen else floats[row, P_LEVEL])
 
 
 @njit(cache=CACHE)
-def _season_prediction(floats: Floats, means: Floats, row: int, bucket: int,
+def _season_prediction(floats: Floats, means: Singles, row: int, bucket: int,
                        season: int) -> float:
     """``SeasonalProfile._predictions(bucket)[season]``."""
     if season == SEASON_NONE:
-        return floats[row, P_LEVEL]
+        return float(floats[row, P_LEVEL])
     daily = _season_daily(floats, means, row, bucket)
     if season == SEASON_DAY:
         return daily
@@ -615,14 +623,14 @@ def _season_prediction(floats: Floats, means: Floats, row: int, bucket: int,
 
 
 @njit(cache=CACHE)
-def season_component(floats: Floats, ints: Ints, means: Floats, row: int,
+def season_component(floats: Floats, ints: Ints, means: Singles, row: int,
                      timestamp: float) -> float:
     """``SeasonalProfile.component``."""
     season = ints[row, P_SEASON]
     if season == SEASON_NONE or not ints[row, P_FILLED]:
         return 0.0
     value = _season_prediction(floats, means, row, season_bucket(timestamp), season)
-    return value - floats[row, P_TOTAL] / ints[row, P_FILLED]
+    return float(value - floats[row, P_TOTAL] / ints[row, P_FILLED])
 
 
 @njit(cache=CACHE)
@@ -639,11 +647,11 @@ def season_period_points(floats: Floats, row: int, season: int) -> int:
     interval = floats[row, P_INTERVAL]
     if season == SEASON_NONE or interval <= 0.0:
         return 0
-    return round((_WEEK if season == SEASON_WEEK else _DAY) / interval)
+    return int(round((_WEEK if season == SEASON_WEEK else _DAY) / interval))
 
 
 @njit(cache=CACHE)
-def _season_fit_unit(floats: Floats, means: Floats, row: int, value: float) -> None:
+def _season_fit_unit(floats: Floats, means: Singles, row: int, value: float) -> None:
     if floats[row, P_UNIT] == 0.0:
         floats[row, P_UNIT] = math.ldexp(1.0, math.frexp(value)[1]) if value else 1.0
     while abs(value) > math.ldexp(floats[row, P_UNIT], 96):
@@ -674,12 +682,12 @@ def _season_chosen(floats: Floats, ints: Ints, row: int) -> int:
         return best
     season = ints[row, P_SEASON]
     if season != SEASON_NONE and floats[row, P_ERROR + season] <= KEEP * level:
-        return season
+        return int(season)
     return SEASON_NONE
 
 
 @njit(cache=CACHE)
-def season_learn(floats: Floats, ints: Ints, means: Floats, row: int, value: float,
+def season_learn(floats: Floats, ints: Ints, means: Singles, row: int, value: float,
                  timestamp: float) -> None:
     """``SeasonalProfile.learn``: score the three predictions, learn, re-choose the season."""
     bucket = season_bucket(timestamp)
@@ -695,7 +703,7 @@ def season_learn(floats: Floats, ints: Ints, means: Floats, row: int, value: flo
         weight = _min(float(seen), horizon)
         for model, predicted in ((0, level), (1, daily), (2, weekly)):
             error = floats[row, P_ERROR + model]
-            squared = _libm_pow(value - predicted, 2.0)
+            squared = _c_pow(value - predicted, 2.0)
             floats[row, P_ERROR + model] = error + (squared - error) / weight
     else:
         floats[row, P_FIRST] = timestamp
@@ -795,7 +803,7 @@ def _open_episode(floats: Floats, ints: Ints, row: int, test: int, x: float, low
 
 
 @njit(cache=CACHE)
-def score_point(floats: Floats, ints: Ints, pending: Floats, start: Floats, means: Floats,
+def score_point(floats: Floats, ints: Ints, pending: Singles, start: Floats, means: Singles,
                 blocks: Floats, current: Floats, shape: Ints, row: int, value: float,
                 timestamp: float, out_floats: Floats, out_ints: Ints, j: int) -> bool:
     """``AdaptiveDetector.update`` of one point on ``row``, its result into ``out_*[j]``;
@@ -943,7 +951,7 @@ def score_point(floats: Floats, ints: Ints, pending: Floats, start: Floats, mean
 
 
 @njit(cache=CACHE)
-def score_points(floats: Floats, ints: Ints, pending: Floats, start: Floats, means: Floats,
+def score_points(floats: Floats, ints: Ints, pending: Singles, start: Floats, means: Singles,
                  blocks: Floats, current: Floats, shape: Ints, rows: Ints, values: Floats,
                  timestamps: Floats, out_floats: Floats, out_ints: Ints) -> int:
     """Score and learn each point in order on its row; the points done (all, or the index of
@@ -972,7 +980,23 @@ class AdaptiveResults:
 
     @property
     def anomaly(self) -> npt.NDArray[np.bool_]:
-        return self.ints[:, O_ANOMALY] != 0
+        flags: npt.NDArray[np.bool_] = self.ints[:, O_ANOMALY] != 0
+        return flags
+
+    @property
+    def resolved(self) -> npt.NDArray[np.bool_]:
+        flags: npt.NDArray[np.bool_] = self.ints[:, O_RESOLVED] != 0
+        return flags
+
+    @property
+    def rebaselined(self) -> npt.NDArray[np.bool_]:
+        flags: npt.NDArray[np.bool_] = self.ints[:, O_REBASELINED] != 0
+        return flags
+
+    @property
+    def episode(self) -> Ints:
+        """The open episode's length after the point (0: none)."""
+        return self.ints[:, O_EPISODE]
 
     @property
     def fired(self) -> Ints:
@@ -1051,6 +1075,13 @@ class AdaptiveKernel:
                            details=details, explanation=explanation)
 
     # --- state ----------------------------------------------------------------------------
+
+    @staticmethod
+    def fits(state: Mapping[str, Any]) -> bool:
+        """Whether a detector's state has the memories the kernel keeps (any state of
+        today's ``AdaptiveDetector`` does)."""
+        return all({key: state[name].get(key) for key in expected} == expected
+                   for name, expected in zip(_MEMORY_NAMES, _MEMORY, strict=True))
 
     def load(self, row: int, state: Mapping[str, Any]) -> None:
         """Put the detector saved in ``state`` (``AdaptiveDetector.state_dict``) on ``row``;
