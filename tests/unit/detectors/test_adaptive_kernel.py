@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from vigil.detectors.adaptive import AdaptiveDetector
 from vigil.detectors.adaptive_kernel import AdaptiveKernel
+from vigil.detectors.bank import SeriesBank
 from vigil.detectors.base import PointResult
 
 Series = tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]
@@ -272,3 +273,47 @@ def test_a_memory_of_another_shape_is_refused() -> None:
     state["values"] = {**state["values"], "capacity": 32}
     with pytest.raises(ValueError, match="values memory"):
         AdaptiveKernel(1).load(0, state)
+
+
+def test_a_bank_of_adaptive_series_reports_what_the_objects_would() -> None:
+    """``SeriesBank`` scores adaptive series with the kernel: every point an object path
+    reports (alarms, episodes, resolved and re-baselined points, a hot series' later points,
+    the series asked for) is reported with the object's result, and no other."""
+    kinds = ("spikes", "level_shifts", "counts", "gaussian", "square_wave", "daily_5min")
+    series = [_series(kind, seed=i) for i, kind in enumerate(kinds)]
+    bank = SeriesBank.for_template(AdaptiveDetector())
+    assert bank is not None and bank.kernel is not None
+    handles = [bank.new_series(owner=kind) for kind in kinds]
+    objects = [AdaptiveDetector() for _ in kinds]
+    for handle in handles:
+        assert bank.rebank(handle)
+    rng = np.random.default_rng(5)
+    position = np.zeros(len(kinds), int)
+    hot: set[int] = set()
+    while position.min() < 2500:
+        queued = [s for s in rng.integers(0, len(kinds), 400) if position[s] < 2500]
+        times: list[float] = []
+        expected: dict[int, PointResult] = {}
+        asked = {int(s) for s in rng.integers(0, len(kinds), 1)}
+        wanted = [j for j, s in enumerate(queued) if s in asked]
+        for j, s in enumerate(queued):
+            value, timestamp = (float(a[position[s]]) for a in series[s])
+            position[s] += 1
+            bank.pending_slots.append(handles[s].slot)
+            bank.pending_values.append(value)
+            times.append(timestamp)
+            result = objects[s].update(value, timestamp)
+            assert result.details is not None
+            if result.anomaly or result.resolved or result.rebaselined or s in hot \
+                    or result.details["episode"] > 0 or s in asked:
+                expected[j] = result
+            if result.resolved:
+                hot.discard(s)
+            elif result.anomaly:
+                hot.add(s)
+        reported = bank.flush(times.__getitem__, wanted)
+        assert {j: result for j, _, result in reported} == expected
+        assert all(owner == kinds[queued[j]] for j, owner, _ in reported)
+        hot.clear()
+    for handle, detector in zip(handles, objects, strict=True):
+        assert handle.state_dict() == detector.state_dict()
