@@ -16,9 +16,12 @@ same call. Results, states and :meth:`AdaptiveKernel.export` equal the object pa
 a row converts to and from :meth:`AdaptiveDetector.state_dict` both ways and checkpoints keep
 their format.
 
-Compiled functions are cached on disk (``cache=True``) in ``__pycache__`` next to this file,
-or under ``NUMBA_CACHE_DIR`` if set; on a read-only install numba falls back to a per-user
-cache directory, or compiles in memory (about 10 s) when none is writable.
+Compiling takes 20-50 s, once: the machine code is cached on disk in ``__pycache__`` next to
+this file (``NUMBA_CACHE_DIR`` if set), loaded in well under a second afterwards. On a
+read-only install numba caches under the user's cache directory (``~/.cache/numba``), and
+where nothing is writable the functions are compiled in memory at each start
+(:data:`CACHE` is False). The cache is keyed on this file only, so it is emptied when the
+constants it froze from :mod:`detectors.adaptive` and friends have changed since.
 
 >>> from vigil.detectors.adaptive import AdaptiveDetector
 >>> kernel = AdaptiveKernel(2)
@@ -26,7 +29,7 @@ cache directory, or compiles in memory (about 10 s) when none is writable.
 >>> rows = np.array([0, 1] * 300)
 >>> values = np.where(np.arange(600) == 501, 40.0, 10.0 + np.arange(600) % 3)
 >>> out = kernel.score_points(rows, values, 60.0 * np.arange(600.0))
->>> [(j, int(out.fired[j])) for j in np.flatnonzero(out.anomaly)]
+>>> [(j, int(out.fired[j])) for j in np.flatnonzero(out.anomaly).tolist()]
 [(501, 1)]
 """
 
@@ -961,6 +964,39 @@ def score_points(floats: Floats, ints: Ints, pending: Singles, start: Floats, me
                            rows[j], values[j], timestamps[j], out_floats, out_ints, j):
             return j
     return len(rows)
+
+
+# --- the on-disk cache and the constants frozen in it ------------------------------------------
+
+_CONSTANTS = (BELOW_ALERT, CLEAR_AFTER, EXTREME_HIGH, GATE, HORIZON, LAG, LEVEL_BLOCKS,
+              REFERENCE, SHIFT, SPAN, SPREAD_CHANGE, WINSOR, Z_CLIP, ANCHOR_RANK, BLOCKS,
+              FIRST_BLOCK, LONGEST_BLOCK, EXPLAINED, KEEP, PROFILE_WEEKS, SEASON_NONE, SEASON_DAY,
+              SEASON_WEEK, WEEKLY_GAIN, START_POINTS, WARMUP_SCREEN)
+"""The other modules' constants the compiled functions read: numba freezes them into the
+machine code, and its cache is keyed on this file alone."""
+
+
+@njit(cache=CACHE)
+def _compiled_constants() -> tuple[float, ...]:
+    return (BELOW_ALERT, CLEAR_AFTER, EXTREME_HIGH, GATE, HORIZON, LAG, LEVEL_BLOCKS,
+            REFERENCE, SHIFT, SPAN, SPREAD_CHANGE, WINSOR, Z_CLIP, ANCHOR_RANK, BLOCKS,
+            FIRST_BLOCK, LONGEST_BLOCK, EXPLAINED, KEEP, PROFILE_WEEKS, SEASON_NONE, SEASON_DAY,
+            SEASON_WEEK, WEEKLY_GAIN, START_POINTS, WARMUP_SCREEN)
+
+
+def _forget_stale_cache() -> None:
+    """Empty the on-disk cache of this module's functions when it was compiled with other
+    constants (``detectors/adaptive.py`` and friends were tuned since): they compile again."""
+    if not CACHE or tuple(map(float, _compiled_constants())) == tuple(map(float, _CONSTANTS)):
+        return
+    for value in list(globals().values()):
+        cache = getattr(value, "_cache", None)  # a numba dispatcher's on-disk cache
+        if cache is not None and getattr(value, "py_func", None) is not None:
+            cache.flush()
+    _compiled_constants.recompile()  # cached again, with the constants the others will have
+
+
+_forget_stale_cache()
 
 
 # --- rows from and to AdaptiveDetector.state_dict, and results as PointResult ---------------
