@@ -627,12 +627,12 @@ def _season_prediction(floats: Floats, means: Singles, row: int, bucket: int,
 
 @njit(cache=CACHE)
 def season_component(floats: Floats, ints: Ints, means: Singles, row: int,
-                     timestamp: float) -> float:
-    """``SeasonalProfile.component``."""
+                     bucket: int) -> float:
+    """``SeasonalProfile.component`` at the timestamp's ``bucket``."""
     season = ints[row, P_SEASON]
     if season == SEASON_NONE or not ints[row, P_FILLED]:
         return 0.0
-    value = _season_prediction(floats, means, row, season_bucket(timestamp), season)
+    value = _season_prediction(floats, means, row, bucket, season)
     return float(value - floats[row, P_TOTAL] / ints[row, P_FILLED])
 
 
@@ -691,18 +691,19 @@ def _season_chosen(floats: Floats, ints: Ints, row: int) -> int:
 
 @njit(cache=CACHE)
 def season_learn(floats: Floats, ints: Ints, means: Singles, row: int, value: float,
-                 timestamp: float) -> None:
-    """``SeasonalProfile.learn``: score the three predictions, learn, re-choose the season."""
-    bucket = season_bucket(timestamp)
+                 timestamp: float, bucket: int) -> None:
+    """``SeasonalProfile.learn`` (the timestamp in its ``bucket``): score the three
+    predictions, learn, re-choose the season."""
     horizon = _season_horizon(floats, row)
     seen = ints[row, P_SEEN]
     if seen:
         gap = timestamp - floats[row, P_LAST]
         if gap > 0.0:
             floats[row, P_INTERVAL] += (gap - floats[row, P_INTERVAL]) / min(seen, 1000)
-        level = _season_prediction(floats, means, row, bucket, SEASON_NONE)
-        daily = _season_prediction(floats, means, row, bucket, SEASON_DAY)
-        weekly = _season_prediction(floats, means, row, bucket, SEASON_WEEK)
+        level = floats[row, P_LEVEL]
+        daily = _season_daily(floats, means, row, bucket)
+        weekly = np.float64(means[row, bucket])
+        weekly = weekly * floats[row, P_UNIT] if weekly == weekly else daily
         weight = _min(float(seen), horizon)
         for model, predicted in ((0, level), (1, daily), (2, weekly)):
             error = floats[row, P_ERROR + model]
@@ -811,17 +812,19 @@ def score_point(floats: Floats, ints: Ints, pending: Singles, start: Floats, mea
                 timestamp: float, out_floats: Floats, out_ints: Ints, j: int) -> bool:
     """``AdaptiveDetector.update`` of one point on ``row``, its result into ``out_*[j]``;
     False (nothing changed) if the point cannot be scored: a value that is not finite, or a
-    timestamp that is not when the profile learns it."""
-    if not math.isfinite(value):
+    timestamp that is not on a row with a seasonal profile."""
+    has_profile = ints[row, HAS_PROFILE] != 0
+    if not math.isfinite(value) or has_profile and not math.isfinite(timestamp):
         return False
     threshold, target = floats[row, THRESHOLD], floats[row, TARGET]
     visibility = floats[row, VISIBILITY]
-    has_profile = ints[row, HAS_PROFILE] != 0
     component = 0.0
     season = SEASON_NONE
+    bucket = 0
     if has_profile:
         season = ints[row, P_SEASON]
-        component = season_component(floats, ints, means, row, timestamp)
+        bucket = season_bucket(timestamp)
+        component = season_component(floats, ints, means, row, bucket)
     x = value - component
     mean = baseline_centre(floats, ints, start, row, x)
     resolution = floats[row, RESOLUTION]
@@ -829,13 +832,11 @@ def score_point(floats: Floats, ints: Ints, pending: Singles, start: Floats, mea
     sigma = baseline_sigma(floats, row, floor)
     episode = ints[row, E_OPEN] != 0
     if has_profile and ints[row, B_COUNT]:
-        if not math.isfinite(timestamp):
-            return False
         found, low, high = memory_anchors(blocks, current, shape, row, VALUES)
         bound = WARMUP_SCREEN * _max(sigma, high - low if found else 0.0)
         expected = mean + component
         season_learn(floats, ints, means, row,
-                     _min(_max(value, expected - bound), expected + bound), timestamp)
+                     _min(_max(value, expected - bound), expected + bound), timestamp, bucket)
 
     # the extreme test, against the memory widened by the open episode's extremes
     deviation = x - mean
