@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--points", type=int, default=1, help="points per series")
     parser.add_argument("--detector", default="default")
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--checkpoint-interval", type=float, default=None,
+                        help="state.checkpoint_interval_s (default: the configuration's)")
     args = parser.parse_args(argv)
     milestones = [5_000, 20_000, 50_000] if args.quick else [
         int(m) for m in args.milestones.split(",")]
@@ -66,6 +68,8 @@ def run(milestones: list[int], args: argparse.Namespace) -> int:
                                          "labels": args.partitions})
         port = free_port()
         extra = "" if args.detector == "default" else f'[detector]\nname = "{args.detector}"\n'
+        if args.checkpoint_interval is not None:
+            extra += f"[state]\ncheckpoint_interval_s = {args.checkpoint_interval}\n"
         config_path = common.write_config(WORKDIR / "run-memory.toml", bootstrap,
                                           group="run-memory", metrics_port=port, extra=extra)
         config = load_config(config_path, environ={})
@@ -90,7 +94,7 @@ def run(milestones: list[int], args: argparse.Namespace) -> int:
             keys = wanted
             common.wait_until_processed(vigil.processed, events, timeout_s=600 + events / 500,
                                         alive=vigil.alive)
-            time.sleep(config.state.checkpoint_interval_s + 2.0)  # a checkpoint included
+            time.sleep(min(config.state.checkpoint_interval_s, 30.0) + 2.0)  # a checkpoint
             rss, peak = _memory(vigil.pid)
             rows.append((keys * len(METRICS), rss, peak))
             series = keys * len(METRICS)
