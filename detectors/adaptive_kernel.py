@@ -114,6 +114,10 @@ _FIELDS = np.array([4, 2, 2])
 _SINGLE = np.array([False, True, True])
 """Whether a memory keeps its numbers in single precision."""
 _CAPACITY = np.array([BLOCKS, LEVEL_BLOCKS, BLOCKS])
+_PLANE = np.array([0, 1, 1])
+_OFFSET = np.array([0, 0, 2])
+"""Where a memory's blocks are in ``blocks[row]``: the values' four numbers fill plane 0, the
+levels' and the shift record's two numbers share plane 1 (half a plane each)."""
 SUMMARY = 4
 """Where a memory's summary starts in ``current`` (after the current block's four numbers):
 two largest maxima, two smallest minima, tail scales above and below; NaN when stale."""
@@ -250,6 +254,12 @@ def _empty_current(current: Floats, row: int, m: int) -> None:
     current[row, m, SUMMARY] = math.nan
 
 
+@njit(cache=CACHE, inline="always")
+def _blocks_of(blocks: Floats, row: int, m: int) -> Floats:
+    """Memory ``m``'s complete blocks on ``row``: (block, number) from ``blocks``."""
+    return blocks[row, _PLANE[m], :, _OFFSET[m]:]
+
+
 @njit(cache=CACHE)
 def memory_count(shape: Ints, row: int, m: int) -> int:
     """Points in memory (``BlockExtremes.count``)."""
@@ -290,10 +300,11 @@ def memory_learn(blocks: Floats, current: Floats, shape: Ints, row: int, m: int,
 @njit(cache=CACHE)
 def _memory_close(blocks: Floats, current: Floats, shape: Ints, row: int, m: int) -> None:
     """Append the current block; merge pairwise while growing, else drop the oldest."""
+    mine = _blocks_of(blocks, row, m)
     fields = _FIELDS[m]
     whole = shape[row, m, M_BLOCKS]
     for k in range(fields):
-        blocks[row, m, whole, k] = current[row, m, k]
+        mine[whole, k] = current[row, m, k]
     whole += 1
     _empty_current(current, row, m)
     shape[row, m, M_FILLED] = 0
@@ -301,23 +312,23 @@ def _memory_close(blocks: Floats, current: Floats, shape: Ints, row: int, m: int
         for i in range(whole // 2):
             a, b = 2 * i, 2 * i + 1
             if fields == 4:
-                tops = np.sort(np.array([blocks[row, m, a, 0], blocks[row, m, a, 1],
-                                         blocks[row, m, b, 0], blocks[row, m, b, 1]]))
-                bottoms = np.sort(np.array([blocks[row, m, a, 2], blocks[row, m, a, 3],
-                                            blocks[row, m, b, 2], blocks[row, m, b, 3]]))
-                blocks[row, m, i, 0] = tops[3]
-                blocks[row, m, i, 1] = tops[2]
-                blocks[row, m, i, 2] = bottoms[0]
-                blocks[row, m, i, 3] = bottoms[1]
+                tops = np.sort(np.array([mine[a, 0], mine[a, 1],
+                                         mine[b, 0], mine[b, 1]]))
+                bottoms = np.sort(np.array([mine[a, 2], mine[a, 3],
+                                            mine[b, 2], mine[b, 3]]))
+                mine[i, 0] = tops[3]
+                mine[i, 1] = tops[2]
+                mine[i, 2] = bottoms[0]
+                mine[i, 3] = bottoms[1]
             else:
-                blocks[row, m, i, 0] = _max(blocks[row, m, a, 0], blocks[row, m, b, 0])
-                blocks[row, m, i, 1] = _min(blocks[row, m, a, 1], blocks[row, m, b, 1])
+                mine[i, 0] = _max(mine[a, 0], mine[b, 0])
+                mine[i, 1] = _min(mine[a, 1], mine[b, 1])
         whole //= 2
         shape[row, m, M_LENGTH] *= 2
     elif whole > _CAPACITY[m]:
         for i in range(whole - 1):
             for k in range(fields):
-                blocks[row, m, i, k] = blocks[row, m, i + 1, k]
+                mine[i, k] = mine[i + 1, k]
         whole -= 1
     shape[row, m, M_BLOCKS] = whole
 
@@ -333,11 +344,12 @@ def _recent_blocks(shape: Ints, row: int, m: int, points: int) -> int:
 def memory_keep_recent(blocks: Floats, current: Floats, shape: Ints, row: int, m: int,
                        points: int) -> None:
     """``BlockExtremes.keep_recent``: forget the blocks that ended over ``points`` ago."""
+    mine = _blocks_of(blocks, row, m)
     whole = shape[row, m, M_BLOCKS]
     keep = _recent_blocks(shape, row, m, points)
     for i in range(keep):
         for k in range(_FIELDS[m]):
-            blocks[row, m, i, k] = blocks[row, m, whole - keep + i, k]
+            mine[i, k] = mine[whole - keep + i, k]
     shape[row, m, M_BLOCKS] = keep
     current[row, m, SUMMARY] = math.nan
 
@@ -346,6 +358,7 @@ def memory_keep_recent(blocks: Floats, current: Floats, shape: Ints, row: int, m
 def memory_shift_recent(blocks: Floats, current: Floats, shape: Ints, row: int, m: int,
                         points: int, delta: float) -> None:
     """``BlockExtremes.shift_recent``: move the extremes of the last ``points`` points."""
+    mine = _blocks_of(blocks, row, m)
     fields, single = _FIELDS[m], _SINGLE[m]
     if shape[row, m, M_FILLED]:
         for k in range(fields):
@@ -353,7 +366,7 @@ def memory_shift_recent(blocks: Floats, current: Floats, shape: Ints, row: int, 
     whole = shape[row, m, M_BLOCKS]
     for i in range(whole - _recent_blocks(shape, row, m, points), whole):
         for k in range(fields):
-            blocks[row, m, i, k] = _stored(blocks[row, m, i, k] + delta, single)
+            mine[i, k] = _stored(mine[i, k] + delta, single)
     current[row, m, SUMMARY] = math.nan
 
 
@@ -362,21 +375,22 @@ def _memory_refresh(blocks: Floats, current: Floats, shape: Ints, row: int, m: i
     """``BlockExtremes._refreshed``: the summary of the complete blocks, if stale."""
     if current[row, m, SUMMARY] == current[row, m, SUMMARY]:  # not NaN: fresh
         return
+    mine = _blocks_of(blocks, row, m)
     fields, whole, single = _FIELDS[m], shape[row, m, M_BLOCKS], _SINGLE[m]
     low = fields // 2
-    maxima = np.sort(blocks[row, m, :whole, 0].copy())
-    minima = np.sort(blocks[row, m, :whole, low].copy())
+    maxima = np.sort(mine[:whole, 0].copy())
+    minima = np.sort(mine[:whole, low].copy())
     theta_high = theta_low = 0.0
     if fields == 4:
         gaps_high = np.empty(whole)
         gaps_low = np.empty(whole)
         n_high = n_low = 0
         for i in range(whole):
-            if blocks[row, m, i, 1] > -_INF:
-                gaps_high[n_high] = blocks[row, m, i, 0] - blocks[row, m, i, 1]
+            if mine[i, 1] > -_INF:
+                gaps_high[n_high] = mine[i, 0] - mine[i, 1]
                 n_high += 1
-            if blocks[row, m, i, 3] < _INF:
-                gaps_low[n_low] = blocks[row, m, i, 3] - blocks[row, m, i, 2]
+            if mine[i, 3] < _INF:
+                gaps_low[n_low] = mine[i, 3] - mine[i, 2]
                 n_low += 1
         theta_high = _middle(np.sort(gaps_high[:n_high]))
         theta_low = _middle(np.sort(gaps_low[:n_low]))
@@ -417,13 +431,14 @@ def memory_anchor_evidence(shape: Ints, row: int, m: int) -> float:
 @njit(cache=CACHE)
 def _memory_reaching(blocks: Floats, current: Floats, shape: Ints, row: int, m: int,
                      value: float) -> float:
+    mine = _blocks_of(blocks, row, m)
     low = _FIELDS[m] // 2
     above = 1 if current[row, m, 0] >= value else 0
     below = 1 if current[row, m, low] <= value else 0
     for i in range(shape[row, m, M_BLOCKS]):
-        if blocks[row, m, i, 0] >= value:
+        if mine[i, 0] >= value:
             above += 1
-        if blocks[row, m, i, low] <= value:
+        if mine[i, low] <= value:
             below += 1
     return _max(0.5, min(above, below) - 0.5)
 
@@ -1051,7 +1066,7 @@ class AdaptiveKernel:
         self.pending = np.zeros((0, LAG), np.float32)
         self.start = np.zeros((0, START_POINTS))
         self.means = np.zeros((0, 168), np.float32)
-        self.blocks = np.zeros((0, 3, int(_CAPACITY.max()) + 1, 4))
+        self.blocks = np.zeros((0, 2, int(_CAPACITY.max()) + 1, 4))
         self.current = np.zeros((0, 3, SUMMARY + 6))
         self.shape = np.zeros((0, 3, 3), np.int64)
         self.grow(capacity)
@@ -1192,7 +1207,7 @@ class AdaptiveKernel:
         half = fields // 2
         saved = memory["blocks"]
         whole = len(saved) // fields
-        blocks = self.blocks[row, m]
+        blocks = self.blocks[row, _PLANE[m], :, _OFFSET[m]:_OFFSET[m] + fields]
         for k, value in enumerate(saved):
             blocks[k // fields, k % fields] = _saved_extreme(value, k % fields < half)
         current = self.current[row, m]
@@ -1249,7 +1264,8 @@ class AdaptiveKernel:
     def _export_memory(self, row: int, m: int) -> dict[str, Any]:
         fields = int(_FIELDS[m])
         whole, filled, length = (int(v) for v in self.shape[row, m])
-        blocks = self.blocks[row, m, :whole, :fields].ravel()
+        plane, offset = _PLANE[m], _OFFSET[m]
+        blocks = self.blocks[row, plane, :whole, offset:offset + fields].ravel()
         return {**_MEMORY[m], "block_length": length,
                 "blocks": [_finite(v) for v in blocks],
                 "current": [_finite(v) for v in self.current[row, m, :fields]],
