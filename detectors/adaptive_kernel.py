@@ -717,8 +717,8 @@ def season_learn(floats: Floats, ints: Ints, means: Singles, row: int, value: fl
             floats[row, P_INTERVAL] += (gap - floats[row, P_INTERVAL]) / min(seen, 1000)
         level = floats[row, P_LEVEL]
         daily = _season_daily(floats, means, row, bucket)
-        weekly = np.float64(means[row, bucket])
-        weekly = weekly * floats[row, P_UNIT] if weekly == weekly else daily
+        hourly = np.float64(means[row, bucket])
+        weekly = hourly * floats[row, P_UNIT] if hourly == hourly else daily
         weight = _min(float(seen), horizon)
         for model, predicted in ((0, level), (1, daily), (2, weekly)):
             error = floats[row, P_ERROR + model]
