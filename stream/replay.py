@@ -524,17 +524,21 @@ class ParquetRows:
 
     def __init__(self, path: Path) -> None:
         try:
-            self._writer = pq.ParquetWriter(str(path), PARQUET_SCHEMA)
+            self._file = path.open("wb")
         except OSError as exc:
-            raise VigilError(f"cannot write {str(path)!r}: {exc}") from None
+            raise VigilError(f"cannot write {str(path)!r}: {exc.strerror}") from None
+        self._writer = pq.ParquetWriter(self._file, PARQUET_SCHEMA)
 
     def write(self, rows: JudgedRows) -> None:
         """Write a batch of rows as one row group."""
         self._writer.write_table(rows.table())
 
     def close(self) -> None:
-        """Write the file's footer."""
-        self._writer.close()
+        """Write the file's footer and close it."""
+        try:
+            self._writer.close()
+        finally:
+            self._file.close()
 
 
 class PointBatch:

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from vigil.stream.cli import main
 from vigil.stream.config import DetectorConfig, StateConfig, VigilConfig
 from vigil.stream.engine.monitor import Observation
 from vigil.stream.engine.processor import build_engine
@@ -183,3 +184,16 @@ def test_number_formats_are_pythons() -> None:
     assert shortest(values).to_pylist() == [repr(x) for x in plain]
     for digits in (6, 10):
         assert general(values, digits).to_pylist() == [f"{x:.{digits}g}" for x in plain]
+
+
+def test_cli_writes_parquet_for_a_parquet_output(
+        tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    path = write(tmp_path / "in.csv", varied_rows(100))
+    target = tmp_path / "out.parquet"
+    assert main(["replay", str(path), "-o", str(target), "--detector", "shewhart"]) == 0
+    shewhart = VigilConfig(detector=DetectorConfig("shewhart"))
+    points = replay(path, io.StringIO(), shewhart, errors=io.StringIO()).points
+    assert pq.read_table(target).num_rows == points > 0
+    assert f"{points} points" in capsys.readouterr().err
+    assert main(["replay", str(path), "-o", str(tmp_path / "missing" / "out.pq")]) == 1
+    assert "cannot write" in capsys.readouterr().err
