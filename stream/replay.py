@@ -455,8 +455,9 @@ class JudgedRows:
             None if self.timestamp_text is None else self.timestamp_text[start:end],
             None if self.value_text is None else self.value_text[start:end])
 
-    def csv_text(self) -> str:
-        """The rows as the csv module writes them (Python's float formatting, quoted names)."""
+    def csv_bytes(self) -> pa.Buffer:
+        """The rows as the csv module writes them (Python's float formatting, quoted names),
+        in UTF-8 (a name read with surrogate escapes keeps its bytes)."""
         columns = [
             shortest(self.timestamp, self.timestamp_text),
             _quoted(self.keys).take(pa.array(self.key_code)),
@@ -466,8 +467,7 @@ class JudgedRows:
             pc.if_else(pa.array(self.anomaly), "1", "0"),
             general(self.centre, 10), general(self.lower, 10), general(self.upper, 10),
         ]
-        lines = csv_lines([pc.cast(column, pa.binary()) for column in columns])
-        return bytes(lines).decode("utf-8", "surrogateescape")
+        return csv_lines(columns)
 
     def table(self) -> pa.Table:
         """The rows as a typed Arrow table (the Parquet output)."""
@@ -486,6 +486,11 @@ PARQUET_SCHEMA = pa.schema([
     ("centre", pa.float64()), ("lower", pa.float64()), ("upper", pa.float64()),
 ])
 """The Parquet output's columns: the CSV's, typed (epoch seconds, full float precision)."""
+
+
+def _escaped(name: str) -> bool:
+    """True for a name holding a surrogate escape (undecodable input bytes)."""
+    return not name.isascii() and any("\udc80" <= char <= "\udcff" for char in name)
 
 
 def _quoted(names: list[str]) -> pa.BinaryArray:
@@ -510,10 +515,20 @@ class CsvRows:
     def __init__(self, output: TextIO) -> None:
         self.output = output
         output.write(",".join(OUTPUT_HEADER) + "\n")
+        binary = getattr(output, "buffer", None)
+        utf8 = codecs.lookup(getattr(output, "encoding", None) or "ascii").name == "utf-8"
+        self._bytes: IO[bytes] | None = binary if utf8 and getattr(
+            output, "errors", None) == "strict" else None
+        """The stream's byte buffer when text would be encoded to the same bytes."""
 
     def write(self, rows: JudgedRows) -> None:
         """Write a batch of rows as CSV lines."""
-        self.output.write(rows.csv_text())
+        lines = rows.csv_bytes()
+        if self._bytes is not None and not any(map(_escaped, rows.keys)):
+            self.output.flush()
+            self._bytes.write(memoryview(lines))
+        else:  # through the stream, which refuses surrogates as it always did
+            self.output.write(bytes(lines).decode("utf-8", "surrogateescape"))
 
     def close(self) -> None:
         """Nothing to finish: the lines are written as they come."""

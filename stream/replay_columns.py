@@ -5,9 +5,9 @@ The replay's CSV output is fixed byte for byte by the csv module and Python's fl
 :func:`csv_lines` gives the same bytes for a batch of rows with numpy and pyarrow compute:
 ``%.Ng`` rounds a scaled integer mantissa and assembles its digits as strings; ``repr`` takes
 Arrow's shortest round-trip digits where both notations agree (magnitudes in [1e-4, 1e10)).
-The few values neither covers (non-finite, exponent beyond ±22, a mantissa within 1e-5 of a
-rounding tie, a ``repr`` outside that range) are formatted by Python itself, so every byte is
-Python's. pyarrow's own CSV writer is not used for this: it quotes every string and writes
+The few values neither covers (a ``%g`` exponent beyond ±22 or a mantissa within 1e-5 of a
+rounding tie, a ``repr`` outside that range) get their digits from Python itself, so every
+byte is Python's. pyarrow's own CSV writer is not used for this: it quotes every string and writes
 floats in its own notation (``1e-7``, ``100`` for 100.0).
 """
 
@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pcsv
 
 Floats = npt.NDArray[np.float64]
 
@@ -55,18 +56,25 @@ def general(values: Floats, digits: int) -> pa.StringArray:
         exponent += high.astype(np.int64) - low.astype(np.int64)  # log10 was one off
         scaled = np.where(low | high, _scaled(magnitude, digits - 1 - exponent), scaled)
         fraction = scaled - np.floor(scaled)
-    slow = ~finite | (nonzero & ((np.abs(digits - 1 - exponent) > _EXACT_POWERS)
-                                 | (np.abs(fraction - 0.5) < _TIE_MARGIN)))
-    mantissa = np.floor(np.where(nonzero & ~slow, scaled, 0.0) + 0.5)
+    # Python's own digits where float error could round the other way or 10**shift is inexact
+    slow = nonzero & ((np.abs(digits - 1 - exponent) > _EXACT_POWERS)
+                      | (np.abs(fraction - 0.5) < _TIE_MARGIN))
+    mantissa = np.floor(np.where(nonzero, scaled, 0.0) + 0.5)
+    if slow.any():
+        exact = [f"{x:.{digits - 1}e}" for x in magnitude[slow].tolist()]
+        mantissa[slow] = [float(text[:text.index("e")].replace(".", "")) for text in exact]
+        exponent[slow] = [int(text[text.index("e") + 1:]) for text in exact]
     carry = mantissa == 10.0 ** digits
     mantissa[carry] = 10.0 ** (digits - 1)
     exponent[carry] += 1
     exponent[~nonzero] = 0
-    scientific = ~slow & ((exponent < -4) | (exponent >= digits))
+    scientific = nonzero & ((exponent < -4) | (exponent >= digits))
     # fixed: the mantissa over 10**(digits-1-exponent) (0 to digits+3); scientific: over
     # 10**(digits-1), a number in [1, 10) written before the exponent
     shift = np.where(scientific, digits - 1, np.clip(digits - 1 - exponent, 0, _EXACT_POWERS))
     rounded = np.copysign(mantissa / _POWERS[shift], values)
+    rounded[~finite] = np.abs(values[~finite])  # Arrow writes inf and nan as Python does
+    rounded[values == -np.inf] = -np.inf
     text = pc.cast(pa.array(rounded), pa.string())
     if scientific.any():
         power = exponent[scientific]
@@ -74,7 +82,8 @@ def general(values: Floats, digits: int) -> pa.StringArray:
         lead = pc.filter(text, pa.array(scientific))
         text = pc.replace_with_mask(text, pa.array(scientific), pc.binary_join_element_wise(
             lead, pa.array(suffix, type=pa.string()), ""))
-    return _patched(text, slow, values, lambda x: f"{x:.{digits}g}")
+    result: pa.StringArray = text
+    return result
 
 
 def shortest(values: Floats, texts: pa.StringArray | None = None) -> pa.StringArray:
@@ -132,12 +141,22 @@ def csv_fields(texts: Sequence[str]) -> list[str]:
 
 def csv_lines(columns: Sequence[pa.Array]) -> pa.Buffer:
     """The bytes of one CSV line per row (fields joined by ``,``, each line ending in ``\\n``)
-    from binary columns already formatted and quoted."""
+    from string or binary columns already formatted and quoted as fields.
+
+    >>> bytes(csv_lines([pa.array(["1", "2"]), pa.array(['"a,b"', "c"])]))
+    b'1,"a,b"\\n2,c\\n'
+    """
+    table = pa.table({f"c{index}": column for index, column in enumerate(columns)})
+    sink = pa.BufferOutputStream()
+    try:  # Arrow's writer, told to quote nothing: the fields are quoted already
+        pcsv.write_csv(table, sink, pcsv.WriteOptions(include_header=False,
+                                                      quoting_style="none"))
+        return sink.getvalue()
+    except pa.ArrowInvalid:  # a quoted field (it refuses them) or a name that is not UTF-8
+        pass
     empty, comma, newline = (pa.scalar(text, pa.binary()) for text in (b"", b",", b"\n"))
-    lines = pc.binary_join_element_wise(*columns, comma)
+    lines = pc.binary_join_element_wise(*(pc.cast(c, pa.binary()) for c in columns), comma)
     lines = pc.binary_join_element_wise(lines, empty, newline)  # the empty field: a last "\n"
-    if isinstance(lines, pa.ChunkedArray):
-        lines = lines.combine_chunks()
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32,
                             count=len(lines) + 1, offset=lines.offset * 4)
     data = lines.buffers()[2]

@@ -126,7 +126,9 @@ def test_inputs_only_the_csv_module_reads_alike_take_the_per_point_path(
     huge = write(tmp_path / "huge.csv", ["1767225600,1.0,a", "1767225601," + "9" * 200_000])
     lone_return = write(tmp_path / "cr.csv", ["1767225600,1.0,a", "1767225601,2.0,b"],
                         ending="\r")
-    for path in (quoted, huge, lone_return):
+    undecodable = tmp_path / "bytes.csv"
+    undecodable.write_bytes(b"timestamp,value,key\n1767225600,1.0,caf\xe9\n1767225601,2.0,b\n")
+    for path in (quoted, huge, lone_return, undecodable):
         assert read_csv_columns(path) is None
         assert_same_as_per_point(path, SHEWHART)
 
@@ -197,3 +199,11 @@ def test_cli_writes_parquet_for_a_parquet_output(
     assert f"{points} points" in capsys.readouterr().err
     assert main(["replay", str(path), "-o", str(tmp_path / "missing" / "out.pq")]) == 1
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_cli_csv_file_has_the_per_point_bytes(tmp_path: Path) -> None:
+    path = write(tmp_path / "in.csv", varied_rows(300))
+    target = tmp_path / "out.csv"
+    assert main(["replay", str(path), "-o", str(target), "--detector", "shewhart",
+                 "--param", "warmup=5"]) == 0
+    assert target.read_bytes() == per_point(path, SHEWHART)[0].encode("utf-8")
