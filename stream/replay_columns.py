@@ -54,7 +54,8 @@ def general(values: Floats, digits: int) -> pa.StringArray:
         scaled = _scaled(magnitude, digits - 1 - exponent)
         low, high = scaled < 10.0 ** (digits - 1), scaled >= 10.0 ** digits
         exponent += high.astype(np.int64) - low.astype(np.int64)  # log10 was one off
-        scaled = np.where(low | high, _scaled(magnitude, digits - 1 - exponent), scaled)
+        off = low | high
+        scaled[off] = _scaled(magnitude[off], digits - 1 - exponent[off])
         fraction = scaled - np.floor(scaled)
     # Python's own digits where float error could round the other way or 10**shift is inexact
     slow = nonzero & ((np.abs(digits - 1 - exponent) > _EXACT_POWERS)
@@ -149,8 +150,8 @@ def csv_lines(columns: Sequence[pa.Array]) -> pa.Buffer:
     table = pa.table({f"c{index}": column for index, column in enumerate(columns)})
     sink = pa.BufferOutputStream()
     try:  # Arrow's writer, told to quote nothing: the fields are quoted already
-        pcsv.write_csv(table, sink, pcsv.WriteOptions(include_header=False,
-                                                      quoting_style="none"))
+        pcsv.write_csv(table, sink, pcsv.WriteOptions(
+            include_header=False, quoting_style="none", batch_size=max(len(table), 1)))
         return sink.getvalue()
     except pa.ArrowInvalid:  # a quoted field (it refuses them) or a name that is not UTF-8
         pass
