@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Final, Protocol, TextIO
+from typing import IO, Any, Final, NamedTuple, Protocol, TextIO
 
 import numpy as np
 import numpy.typing as npt
@@ -383,8 +383,7 @@ Codes = npt.NDArray[np.int64]
 Flags = npt.NDArray[np.bool_]
 
 
-@dataclass(frozen=True)
-class SeriesScores:
+class SeriesScores(NamedTuple):
     """How each point of one series looked against its detector, as arrays in point order."""
 
     score: Floats
@@ -394,12 +393,15 @@ class SeriesScores:
     upper: Floats
 
 
-SeriesKernel = Callable[[Mapping[str, Any], Floats, Floats], SeriesScores]
-"""Scores a fresh series of a detector's ``params`` over (values, timestamps) at once."""
+SeriesKernel = Callable[[Mapping[str, Any], Floats, Floats],
+                        "tuple[Floats, Flags, Floats, Floats, Floats] | None"]
+"""Scores a fresh series of a detector with ``params`` over (values, timestamps) at once:
+(score, anomaly, centre, lower, upper) arrays, or None for params it does not cover."""
 
 SERIES_KERNELS: dict[str, SeriesKernel] = {}
 """Array scorers of plain scalar series by detector name, each giving exactly what the
-detector's ``update`` gives point by point; a detector without one is scored point by point."""
+detector's ``update`` gives point by point (a compiled loop, say); a detector without one, or
+whose kernel declines the params, is scored point by point."""
 
 
 def score_series(spec: tuple[str, Mapping[str, Any]], values: Floats,
@@ -408,8 +410,9 @@ def score_series(spec: tuple[str, Mapping[str, Any]], values: Floats,
     order, as the monitor would one point at a time (each point scored, then learned)."""
     name, params = spec
     kernel = SERIES_KERNELS.get(name)
-    if kernel is not None:
-        return kernel(params, values, timestamps)
+    scored = None if kernel is None else kernel(params, values, timestamps)
+    if scored is not None:
+        return SeriesScores(*scored)
     results = list(map(build_detector(name, dict(params)).update, values.tolist(),
                        timestamps.tolist()))
     count = len(results)
@@ -792,12 +795,21 @@ def _columns(layout: CsvLayout, cells: list[pa.StringArray], invalid: list[tuple
                 keys.append(key)
     malformed = _malformed(layout, flagged, invalid, line_numbers) if flagged or invalid \
         else []
-    kept = pa.array(keep)
     return CsvColumns(
-        seconds[keep], values[keep], key_code[keep], keys,
-        pc.if_else(pa.array(as_text), stamp_text, None).filter(kept),
-        pc.if_else(pa.array(~doubtful), value_text, None).filter(kept),
+        _kept(seconds, keep), _kept(values, keep), _kept(key_code, keep), keys,
+        _text_kept(stamp_text, as_text, keep), _text_kept(value_text, ~doubtful, keep),
         malformed)
+
+
+def _kept(column: npt.NDArray[Any], keep: Flags) -> npt.NDArray[Any]:
+    return column if keep.all() else column[keep]
+
+
+def _text_kept(text: pa.StringArray, usable: Flags, keep: Flags) -> pa.StringArray:
+    """The input text of the kept rows, null where it is not the number's own text."""
+    if not usable.all():
+        text = pc.if_else(pa.array(usable), text, None)
+    return text if keep.all() else text.filter(pa.array(keep))
 
 
 def _malformed(layout: CsvLayout, flagged: list[tuple[int, str]],

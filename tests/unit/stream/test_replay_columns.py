@@ -9,13 +9,16 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from numpy.typing import NDArray
 
+from vigil.detectors import build_detector
 from vigil.stream.cli import main
 from vigil.stream.config import DetectorConfig, StateConfig, VigilConfig
 from vigil.stream.engine.monitor import Observation
 from vigil.stream.engine.processor import build_engine
 from vigil.stream.replay import (
     OUTPUT_HEADER,
+    SERIES_KERNELS,
     MalformedRow,
     ParquetOutput,
     _csv_points,
@@ -207,3 +210,28 @@ def test_cli_csv_file_has_the_per_point_bytes(tmp_path: Path) -> None:
     assert main(["replay", str(path), "-o", str(target), "--detector", "shewhart",
                  "--param", "warmup=5"]) == 0
     assert target.read_bytes() == per_point(path, SHEWHART)[0].encode("utf-8")
+
+
+def test_a_series_kernel_scores_each_series_over_its_arrays(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel registered for a detector gets each series' values and timestamps in input
+    order, once per series; one that declines its params leaves the per-point loop."""
+    rows = [f"{1767225600 + i},{i % 11},{'xyz'[i % 3]}" for i in range(90)]
+    path = write(tmp_path / "in.csv", rows)
+    calls: list[tuple[list[float], list[float]]] = []
+
+    def kernel(params: object, values: NDArray[np.float64],
+               timestamps: NDArray[np.float64]) -> tuple[NDArray[np.float64], ...]:
+        calls.append((values.tolist(), timestamps.tolist()))
+        detector = build_detector("shewhart", {"warmup": 5})
+        results = [detector.update(v, t) for v, t in zip(values.tolist(), timestamps.tolist(),
+                                                         strict=True)]
+        return tuple(np.array([getattr(r, name) for r in results])
+                     for name in ("score", "anomaly", "centre", "lower", "upper"))
+
+    monkeypatch.setitem(SERIES_KERNELS, "shewhart", kernel)
+    assert_same_as_per_point(path, SHEWHART)
+    assert calls == [([float(i % 11) for i in range(k, 90, 3)],
+                      [float(1767225600 + i) for i in range(k, 90, 3)]) for k in range(3)]
+    monkeypatch.setitem(SERIES_KERNELS, "shewhart", lambda params, values, timestamps: None)
+    assert_same_as_per_point(path, SHEWHART)
