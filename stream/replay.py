@@ -17,7 +17,6 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import mmap
 import os
 import sys
 from collections import Counter
@@ -685,14 +684,11 @@ def read_csv_columns(path: Path) -> CsvColumns | None:
     with the per-point path's verdict on every row; None for a CSV whose rows only the csv
     module reads as the per-point path does (quotes, NUL or lone carriage returns, invalid
     UTF-8, a field beyond the csv module's limit, an empty file or first line)."""
-    with path.open("rb") as handle:
-        if os.fstat(handle.fileno()).st_size == 0:
-            return None
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return _read_mapped(data)
+    data = path.read_bytes()
+    return _read_bytes(data) if data else None
 
 
-def _read_mapped(data: mmap.mmap) -> CsvColumns | None:
+def _read_bytes(data: bytes) -> CsvColumns | None:
     begin = 3 if data[:3] == codecs.BOM_UTF8 else 0
     if data.find(b'"') >= 0 or data.find(b"\0") >= 0:
         return None
@@ -712,29 +708,39 @@ def _read_mapped(data: mmap.mmap) -> CsvColumns | None:
     layout = _header(csv.reader([header_line]))
     if layout is None:
         return None
+    body = pa.py_buffer(data)[min(header_end + 1, len(data)):]
+    try:
+        table, invalid = _arrow_rows(body, layout.width, threads=True)
+        if invalid:  # their row numbers are known only to a single-threaded read
+            table, invalid = _arrow_rows(body, layout.width, threads=False)
+    except (pa.ArrowException, ValueError):
+        return None
+    limit = csv.field_size_limit()
+    cells = [column.combine_chunks() for column in table.columns]
+    if any((pc.max(pc.utf8_length(cell)).as_py() or 0) > limit for cell in cells) or any(
+            len(text) > limit for _, text in invalid):
+        return None
+    return _columns(layout, cells, invalid, lambda: _line_numbers(raw, header_end))
+
+
+def _arrow_rows(body: pa.Buffer, width: int, *, threads: bool
+                ) -> tuple[pa.Table, list[tuple[int, str]]]:
+    """Arrow's rows of ``width`` string columns, and (row number, text) of the rows of another
+    width, which it sets aside."""
     invalid: list[tuple[int, str]] = []
 
     def set_aside(row: pcsv.InvalidRow) -> str:
         invalid.append((row.number, row.text))
         return "skip"
 
-    names = [f"c{i}" for i in range(layout.width)]
-    body = pa.py_buffer(data)[min(header_end + 1, len(data)):]
-    try:
-        table = pcsv.read_csv(
-            pa.BufferReader(body),
-            read_options=pcsv.ReadOptions(column_names=names, use_threads=False),
-            parse_options=pcsv.ParseOptions(invalid_row_handler=set_aside),
-            convert_options=pcsv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False))
-    except (pa.ArrowException, ValueError):
-        return None
-    limit = csv.field_size_limit()
-    cells = [table.column(name).combine_chunks() for name in names]
-    if any((pc.max(pc.utf8_length(cell)).as_py() or 0) > limit for cell in cells) or any(
-            len(text) > limit for _, text in invalid):
-        return None
-    return _columns(layout, cells, invalid, lambda: _line_numbers(raw, header_end))
+    names = [f"c{i}" for i in range(width)]
+    table = pcsv.read_csv(
+        pa.BufferReader(body),
+        read_options=pcsv.ReadOptions(column_names=names, use_threads=threads),
+        parse_options=pcsv.ParseOptions(invalid_row_handler=set_aside),
+        convert_options=pcsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
+                                            strings_can_be_null=False))
+    return table, invalid
 
 
 def _line_numbers(raw: npt.NDArray[np.uint8], header_end: int) -> Codes:
