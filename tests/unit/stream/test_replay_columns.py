@@ -235,3 +235,21 @@ def test_a_series_kernel_scores_each_series_over_its_arrays(
                       [float(1767225600 + i) for i in range(k, 90, 3)]) for k in range(3)]
     monkeypatch.setitem(SERIES_KERNELS, "shewhart", lambda params, values, timestamps: None)
     assert_same_as_per_point(path, SHEWHART)
+
+
+def test_arrow_reads_every_number_as_python_does(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    texts = []
+    for _ in range(5_000):
+        digits = "".join(map(str, rng.integers(0, 10, int(rng.integers(1, 25)))))
+        point = int(rng.integers(0, len(digits) + 1))
+        text = f"{'-' if rng.random() < 0.3 else ''}{digits[:point]}.{digits[point:]}"
+        if rng.random() < 0.3:
+            text += f"e{int(rng.integers(-160, 150))}"
+        texts.append(text.replace("-.e", "-0.e").replace("-.", "-0.").lstrip(".") or "0")
+    path = write(tmp_path / "in.csv", [f"{1767225600 + i},{t},k" for i, t in enumerate(texts)],
+                 header="timestamp,value,key")
+    columns = read_csv_columns(path)
+    assert columns is not None
+    wanted = [float(t) for t in texts if t[0] != "e" and abs(float(t)) <= 1e150]
+    assert columns.value.tolist() == wanted
