@@ -253,3 +253,17 @@ def test_arrow_reads_every_number_as_python_does(tmp_path: Path) -> None:
     assert columns is not None
     wanted = [float(t) for t in texts if t[0] != "e" and abs(float(t)) <= 1e150]
     assert columns.value.tolist() == wanted
+
+
+@pytest.mark.parametrize("data", [
+    b"timestamp,value\n\n\n1767225600,1\n\n1767225601\n\n\n1767225602,x\n1767225603,1,2\n\r\n"
+    b"1767225604,z\n",
+    b"timestamp,value\r\n\r\n1767225600,1\r\n\r\n1767225601\r\n1767225602,x\r\n",
+], ids=["lf", "crlf"])
+def test_blank_lines_before_malformed_rows_keep_their_line_numbers(tmp_path: Path,
+                                                                  data: bytes) -> None:
+    path = tmp_path / "in.csv"
+    path.write_bytes(data)
+    columns = read_csv_columns(path)
+    assert columns is not None and columns.malformed
+    assert_same_as_per_point(path, SHEWHART)
