@@ -8,8 +8,16 @@ CSV input has a header with ``timestamp`` and ``value`` (and optionally ``key``)
 holds one prediction or telemetry event per line; either may start with a UTF-8 byte order
 mark. Values obey the same bounds in both (finite, within ±1e150). The output CSV has one row
 per point and series, in input order: ``timestamp,key,metric,value,score,anomaly,centre,lower,
-upper``. A :class:`SeriesCapture` passed to :func:`replay` also keeps one series' points, for
-a chart (by default the series with the most alarms).
+upper``, or the same columns typed in a Parquet file. A :class:`SeriesCapture` passed to
+:func:`replay` also keeps one series' points, for a chart (by default the series with the most
+alarms).
+
+Two paths give the same rows, reports and counts. A CSV is read into columns by Arrow
+(:func:`read_csv_columns`) and each series is scored over its arrays with the detector the
+monitor's specs give it (:func:`judge_series`, :func:`score_series`: the seam where
+:data:`SERIES_KERNELS` plug compiled scorers in), whenever series cannot act on one another;
+otherwise, and for JSONL, the monitor observes one point at a time. Both write columns
+(:class:`JudgedRows`), formatted to Python's exact text by :mod:`.replay_columns`.
 """
 
 from __future__ import annotations
