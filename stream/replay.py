@@ -855,7 +855,8 @@ def _first_item(item: tuple[int, str]) -> int:
 def _numbers(text: pa.StringArray) -> tuple[Floats, Flags]:
     """The numbers in ``text`` read by Arrow, and where Python's float() must judge instead."""
     try:
-        numbers: Floats = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
+        numbers: Floats = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False,
+                                                                    writable=True)
         return numbers, np.zeros(len(text), np.bool_)
     except pa.ArrowInvalid:
         plain = pc.match_substring_regex(text, _PLAIN_NUMBER)

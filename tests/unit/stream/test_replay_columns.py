@@ -267,3 +267,15 @@ def test_blank_lines_before_malformed_rows_keep_their_line_numbers(tmp_path: Pat
     columns = read_csv_columns(path)
     assert columns is not None and columns.malformed
     assert_same_as_per_point(path, SHEWHART)
+
+
+def test_text_timestamps_beside_clean_values(tmp_path: Path) -> None:
+    """Every value a plain number (Arrow's column, read-only when it converts whole) and every
+    timestamp a date text, as most exported metrics are: the doubted rows are judged one by
+    one and written into the columns."""
+    rng = np.random.default_rng(9)
+    rows = [f"2014-04-01 {i // 60:02d}:{i % 60:02d}:00,{rng.normal(20.0, 1.0):.3f}"
+            for i in range(600)]
+    path = write(tmp_path / "in.csv", rows, header="timestamp,value")
+    assert read_csv_columns(path) is not None
+    assert_same_as_per_point(path, VigilConfig())
