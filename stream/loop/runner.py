@@ -92,5 +92,5 @@ class Runner:
             self.checkpointer.advance(batch.next_offsets, batch.records)
             self.reporter.batch(batch, time.perf_counter() - started)
         self.reporter.lag(self.checkpointer.positions)
-        self.checkpointer.checkpoint_if_due()
+        self.checkpointer.checkpoint_if_due(idle=not records)
         return batch
