@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="loads as fractions of the maximum rate (comma-separated)")
     parser.add_argument("--rate", type=float, default=None,
                         help="maximum rate in events/s (default: measure it)")
-    parser.add_argument("--anomaly-rate", type=float, default=0.01,
+    parser.add_argument("--anomaly-rate", type=float, default=0.02,
                         help="share of events that start an injected anomaly")
     parser.add_argument("--client", choices=("kafka-python", "confluent-kafka"), default=None,
                         help="kafka.client for vigil (default: Vigil's default)")

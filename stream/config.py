@@ -49,8 +49,10 @@ class KafkaConfig:
     sasl_password_file: str = ""
     client: str = "kafka-python"
     """Client library of the consume loop and its producer: kafka-python or confluent-kafka."""
-    fetch_max_wait_ms: int = 100
-    """Longest the broker holds a fetch for data: the latency floor on quiet partitions."""
+    fetch_max_wait_ms: int = 20
+    """Longest the broker holds a fetch for data: the latency floor on quiet partitions (a
+    broker that answers only when the wait ends, such as the embedded one, adds up to this to
+    every event's latency; Apache Kafka answers as soon as ``fetch_min_bytes`` are there)."""
     fetch_min_bytes: int = 1
     """Bytes the broker waits for before answering a fetch (up to ``fetch_max_wait_ms``):
     1 answers as soon as one event is there; more trades latency for fewer, larger fetches."""
@@ -174,8 +176,10 @@ class StateConfig:
     """Checkpoints of per-series state to a compacted Kafka topic, and bounds on memory."""
 
     topic: str = "vigil-state"
-    checkpoint_interval_s: float = 10.0
-    """Snapshot and commit at least this often while events flow."""
+    checkpoint_interval_s: float = 30.0
+    """Snapshot and commit each partition at least this often while events flow. A snapshot
+    holds the loop for its partition's export, so shorter intervals cost throughput and
+    latency; longer ones mean more events processed again after a crash."""
     checkpoint_every_events: int = 0
     """Also snapshot and commit after this many events (0: by time only)."""
     max_series: int = 1_000_000
@@ -465,7 +469,10 @@ class RuntimeConfig:
     """How the consume loop batches its work."""
 
     poll_timeout_ms: int = 500
-    max_poll_records: int = 1000
+    """Longest a poll waits for records when none are there (an idle loop's beat)."""
+    max_poll_records: int = 250
+    """Records judged per batch: a batch's output goes out when the whole batch is judged, so
+    this bounds how long an alert waits behind its batch (more saves per-batch work)."""
     log_level: str = "INFO"
     log_format: str = "text"
     shutdown_grace_s: float = 30.0

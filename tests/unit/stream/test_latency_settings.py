@@ -24,9 +24,12 @@ from vigil.stream.state import PartitionId
 # --- configuration ------------------------------------------------------------------------------
 
 
-def test_defaults_answer_a_fetch_at_the_first_event_and_send_output_at_once() -> None:
-    kafka = load_config(environ={}).kafka
-    assert (kafka.fetch_min_bytes, kafka.linger_ms) == (1, 0)
+def test_defaults_are_chosen_for_latency() -> None:
+    config = load_config(environ={})
+    kafka = config.kafka
+    assert (kafka.fetch_min_bytes, kafka.linger_ms, kafka.fetch_max_wait_ms) == (1, 0, 20)
+    assert config.runtime.max_poll_records == 250
+    assert config.state.checkpoint_interval_s == 30.0
 
 
 def test_latency_settings_are_read_from_the_file(tmp_path: Any) -> None:
