@@ -167,3 +167,38 @@ def test_after_checkpoint_every_events_all_partitions_are_snapshotted_one_per_po
     runner.run_once()  # empty poll
     assert set(runner.checkpointer.checkpointed) == set(PARTITIONS)
     assert runner.checkpointer.checkpointed[("telemetry", 0)] == 61  # its latest offset
+
+
+# --- the cyclic garbage collector ---------------------------------------------------------------
+
+
+class Node:
+    """An object that can be part of a reference cycle and be watched with a weak reference."""
+
+    peer: Node | None = None
+
+
+def test_the_loop_freezes_what_is_alive_and_collects_young_cycles_first(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+    import weakref
+
+    clock = [1000.0]
+    monkeypatch.setattr("vigil.stream.loop.runner.time.monotonic", lambda: clock[0])
+    runner, _ = _runner([steady_then(900.0)], [])
+    runner.run_once()
+    gc.unfreeze()
+    clock[0] += runner.heap.interval_s / 2
+    runner.run_once()  # within the interval: nothing frozen
+    assert gc.get_freeze_count() == 0
+    cycle = Node()
+    cycle.peer = cycle
+    watched = weakref.ref(cycle)
+    del cycle
+    clock[0] += runner.heap.interval_s
+    try:
+        runner.run_once()
+        assert gc.get_freeze_count() > 0  # the state is out of full collections' way ...
+        assert watched() is None  # ... and the young cycle was collected, not frozen
+    finally:
+        gc.unfreeze()
