@@ -97,7 +97,8 @@ class Runner:
             self.checkpointer.advance(batch.next_offsets, batch.records)
             self.reporter.batch(batch, time.perf_counter() - started)
         self.reporter.lag(self.checkpointer.positions)
-        self.checkpointer.checkpoint_if_due(idle=not records)
+        self.checkpointer.checkpoint_if_due(
+            idle=not records, behind=len(records) >= self.config.runtime.max_poll_records)
         self.heap.freeze_if_due()
         return batch
 

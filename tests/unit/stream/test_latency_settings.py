@@ -169,6 +169,45 @@ def test_after_checkpoint_every_events_all_partitions_are_snapshotted_one_per_po
     assert runner.checkpointer.checkpointed[("telemetry", 0)] == 61  # its latest offset
 
 
+def test_while_the_loop_is_behind_snapshots_wait_at_most_one_more_interval(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr("vigil.stream.loop.checkpoint.time.monotonic", lambda: clock[0])
+    log: list[str] = []
+    runner, _ = _runner([], log)
+    checkpointer = runner.checkpointer
+    checkpointer.positions.update({p: 10 for p in PARTITIONS})
+    checkpointer.due_partitions()  # their first due times, within one interval
+    clock[0] += checkpointer.interval_s  # every partition has come due
+    checkpointer.checkpoint_if_due(behind=True)  # a full poll: the backlog goes first
+    assert checkpointer.checkpointed == {}
+    clock[0] += checkpointer.interval_s / 2
+    checkpointer.checkpoint_if_due(behind=True)
+    assert checkpointer.checkpointed == {}
+    checkpointer.checkpoint_if_due()  # no longer behind: one partition, as events flow
+    assert len(checkpointer.checkpointed) == 1
+    clock[0] += checkpointer.interval_s / 2  # the others have now waited a whole interval
+    checkpointer.checkpoint_if_due(behind=True)
+    assert len(checkpointer.checkpointed) == 2
+    assert log.count("commit") == 2
+
+
+def test_a_full_poll_counts_as_behind(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "vigil.toml"
+    path.write_text("[runtime]\nmax_poll_records = 20\n")
+    clock = [1000.0]
+    monkeypatch.setattr("vigil.stream.loop.checkpoint.time.monotonic", lambda: clock[0])
+    records = steady_then(900.0)
+    runner, _ = _runner([records[:20], records[20:30]], [], load_config(path, environ={}))
+    runner.checkpointer.positions.update({p: 10 for p in PARTITIONS})
+    runner.checkpointer.due_partitions()
+    clock[0] += runner.checkpointer.interval_s
+    runner.run_once()  # 20 of at most 20 records: behind, nothing snapshotted
+    assert runner.checkpointer.checkpointed == {}
+    runner.run_once()  # 10 records: caught up, one partition snapshotted
+    assert len(runner.checkpointer.checkpointed) == 1
+
+
 # --- the cyclic garbage collector ---------------------------------------------------------------
 
 
