@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 HEAP_FREEZE_INTERVAL_S = 5.0
 """How often the objects alive in the loop are moved out of the cyclic collector's sight."""
+HEAP_RELEASE_INTERVAL_S = 600.0
+"""How often they are all brought back and collected once (cycles among them freed)."""
 
 
 class Runner:
@@ -110,18 +112,30 @@ class HeapFreezer:
     reference counting), yet a full collection walks all of them while the loop stands still:
     0.6 s for 1,600 adaptive series on the benchmark machine. Every ``interval_s`` the young
     generations are collected (so the cycles of exceptions and the like are found) and
-    everything alive is frozen; full collections then walk only what is newer.
+    everything alive is frozen; full collections then walk only what is newer. A frozen
+    object that later joins a cycle of garbage would never be collected, so every
+    ``release_s`` everything is unfrozen and collected once: such garbage lives at most that
+    long, and the loop pays one full collection per ``release_s`` instead of many.
     """
 
-    def __init__(self, interval_s: float) -> None:
+    def __init__(self, interval_s: float, release_s: float = HEAP_RELEASE_INTERVAL_S) -> None:
         self.interval_s = interval_s
-        self._next = time.monotonic() + interval_s
+        self.release_s = release_s
+        now = time.monotonic()
+        self._next = now + interval_s
+        self._release = now + release_s
 
     def freeze_if_due(self) -> None:
-        """Collect the young generations and freeze the survivors, once per interval."""
+        """Collect the young generations and freeze the survivors, once per interval (all
+        generations, unfrozen first, once per release interval)."""
         now = time.monotonic()
         if now < self._next:
             return
         self._next = now + self.interval_s
-        gc.collect(1)
+        if now >= self._release:
+            self._release = now + self.release_s
+            gc.unfreeze()
+            gc.collect()
+        else:
+            gc.collect(1)
         gc.freeze()

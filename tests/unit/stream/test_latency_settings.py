@@ -241,3 +241,31 @@ def test_the_loop_freezes_what_is_alive_and_collects_young_cycles_first(
         assert watched() is None  # ... and the young cycle was collected, not frozen
     finally:
         gc.unfreeze()
+
+
+def test_a_cycle_among_frozen_objects_is_freed_at_the_next_release(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frozen objects are out of every collection; one that later joins a garbage cycle is
+    freed when the freezer releases and collects everything."""
+    import gc
+    import weakref
+
+    from vigil.stream.loop.runner import HeapFreezer
+
+    clock = [1000.0]
+    monkeypatch.setattr("vigil.stream.loop.runner.time.monotonic", lambda: clock[0])
+    freezer = HeapFreezer(5.0, release_s=60.0)
+    cycle = Node()
+    cycle.peer = cycle
+    watched = weakref.ref(cycle)
+    try:
+        clock[0] += 5.0
+        freezer.freeze_if_due()  # the node is alive: frozen
+        del cycle
+        gc.collect()
+        assert watched() is not None  # frozen garbage: no collection sees it
+        clock[0] += 60.0
+        freezer.freeze_if_due()  # the release
+        assert watched() is None
+    finally:
+        gc.unfreeze()
