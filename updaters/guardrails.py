@@ -51,14 +51,14 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
 from vigil.detectors import PointResult
 from vigil.detectors.checks import check_positive
-from vigil.updaters.base import Label, Learner
+from vigil.updaters.base import Label, Learner, RowLearner
 from vigil.updaters.performance import LOSSES, LossChart, check_block, loss_function
 from vigil.updaters.statecheck import StateReader, check_number, restored_exactly
 
@@ -420,8 +420,13 @@ class DataScreen:
         """Accepted labels compared with the label before them, and how many equalled it."""
         self.pressure = 0
 
-    def check(self, x: Mapping[str, float], label: float) -> str | None:
-        """Why the event should be held back, or None; follows the run of equal labels."""
+    def check(self, x: Mapping[str, float], label: float,
+              row: Sequence[float] | None = None) -> str | None:
+        """Why the event should be held back, or None; follows the run of equal labels.
+
+        ``row``: ``x``'s values of the screened features in their order, if the caller has
+        them (a learner's row), so that they are not looked up again.
+        """
         if label == self.last_label:
             self.run += 1
         else:
@@ -432,6 +437,10 @@ class DataScreen:
             self._values = bank.values(x)
             if bank.outside(self._values):
                 return "feature"
+        elif self._by_row(row):
+            for spread, value in zip(self._spreads.values(), row, strict=True):  # type: ignore[arg-type]
+                if not spread.fence_low <= value <= spread.fence_high:
+                    return "feature"
         else:
             spreads = self._spreads
             for name, value in x.items():
@@ -450,19 +459,29 @@ class DataScreen:
         return (math.lgamma(a + r) - math.lgamma(a) + math.lgamma(a + b)
                 - math.lgamma(a + b + r))
 
-    def accept(self, x: Mapping[str, float], label: float) -> None:
-        """Learn the quartiles and repeat rate from an event that passed :meth:`check`."""
+    def _by_row(self, row: Sequence[float] | None) -> bool:
+        """``row`` holds a plain value of each screened feature, in order."""
+        return type(row) is tuple and self.fixed and len(row) == len(self._spreads)
+
+    def accept(self, x: Mapping[str, float], label: float,
+               row: Sequence[float] | None = None) -> None:
+        """Learn the quartiles and repeat rate from an event that passed :meth:`check`
+        (``row`` as there)."""
         if self._bank is not None:
             self._bank.add(self._bank.values(x) if self._values is None else self._values)
             self._values = None
-        spreads = self._spreads
-        for name, value in x.items() if self._bank is None else ():
-            spread = spreads.get(name)
-            if spread is None:
-                if self.fixed or len(spreads) >= MAX_SCREENED:
-                    continue
-                spread = spreads[name] = QuartileRange(self.iqrs)
-            spread.add(value)
+        elif self._by_row(row):
+            for spread, value in zip(self._spreads.values(), row, strict=True):  # type: ignore[arg-type]
+                spread.add(value)
+        else:
+            spreads = self._spreads
+            for name, value in x.items():
+                spread = spreads.get(name)
+                if spread is None:
+                    if self.fixed or len(spreads) >= MAX_SCREENED:
+                        continue
+                    spread = spreads[name] = QuartileRange(self.iqrs)
+                spread.add(value)
         if self.regression:
             self._label.add(label)
         if self.last_label is not None:
@@ -672,6 +691,8 @@ class GuardedLearner:
                                  run_alpha=run_alpha, accept_after=accept_after)
         self.excess = ExcessLoss(block, margin, limit)
         self.learner = learner
+        self._rows = isinstance(learner, RowLearner)
+        """The learner (and so its snapshots, copies of it) takes rows."""
         self._good: Learner = copy.deepcopy(learner)
         self._candidate: Learner | None = None
         self._since = 0
@@ -726,7 +747,15 @@ class GuardedLearner:
         if not math.isfinite(target) or not (finite or self._valid_features(x)):
             self.skipped_invalid += 1
             return GuardResult(math.nan, None, learned=False, skipped="invalid")
-        prediction = learner.predict_one(x)
+        # A row learner builds x's feature vector once, for M's and R's predictions and
+        # the update; the dict methods compute the same numbers when it cannot.
+        row = cast(RowLearner, learner).row(x) if self._rows else None
+        if row is None:
+            raw = math.nan
+            prediction = learner.predict_one(x)
+        else:
+            raw = cast(RowLearner, learner).raw(row)
+            prediction = cast(RowLearner, learner).prediction(raw)
         if not math.isfinite(prediction):
             self.skipped_invalid += 1
             return GuardResult(prediction, None, learned=False, skipped="invalid")
@@ -735,7 +764,7 @@ class GuardedLearner:
             self.skipped_anomalous += 1
             return GuardResult(prediction, loss, learned=False, skipped="anomalous")
         screen = self.screen
-        reason = screen.check(x, target)
+        reason = screen.check(x, target, row)
         if reason is not None:
             self.held += 1
             event = None
@@ -743,8 +772,12 @@ class GuardedLearner:
                 self.rebaselines += 1
                 event = self._event("rebaseline", timestamp, math.nan, math.nan, reason=reason)
             return GuardResult(prediction, loss, learned=False, skipped=reason, event=event)
-        screen.accept(x, target)
-        reference = self._good.predict_one(x)
+        screen.accept(x, target, row)
+        good = self._good
+        if row is None:
+            reference = good.predict_one(x)
+        else:
+            reference = cast(RowLearner, good).prediction(cast(RowLearner, good).raw(row))
         reference_loss = self._loss(reference, target) if math.isfinite(reference) else loss
         if self.excess.observe(loss, reference_loss):
             event = self._rollback(timestamp)
@@ -758,8 +791,11 @@ class GuardedLearner:
             event = self._change(point, timestamp)  # type: ignore[arg-type]
         label: Label = y
         if self.regression:
-            label = self._bounded(target, prediction)
-        self.learner.learn_one(x, label)
+            label = target = self._bounded(target, prediction)
+        if row is None or not math.isfinite(raw):  # learn_one refuses a non-finite score
+            learner.learn_one(x, label)
+        else:
+            cast(RowLearner, learner).learn_row(row, raw, target)
         self._since += 1
         if self._since >= self.snapshot_every:
             self._consecutive = 0
