@@ -128,6 +128,8 @@ class GuardResult:
     """The loss chart's result when this event completed a block."""
     reference_loss: float | None = None
     """R's loss on the event (None when it was not compared)."""
+    target: float = math.nan
+    """The label as the loss takes it (``encode_label``; NaN when the event is invalid)."""
 
 
 def _finite(value: object) -> bool:
@@ -762,7 +764,8 @@ class GuardedLearner:
         loss = self._loss(prediction, target)
         if anomalous:
             self.skipped_anomalous += 1
-            return GuardResult(prediction, loss, learned=False, skipped="anomalous")
+            return GuardResult(prediction, loss, learned=False, skipped="anomalous",
+                               target=target)
         screen = self.screen
         reason = screen.check(x, target, row)
         if reason is not None:
@@ -771,7 +774,8 @@ class GuardedLearner:
             if screen.hold():
                 self.rebaselines += 1
                 event = self._event("rebaseline", timestamp, math.nan, math.nan, reason=reason)
-            return GuardResult(prediction, loss, learned=False, skipped=reason, event=event)
+            return GuardResult(prediction, loss, learned=False, skipped=reason, event=event,
+                               target=target)
         screen.accept(x, target, row)
         good = self._good
         if row is None:
@@ -783,19 +787,20 @@ class GuardedLearner:
             event = self._rollback(timestamp)
             if event.kind == "rollback":
                 return GuardResult(prediction, loss, learned=False, event=event,
-                                   reference_loss=reference_loss)
+                                   reference_loss=reference_loss, target=target)
         else:
             event = None
         point = self.chart.observe(loss, timestamp)
         if event is None and LossChart.rose(point) and not self.excess.behind:
             event = self._change(point, timestamp)  # type: ignore[arg-type]
         label: Label = y
+        learned = target
         if self.regression:
-            label = target = self._bounded(target, prediction)
+            label = learned = self._bounded(target, prediction)
         if row is None or not math.isfinite(raw):  # learn_one refuses a non-finite score
             learner.learn_one(x, label)
         else:
-            cast(RowLearner, learner).learn_row(row, raw, target)
+            cast(RowLearner, learner).learn_row(row, raw, learned)
         self._since += 1
         if self._since >= self.snapshot_every:
             self._consecutive = 0
@@ -804,7 +809,7 @@ class GuardedLearner:
             self._candidate = copy.deepcopy(self.learner)
             self._since = 0
         return GuardResult(prediction, loss, learned=True, event=event, chart=point,
-                           reference_loss=reference_loss)
+                           reference_loss=reference_loss, target=target)
 
     def _bounded(self, target: float, prediction: float) -> float:
         """The label to learn: ``target`` moved to within ``influence`` × scale of the
