@@ -751,13 +751,14 @@ class GuardedLearner:
             return GuardResult(math.nan, None, learned=False, skipped="invalid")
         # A row learner builds x's feature vector once, for M's and R's predictions and
         # the update; the dict methods compute the same numbers when it cannot.
-        row = cast(RowLearner, learner).row(x) if self._rows else None
+        rows = cast(RowLearner, learner)
+        row = rows.row(x) if self._rows else None
         if row is None:
             raw = math.nan
             prediction = learner.predict_one(x)
         else:
-            raw = cast(RowLearner, learner).raw(row)
-            prediction = cast(RowLearner, learner).prediction(raw)
+            raw = rows.raw(row)
+            prediction = rows.prediction(raw)
         if not math.isfinite(prediction):
             self.skipped_invalid += 1
             return GuardResult(prediction, None, learned=False, skipped="invalid")
@@ -781,7 +782,8 @@ class GuardedLearner:
         if row is None:
             reference = good.predict_one(x)
         else:
-            reference = cast(RowLearner, good).prediction(cast(RowLearner, good).raw(row))
+            good_rows = cast(RowLearner, good)
+            reference = good_rows.prediction(good_rows.raw(row))
         reference_loss = self._loss(reference, target) if math.isfinite(reference) else loss
         if self.excess.observe(loss, reference_loss):
             event = self._rollback(timestamp)
@@ -800,7 +802,7 @@ class GuardedLearner:
         if row is None or not math.isfinite(raw):  # learn_one refuses a non-finite score
             learner.learn_one(x, label)
         else:
-            cast(RowLearner, learner).learn_row(row, raw, learned)
+            rows.learn_row(row, raw, learned)
         self._since += 1
         if self._since >= self.snapshot_every:
             self._consecutive = 0

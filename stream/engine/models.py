@@ -492,7 +492,8 @@ def _time_or(value: Any, name: str) -> float:
 
 def _payload_bytes(payload: list[Any]) -> int:
     """Approximate bytes a waiting prediction's payload (model, features, ...) holds."""
-    return 160 + len(payload[0]) + sum(90 + len(name) for name in payload[1])
+    features = payload[1]
+    return 160 + len(payload[0]) + 90 * len(features) + sum(map(len, features))
 
 
 def _check_payload(payload: Any) -> None:
