@@ -440,8 +440,8 @@ class DataScreen:
             if bank.outside(self._values):
                 return "feature"
         elif self._by_row(row):
-            for spread, value in zip(self._spreads.values(), row, strict=True):  # type: ignore[arg-type]
-                if not spread.fence_low <= value <= spread.fence_high:
+            for screened, value in zip(self._spreads.values(), row, strict=True):  # type: ignore[arg-type]
+                if not screened.fence_low <= value <= screened.fence_high:
                     return "feature"
         else:
             spreads = self._spreads
@@ -473,8 +473,8 @@ class DataScreen:
             self._bank.add(self._bank.values(x) if self._values is None else self._values)
             self._values = None
         elif self._by_row(row):
-            for spread, value in zip(self._spreads.values(), row, strict=True):  # type: ignore[arg-type]
-                spread.add(value)
+            for screened, value in zip(self._spreads.values(), row, strict=True):  # type: ignore[arg-type]
+                screened.add(value)
         else:
             spreads = self._spreads
             for name, value in x.items():

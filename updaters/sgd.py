@@ -90,6 +90,8 @@ _CONSTANT, _INVSCALING, _OPTIMAL, _ADAGRAD = range(4)
 _TINY = float(np.finfo(np.float64).tiny)
 
 FloatArray = NDArray[np.float64]
+Row = Sequence[float] | FloatArray
+"""An event's features in ``feature_names`` order: a tuple, or an array with numpy."""
 
 
 def _check_finite(name: str, value: object) -> float:
@@ -319,7 +321,7 @@ class _LinearSGD:
 
     # -- rows: one feature vector per event, shared by predictions and the update ----------
 
-    def row(self, x: Mapping[str, float]) -> Sequence[float] | None:
+    def row(self, x: Mapping[str, float]) -> Row | None:
         """``x``'s features in ``feature_names`` order, the vector :meth:`raw` and
         :meth:`learn_row` take; None when one is missing (the dict methods fill it in)."""
         try:
@@ -330,7 +332,7 @@ class _LinearSGD:
             return np.fromiter(values, np.float64, len(self.feature_names))
         return values
 
-    def raw(self, row: Sequence[float]) -> float:
+    def raw(self, row: Row) -> float:
         """``intercept + coef · row``: what :meth:`predict_one` computes from ``x``."""
         if self._numpy:
             return self._b + float(self._ac.dot(row))
@@ -341,7 +343,7 @@ class _LinearSGD:
         """The prediction of the raw score ``intercept + coef · x``."""
         return raw
 
-    def learn_row(self, row: Sequence[float], raw: float, target: float) -> None:
+    def learn_row(self, row: Row, raw: float, target: float) -> None:
         """One SGD step on a row whose raw score is ``raw`` and encoded label ``target``,
         as :meth:`learn_one` takes it; ``raw`` must be finite."""
         self._step(row, self._gradient(raw, target))
