@@ -91,9 +91,6 @@ class _Maintained:
         """The model-update message to publish now, if one is due (``models.publish_every``
         updates or ``publish_interval_s`` since the last; linear models only)."""
         learner = self.guarded.learner
-        params_of = getattr(learner, "linear_params", None)
-        if params_of is None:
-            return None  # not a linear model: nothing a scikit-learn estimator could load
         n_updates = int(getattr(learner, "n_updates", 0))
         fresh = n_updates - self.published_updates
         if fresh <= 0:
@@ -103,6 +100,9 @@ class _Maintained:
             and timestamp - self.published_at >= config.publish_interval_s)
         if not due:
             return None
+        params_of = getattr(learner, "linear_params", None)
+        if params_of is None:
+            return None  # not a linear model: nothing a scikit-learn estimator could load
         self.version += 1
         self.published_updates = n_updates
         self.published_at = timestamp
