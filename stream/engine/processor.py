@@ -49,8 +49,9 @@ log = logging.getLogger(__name__)
 _UNSCORED = (LabelEvent, EventError)
 """What a decoded record may be that the monitor does not score (a tuple: built once)."""
 
+
 @dataclass(frozen=True, slots=True)
-class _Maintained:
+class _PlacedModelInput:
     """A prediction or label of the batch for model maintenance, and how many messages and
     alerts the batch had when its record came (where its own output goes)."""
 
@@ -199,7 +200,7 @@ class BatchProcessor:
         outcomes = iter(self.observe_events(
             [(event, (record.topic, record.partition)) for record, event in decoded
              if not isinstance(event, _UNSCORED)]))
-        maintained: list[_Maintained] = []
+        maintained: list[_PlacedModelInput] = []
         for record, event in decoded:
             if isinstance(event, EventError):
                 self._dead_letter(record, event, batch)
@@ -230,20 +231,21 @@ class BatchProcessor:
         return decoded
 
     def _label(self, record: InputRecord, event: LabelEvent, batch: BatchResult,
-               maintained: list[_Maintained]) -> None:
-        """A label goes to model maintenance (models on), with its predictions' partition."""
+               maintained: list[_PlacedModelInput]) -> None:
+        """A label goes to the batch's model maintenance (models on), with its predictions'
+        partition."""
         if self.models is not None:
             companion = (self.config.topics.predictions, record.partition)
-            maintained.append(_Maintained(record, (event, companion, False),
-                                          len(batch.messages), len(batch.alerts)))
+            maintained.append(_PlacedModelInput(record, (event, companion, False),
+                                                len(batch.messages), len(batch.alerts)))
             return
         batch.valid_by_topic[record.topic] = batch.valid_by_topic.get(record.topic, 0) + 1
 
     def _judged(self, record: InputRecord, event: PredictionEvent | TelemetryEvent,
                 observations: list[Observation] | Exception, batch: BatchResult,
-                maintained: list[_Maintained]) -> None:
-        """A scored event's alerts and gauges, then (a prediction, models on) its maintenance;
-        a detector's exception makes it a dead letter."""
+                maintained: list[_PlacedModelInput]) -> None:
+        """A scored event's alerts and gauges, then (a prediction, models on) its place in the
+        batch's model maintenance; a detector's exception makes it a dead letter."""
         if isinstance(observations, Exception):  # a detector bug must not stop the stream
             log.error("a detector failed on %s/%d/%d", record.topic, record.partition,
                       record.offset, exc_info=observations)
@@ -262,9 +264,9 @@ class BatchProcessor:
         models = self.models
         if models is not None and isinstance(event, PredictionEvent):
             flagged = any(o.result.anomaly or in_episode(o.series) for o in observations)
-            maintained.append(_Maintained(record, (event, (record.topic, record.partition),
-                                                   flagged),
-                                          len(batch.messages), len(batch.alerts)))
+            partition = (record.topic, record.partition)
+            maintained.append(_PlacedModelInput(record, (event, partition, flagged),
+                                                len(batch.messages), len(batch.alerts)))
             return
         batch.valid_by_topic[record.topic] = batch.valid_by_topic.get(record.topic, 0) + 1
 
@@ -273,7 +275,7 @@ class BatchProcessor:
         (so one event from the far future cannot push a partition's clock past every TTL)."""
         return min(self._clock() + self.config.runtime.max_clock_skew_s, LATEST_TIMESTAMP)
 
-    def _maintain(self, models: ModelMaintainer, maintained: list[_Maintained],
+    def _maintain(self, models: ModelMaintainer, maintained: list[_PlacedModelInput],
                   batch: BatchResult) -> None:
         """The batch's model maintenance (:meth:`maintain_events`), its output put where each
         event's would have come had it been maintained in the record loop; an event whose
