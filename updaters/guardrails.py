@@ -411,6 +411,9 @@ class DataScreen:
                 self._bank = QuartileBank(names, self.iqrs)
             else:
                 self._spreads = {name: QuartileRange(self.iqrs) for name in names}
+        self._row_width = len(self._spreads) if self.fixed and self._bank is None else -1
+        """The length of a row of the screened features (-1: none, the features are not
+        fixed or in a bank); such a row is read in place of ``x``."""
         self._values: FloatArray | None = None
         """The bank's view of the event last checked, for :meth:`accept`."""
         self._label = QuartileRange(self.iqrs)
@@ -439,8 +442,8 @@ class DataScreen:
             self._values = bank.values(x)
             if bank.outside(self._values):
                 return "feature"
-        elif self._by_row(row):
-            for screened, value in zip(self._spreads.values(), row, strict=True):  # type: ignore[arg-type]
+        elif type(row) is tuple and len(row) == self._row_width:
+            for screened, value in zip(self._spreads.values(), row, strict=True):
                 if not screened.fence_low <= value <= screened.fence_high:
                     return "feature"
         else:
@@ -461,10 +464,6 @@ class DataScreen:
         return (math.lgamma(a + r) - math.lgamma(a) + math.lgamma(a + b)
                 - math.lgamma(a + b + r))
 
-    def _by_row(self, row: Sequence[float] | None) -> bool:
-        """``row`` holds a plain value of each screened feature, in order."""
-        return type(row) is tuple and self.fixed and len(row) == len(self._spreads)
-
     def accept(self, x: Mapping[str, float], label: float,
                row: Sequence[float] | None = None) -> None:
         """Learn the quartiles and repeat rate from an event that passed :meth:`check`
@@ -472,8 +471,8 @@ class DataScreen:
         if self._bank is not None:
             self._bank.add(self._bank.values(x) if self._values is None else self._values)
             self._values = None
-        elif self._by_row(row):
-            for screened, value in zip(self._spreads.values(), row, strict=True):  # type: ignore[arg-type]
+        elif type(row) is tuple and len(row) == self._row_width:
+            for screened, value in zip(self._spreads.values(), row, strict=True):
                 screened.add(value)
         else:
             spreads = self._spreads
