@@ -7,7 +7,15 @@ no dict conversion and no prediction, which favours it; ``guarded`` is one
 ``GuardedLearner.update``, the whole per-label cost of a maintained model in `vigil run`.
 Ratios are taken within this run.
 
-Run: ``.venv/bin/python bench/updaters.py`` (under a minute; ``--quick`` for a smoke run).
+The second table is model maintenance as ``vigil run`` does it, without Kafka and without
+the monitor: polls of ~1,000 records of the throughput benchmark's stream (1,000 models, a
+third of the events labels, each prediction's label 50 events later), decoded beforehand,
+through a :class:`~stream.engine.models.ModelMaintainer` warmed up on the stream's first half:
+one event at a time (``on_prediction``/``on_label``, the reference) and a poll at once
+(``maintain``), the same results. µs per labelled event and per event (telemetry included),
+the sum over polls of each poll's best time over interleaved rounds.
+
+Run: ``.venv/bin/python bench/updaters.py`` (about a minute; ``--quick`` for a smoke run).
 """
 
 from __future__ import annotations
@@ -18,10 +26,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import common
 import numpy as np
 from river import linear_model, optim, preprocessing
 from sklearn.linear_model import SGDRegressor
 
+from vigil.stream.config import ModelsConfig
+from vigil.stream.engine.events import LabelEvent, decode_event
+from vigil.stream.engine.models import ModelInput, ModelMaintainer
 from vigil.updaters.guardrails import GuardedLearner
 from vigil.updaters.sgd import LinearRegressor
 
@@ -102,6 +114,54 @@ def sklearn(X: Any, ys: list[float], n: int) -> Callable[[], int]:
     return run
 
 
+def maintenance_stream(events: int) -> tuple[list[ModelInput], int]:
+    """The predictions and labels of ``events`` events of the throughput benchmark's stream,
+    decoded, with their predictions partition (none flagged), and how many events that is."""
+    inputs: list[ModelInput] = []
+    for kind, key, value, _ in common.encoded_events(events, models=1_000, sources=1_000,
+                                                     seed=11, labels=True):
+        if kind != "telemetry":
+            event = decode_event(value, kind)  # type: ignore[arg-type]
+            inputs.append((event, ("predictions", sum(key) % 6), False))  # type: ignore[arg-type]
+    return inputs, events + sum(isinstance(item[0], LabelEvent) for item in inputs)
+
+
+def maintenance(inputs: list[ModelInput], polls: int, rounds: int,
+                ) -> dict[str, tuple[float, int]]:
+    """Per path, the seconds of the stream's second half in polls (each poll's best over
+    the rounds) and its labels; each round starts from a maintainer warmed on the first half."""
+    config = ModelsConfig(enabled=True, learner="sgd_classifier")
+    warm = len(inputs) // 2
+    size = (len(inputs) - warm) // polls
+    batches = [inputs[warm + i * size:warm + (i + 1) * size] for i in range(polls)]
+
+    def one_by_one(models: ModelMaintainer, batch: list[ModelInput]) -> None:
+        for event, partition, flagged in batch:
+            if isinstance(event, LabelEvent):
+                models.on_label(event, partition)
+            else:
+                models.on_prediction(event, partition, flagged)
+
+    def at_once(models: ModelMaintainer, batch: list[ModelInput]) -> None:
+        models.maintain(batch)
+
+    paths = {"per_event": one_by_one, "batch": at_once}
+    best = {name: [float("inf")] * polls for name in paths}
+    for _ in range(rounds):
+        for name, step in paths.items():
+            models = ModelMaintainer(config)
+            one_by_one(models, inputs[:warm])
+            models.end_batch()
+            gc.collect()
+            for i, batch in enumerate(batches):
+                start = time.perf_counter()
+                step(models, batch)
+                models.end_batch()
+                best[name][i] = min(best[name][i], time.perf_counter() - start)
+    labels = sum(isinstance(item[0], LabelEvent) for batch in batches for item in batch)
+    return {name: (sum(times), labels) for name, times in best.items()}
+
+
 COUNTS = {8: (4_000, 1_500, 100), 64: (1_500, 400, 100), 512: (400, 100, 60)}
 """Events per timed run for each width: Vigil, river, partial_fit (runs of tens of ms)."""
 
@@ -154,6 +214,17 @@ def main() -> None:
         "GuardedLearner(vigil std).update, as `vigil run` maintains a model (a reference "
         "prediction, the screen, the tests, snapshots)."
     )
+    events = 12_000 if args.quick else 120_000
+    inputs, total = maintenance_stream(events)
+    polls = max(1, total // 2 // 1_000)  # the second half, in polls of ~1,000 records
+    timed = maintenance(inputs, polls, rounds=min(rounds, 5))
+    share = (total / 2) / polls
+    print(f"\nmodel maintenance, {polls} polls of ~{share:,.0f} records "
+          f"(sgd_classifier, 1,000 models, a third of the events labels)")
+    print(f"{'path':>9} | {'µs/label':>8} | {'µs/event':>8}")
+    for name, (seconds, labels) in timed.items():
+        print(f"{name:>9} | {seconds / labels * 1e6:>8.2f} | {seconds / (total / 2) * 1e6:>8.2f}")
+    print(f"batch/per_event: {timed['batch'][0] / timed['per_event'][0]:.2f}")
 
 
 if __name__ == "__main__":

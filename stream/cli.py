@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 from vigil.detectors import detector_names
 from vigil.stream.config import ENVIRONMENT, SECRETS, VigilConfig, load_config
@@ -101,11 +101,14 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "replay", help="run the detectors offline over a CSV or JSONL file",
         description="Replay INPUT (CSV with header timestamp,value[,key], or JSONL events) "
         "through the detectors, no Kafka. Writes one row per point and series: "
-        "timestamp,key,metric,value,score,anomaly,centre,lower,upper.",
+        "timestamp,key,metric,value,score,anomaly,centre,lower,upper, as CSV or, for an "
+        "output named *.parquet, as Parquet.",
     )
     replay.add_argument("input", type=Path, help="CSV or JSONL file")
     replay.add_argument("-c", "--config", type=Path, help="TOML configuration file")
-    replay.add_argument("-o", "--output", type=Path, help="output CSV (default: stdout)")
+    replay.add_argument("-o", "--output", type=Path,
+                        help="output CSV (default: stdout), or Parquet when it ends in "
+                        ".parquet or .pq")
     replay.add_argument("--detector", choices=detector_names(),
                         help="detector for every series (overrides the config)")
     replay.add_argument("--param", action="append", default=[], metavar="K=V",
@@ -290,7 +293,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from vigil.stream.replay import SeriesCapture, replay
+    from vigil.stream.replay import PARQUET_SUFFIXES, ParquetOutput, SeriesCapture, replay
 
     if args.series is not None and args.plot is None:
         raise ConfigError("--series picks the series to draw: give --plot OUT.png with it")
@@ -306,16 +309,21 @@ def _replay(args: argparse.Namespace) -> int:
         raise VigilError(f"input {str(args.input)!r} is a directory; give a CSV or JSONL file")
     if not args.input.exists():
         raise VigilError(f"input file {str(args.input)!r} does not exist")
-    try:
-        output = sys.stdout if args.output is None else args.output.open("w", encoding="utf-8")
-    except OSError as exc:
-        raise VigilError(f"cannot write {str(args.output)!r}: {exc.strerror}") from None
+    output: TextIO | ParquetOutput
+    if args.output is not None and args.output.suffix.lower() in PARQUET_SUFFIXES:
+        output = ParquetOutput(args.output)
+    else:
+        try:
+            output = sys.stdout if args.output is None else args.output.open("w",
+                                                                             encoding="utf-8")
+        except OSError as exc:
+            raise VigilError(f"cannot write {str(args.output)!r}: {exc.strerror}") from None
     try:
         summary = replay(args.input, output, config, capture=capture)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     finally:
-        if output is not sys.stdout:
+        if output is not sys.stdout and not isinstance(output, ParquetOutput):
             output.close()
     print(summary.line(), file=sys.stderr)
     if summary.valid == 0:

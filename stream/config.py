@@ -49,8 +49,16 @@ class KafkaConfig:
     sasl_password_file: str = ""
     client: str = "kafka-python"
     """Client library of the consume loop and its producer: kafka-python or confluent-kafka."""
-    fetch_max_wait_ms: int = 100
-    """Longest the broker holds a fetch for data: the latency floor on quiet partitions."""
+    fetch_max_wait_ms: int = 20
+    """Longest the broker holds a fetch for data: the latency floor on quiet partitions (a
+    broker that answers only when the wait ends, such as the embedded one, adds up to this to
+    every event's latency; Apache Kafka answers as soon as ``fetch_min_bytes`` are there)."""
+    fetch_min_bytes: int = 1
+    """Bytes the broker waits for before answering a fetch (up to ``fetch_max_wait_ms``):
+    1 answers as soon as one event is there; more trades latency for fewer, larger fetches."""
+    linger_ms: int = 0
+    """How long the producer holds output (alerts, dead letters, snapshots) to batch it:
+    0 sends each poll's output at once; a few ms saves requests at high output rates."""
 
     def __post_init__(self) -> None:
         _require(self.client in KAFKA_CLIENTS, "kafka.client", self.client,
@@ -62,6 +70,11 @@ class KafkaConfig:
         _require(0 <= self.fetch_max_wait_ms < self.request_timeout_ms,
                  "kafka.fetch_max_wait_ms", self.fetch_max_wait_ms,
                  "use 0 or more milliseconds, below kafka.request_timeout_ms")
+        _require(0 < self.fetch_min_bytes <= MAX_FETCH_MIN_BYTES, "kafka.fetch_min_bytes",
+                 self.fetch_min_bytes,
+                 f"use 1 (lowest latency) up to {MAX_FETCH_MIN_BYTES:,} bytes")
+        _require(0 <= self.linger_ms <= MAX_LINGER_MS, "kafka.linger_ms", self.linger_ms,
+                 f"use 0 (send at once) up to {MAX_LINGER_MS:,} milliseconds")
         _require(self.bootstrap_servers.strip() != "", "kafka.bootstrap_servers",
                  self.bootstrap_servers, "give host:port[,host:port...]")
         _require(self.group_id.strip() != "", "kafka.group_id", self.group_id,
@@ -163,8 +176,10 @@ class StateConfig:
     """Checkpoints of per-series state to a compacted Kafka topic, and bounds on memory."""
 
     topic: str = "vigil-state"
-    checkpoint_interval_s: float = 10.0
-    """Snapshot and commit at least this often while events flow."""
+    checkpoint_interval_s: float = 30.0
+    """Snapshot and commit each partition at least this often while events flow. A snapshot
+    holds the loop for its partition's export, so shorter intervals cost throughput and
+    latency; longer ones mean more events processed again after a crash."""
     checkpoint_every_events: int = 0
     """Also snapshot and commit after this many events (0: by time only)."""
     max_series: int = 1_000_000
@@ -454,7 +469,10 @@ class RuntimeConfig:
     """How the consume loop batches its work."""
 
     poll_timeout_ms: int = 500
-    max_poll_records: int = 1000
+    """Longest a poll waits for records when none are there (an idle loop's beat)."""
+    max_poll_records: int = 250
+    """Records judged per batch: a batch's output goes out when the whole batch is judged, so
+    this bounds how long an alert waits behind its batch (more saves per-batch work)."""
     log_level: str = "INFO"
     log_format: str = "text"
     shutdown_grace_s: float = 30.0
@@ -677,6 +695,10 @@ ROUTE_VALUES: dict[str, tuple[str, ...]] = {
     "severity": ("info", "warning", "critical"),
 }
 KAFKA_CLIENTS = ("kafka-python", "confluent-kafka")
+MAX_FETCH_MIN_BYTES = 1024 * 1024
+"""Largest ``kafka.fetch_min_bytes``: beyond a mebibyte every fetch waits its full time."""
+MAX_LINGER_MS = 1_000
+"""Longest ``kafka.linger_ms``: alerts held longer than a second defeat the monitor."""
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 SECRETS = frozenset({"kafka.ssl_password", "kafka.sasl_password", "state.hmac_key"})

@@ -151,6 +151,29 @@ class LinearLearner(Learner, Protocol):
         ...
 
 
+@runtime_checkable
+class RowLearner(Learner, Protocol):
+    """A learner that builds an event's feature vector once (``row``) for its prediction, a
+    snapshot's prediction and its update: the same numbers as the dict methods, less work."""
+
+    def row(self, x: Mapping[str, float]) -> Any | None:
+        """``x`` as the vector the other methods take; None when they cannot (then use the
+        dict methods)."""
+        ...
+
+    def raw(self, row: Any) -> float:
+        """The raw score of ``row`` (a linear model's ``intercept + coef · x``)."""
+        ...
+
+    def prediction(self, raw: float) -> float:
+        """``predict_one``'s value for the raw score ``raw``."""
+        ...
+
+    def learn_row(self, row: Any, raw: float, target: float) -> None:
+        """``learn_one`` on ``row``, its raw score ``raw`` and encoded label ``target``."""
+        ...
+
+
 def check_feature_names(feature_names: Sequence[str] | str) -> tuple[str, ...]:
     """``feature_names`` as a tuple of unique non-empty strings, else ValueError."""
     if isinstance(feature_names, str):

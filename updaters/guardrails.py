@@ -51,14 +51,14 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
 from vigil.detectors import PointResult
 from vigil.detectors.checks import check_positive
-from vigil.updaters.base import Label, Learner
+from vigil.updaters.base import Label, Learner, RowLearner
 from vigil.updaters.performance import LOSSES, LossChart, check_block, loss_function
 from vigil.updaters.statecheck import StateReader, check_number, restored_exactly
 
@@ -128,6 +128,8 @@ class GuardResult:
     """The loss chart's result when this event completed a block."""
     reference_loss: float | None = None
     """R's loss on the event (None when it was not compared)."""
+    target: float = math.nan
+    """The label as the loss takes it (``encode_label``; NaN when the event is invalid)."""
 
 
 def _finite(value: object) -> bool:
@@ -409,6 +411,9 @@ class DataScreen:
                 self._bank = QuartileBank(names, self.iqrs)
             else:
                 self._spreads = {name: QuartileRange(self.iqrs) for name in names}
+        self._row_width = len(self._spreads) if self.fixed and self._bank is None else -1
+        """The length of a row of the screened features (-1: none, the features are not
+        fixed or in a bank); such a row is read in place of ``x``."""
         self._values: FloatArray | None = None
         """The bank's view of the event last checked, for :meth:`accept`."""
         self._label = QuartileRange(self.iqrs)
@@ -420,8 +425,13 @@ class DataScreen:
         """Accepted labels compared with the label before them, and how many equalled it."""
         self.pressure = 0
 
-    def check(self, x: Mapping[str, float], label: float) -> str | None:
-        """Why the event should be held back, or None; follows the run of equal labels."""
+    def check(self, x: Mapping[str, float], label: float,
+              row: Sequence[float] | None = None) -> str | None:
+        """Why the event should be held back, or None; follows the run of equal labels.
+
+        ``row``: ``x``'s values of the screened features in their order, if the caller has
+        them (a learner's row), so that they are not looked up again.
+        """
         if label == self.last_label:
             self.run += 1
         else:
@@ -432,6 +442,10 @@ class DataScreen:
             self._values = bank.values(x)
             if bank.outside(self._values):
                 return "feature"
+        elif type(row) is tuple and len(row) == self._row_width:
+            for screened, value in zip(self._spreads.values(), row, strict=True):
+                if not screened.fence_low <= value <= screened.fence_high:
+                    return "feature"
         else:
             spreads = self._spreads
             for name, value in x.items():
@@ -450,19 +464,25 @@ class DataScreen:
         return (math.lgamma(a + r) - math.lgamma(a) + math.lgamma(a + b)
                 - math.lgamma(a + b + r))
 
-    def accept(self, x: Mapping[str, float], label: float) -> None:
-        """Learn the quartiles and repeat rate from an event that passed :meth:`check`."""
+    def accept(self, x: Mapping[str, float], label: float,
+               row: Sequence[float] | None = None) -> None:
+        """Learn the quartiles and repeat rate from an event that passed :meth:`check`
+        (``row`` as there)."""
         if self._bank is not None:
             self._bank.add(self._bank.values(x) if self._values is None else self._values)
             self._values = None
-        spreads = self._spreads
-        for name, value in x.items() if self._bank is None else ():
-            spread = spreads.get(name)
-            if spread is None:
-                if self.fixed or len(spreads) >= MAX_SCREENED:
-                    continue
-                spread = spreads[name] = QuartileRange(self.iqrs)
-            spread.add(value)
+        elif type(row) is tuple and len(row) == self._row_width:
+            for screened, value in zip(self._spreads.values(), row, strict=True):
+                screened.add(value)
+        else:
+            spreads = self._spreads
+            for name, value in x.items():
+                spread = spreads.get(name)
+                if spread is None:
+                    if self.fixed or len(spreads) >= MAX_SCREENED:
+                        continue
+                    spread = spreads[name] = QuartileRange(self.iqrs)
+                spread.add(value)
         if self.regression:
             self._label.add(label)
         if self.last_label is not None:
@@ -672,6 +692,8 @@ class GuardedLearner:
                                  run_alpha=run_alpha, accept_after=accept_after)
         self.excess = ExcessLoss(block, margin, limit)
         self.learner = learner
+        self._rows = isinstance(learner, RowLearner)
+        """The learner (and so its snapshots, copies of it) takes rows."""
         self._good: Learner = copy.deepcopy(learner)
         self._candidate: Learner | None = None
         self._since = 0
@@ -726,40 +748,60 @@ class GuardedLearner:
         if not math.isfinite(target) or not (finite or self._valid_features(x)):
             self.skipped_invalid += 1
             return GuardResult(math.nan, None, learned=False, skipped="invalid")
-        prediction = learner.predict_one(x)
+        # A row learner builds x's feature vector once, for M's and R's predictions and
+        # the update; the dict methods compute the same numbers when it cannot.
+        rows = cast(RowLearner, learner)
+        row = rows.row(x) if self._rows else None
+        if row is None:
+            raw = math.nan
+            prediction = learner.predict_one(x)
+        else:
+            raw = rows.raw(row)
+            prediction = rows.prediction(raw)
         if not math.isfinite(prediction):
             self.skipped_invalid += 1
             return GuardResult(prediction, None, learned=False, skipped="invalid")
         loss = self._loss(prediction, target)
         if anomalous:
             self.skipped_anomalous += 1
-            return GuardResult(prediction, loss, learned=False, skipped="anomalous")
+            return GuardResult(prediction, loss, learned=False, skipped="anomalous",
+                               target=target)
         screen = self.screen
-        reason = screen.check(x, target)
+        reason = screen.check(x, target, row)
         if reason is not None:
             self.held += 1
             event = None
             if screen.hold():
                 self.rebaselines += 1
                 event = self._event("rebaseline", timestamp, math.nan, math.nan, reason=reason)
-            return GuardResult(prediction, loss, learned=False, skipped=reason, event=event)
-        screen.accept(x, target)
-        reference = self._good.predict_one(x)
+            return GuardResult(prediction, loss, learned=False, skipped=reason, event=event,
+                               target=target)
+        screen.accept(x, target, row)
+        good = self._good
+        if row is None:
+            reference = good.predict_one(x)
+        else:
+            good_rows = cast(RowLearner, good)
+            reference = good_rows.prediction(good_rows.raw(row))
         reference_loss = self._loss(reference, target) if math.isfinite(reference) else loss
         if self.excess.observe(loss, reference_loss):
             event = self._rollback(timestamp)
             if event.kind == "rollback":
                 return GuardResult(prediction, loss, learned=False, event=event,
-                                   reference_loss=reference_loss)
+                                   reference_loss=reference_loss, target=target)
         else:
             event = None
         point = self.chart.observe(loss, timestamp)
         if event is None and LossChart.rose(point) and not self.excess.behind:
             event = self._change(point, timestamp)  # type: ignore[arg-type]
         label: Label = y
+        learned = target
         if self.regression:
-            label = self._bounded(target, prediction)
-        self.learner.learn_one(x, label)
+            label = learned = self._bounded(target, prediction)
+        if row is None or not math.isfinite(raw):  # learn_one refuses a non-finite score
+            learner.learn_one(x, label)
+        else:
+            rows.learn_row(row, raw, learned)
         self._since += 1
         if self._since >= self.snapshot_every:
             self._consecutive = 0
@@ -768,7 +810,7 @@ class GuardedLearner:
             self._candidate = copy.deepcopy(self.learner)
             self._since = 0
         return GuardResult(prediction, loss, learned=True, event=event, chart=point,
-                           reference_loss=reference_loss)
+                           reference_loss=reference_loss, target=target)
 
     def _bounded(self, target: float, prediction: float) -> float:
         """The label to learn: ``target`` moved to within ``influence`` × scale of the

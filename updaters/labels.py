@@ -33,9 +33,10 @@ PredictionId = str | int
 _COUNTERS = ("joined", "expired", "evicted", "unmatched", "duplicates")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Joined:
-    """A prediction and its label."""
+    """A prediction and its label (not frozen: one is built per label, and a frozen one
+    costs twice as much to build)."""
 
     prediction_id: PredictionId
     payload: Any

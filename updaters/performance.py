@@ -21,6 +21,7 @@ positive class against 0.0/1.0, e.g. from a learner's ``encode_label``):
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -59,6 +60,12 @@ def loss_function(name: str) -> Callable[[float, float], float]:
         raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}") from None
 
 
+@functools.cache
+def _has_lag(chart: str) -> bool:
+    """The chart takes a ``lag`` (asked once per chart: a signature costs ~100 µs)."""
+    return "lag" in detector_parameters(chart)
+
+
 def check_block(block: object) -> int:
     """``block`` if it is an integer >= 1, else ValueError."""
     if isinstance(block, bool) or not isinstance(block, int) or block < 1:
@@ -83,7 +90,7 @@ class LossChart:
         self.chart = chart
         self.params = dict(params or {})
         self.block = check_block(block)
-        defaults = {"lag": 0} if "lag" in detector_parameters(chart) else {}
+        defaults = {"lag": 0} if _has_lag(chart) else {}
         # a block-mean loss learns at once: the guard restarts the chart on a change itself
         self._detector = build_detector(chart, defaults | self.params)
         self._sum = 0.0

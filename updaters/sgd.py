@@ -90,6 +90,8 @@ _CONSTANT, _INVSCALING, _OPTIMAL, _ADAGRAD = range(4)
 _TINY = float(np.finfo(np.float64).tiny)
 
 FloatArray = NDArray[np.float64]
+Row = Sequence[float] | FloatArray
+"""An event's features in ``feature_names`` order: a tuple, or an array with numpy."""
 
 
 def _check_finite(name: str, value: object) -> float:
@@ -316,6 +318,40 @@ class _LinearSGD:
             bad = {k: x[k] for k in self.feature_names if k in x and not _finite_number(x[k])}
             raise ValueError(f"features must be finite numbers, got {bad or 'an overflow'!r}")
         return values, raw
+
+    # -- rows: one feature vector per event, shared by predictions and the update ----------
+
+    def row(self, x: Mapping[str, float]) -> Row | None:
+        """``x``'s features in ``feature_names`` order, the vector :meth:`raw` and
+        :meth:`learn_row` take; None when one is missing (the dict methods fill it in)."""
+        try:
+            values = self._get(x)
+        except KeyError:
+            return None
+        if self._numpy:
+            return np.fromiter(values, np.float64, len(self.feature_names))
+        return values
+
+    def raw(self, row: Row) -> float:
+        """``intercept + coef · row``: what :meth:`predict_one` computes from ``x``."""
+        if self._numpy:
+            return self._b + float(self._ac.dot(row))
+        raw: float = self._b + sum(map(mul, self._c, row))
+        return raw
+
+    def prediction(self, raw: float) -> float:
+        """The prediction of the raw score ``intercept + coef · x``."""
+        return raw
+
+    def learn_row(self, row: Row, raw: float, target: float) -> None:
+        """One SGD step on a row whose raw score is ``raw`` and encoded label ``target``,
+        as :meth:`learn_one` takes it; ``raw`` must be finite."""
+        self._step(row, self._gradient(raw, target))
+        self.n_updates += 1
+
+    def _gradient(self, raw: float, target: float) -> float:
+        """The loss gradient with respect to the raw score."""
+        raise NotImplementedError
 
     # -- the update ------------------------------------------------------------------------
 
@@ -761,14 +797,16 @@ class LinearRegressor(_LinearSGD):
         else:
             target = check_regression_label(y)
         xs, p = self._features_and_raw(x)
-        g = p - target
+        self.learn_row(xs, p, target)
+
+    def _gradient(self, raw: float, target: float) -> float:
+        g = raw - target
         if self._huber:
             eps = self.epsilon
-            g = eps if g > eps else -eps if g < -eps else g
-        elif g > MAX_DLOSS or g < -MAX_DLOSS:
-            g = MAX_DLOSS if g > 0.0 else -MAX_DLOSS
-        self._step(xs, g)
-        self.n_updates += 1
+            return eps if g > eps else -eps if g < -eps else g
+        if g > MAX_DLOSS or g < -MAX_DLOSS:
+            return MAX_DLOSS if g > 0.0 else -MAX_DLOSS
+        return g
 
     @classmethod
     def _param_names(cls) -> tuple[str, ...]:
@@ -843,8 +881,14 @@ class LogisticRegressor(_LinearSGD):
         else:
             raise ValueError(f"label {y!r} is not one of the classes {list(classes)!r}")
         xs, p = self._features_and_raw(x)
-        self._step(xs, sigmoid(p) - target)
-        self.n_updates += 1
+        self.learn_row(xs, p, target)
+
+    def prediction(self, raw: float) -> float:
+        """The probability of ``classes[1]`` at log-odds ``raw``."""
+        return sigmoid(raw)
+
+    def _gradient(self, raw: float, target: float) -> float:
+        return sigmoid(raw) - target
 
     def _classes(self) -> tuple[Label, Label] | None:
         return self.classes

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,10 @@ from vigil.updaters.guardrails import HOLD_REASONS
 from vigil.updaters.labels import Joined
 
 log = logging.getLogger(__name__)
+
+ModelInput = tuple[PredictionEvent | LabelEvent, PartitionId, bool]
+"""A poll's prediction or label for model maintenance: the event, its predictions partition
+and whether the monitor flagged it (a prediction that is flagged is scored, never learned)."""
 
 DEFAULT_ESTIMATORS = {"regressor": "SGDRegressor", "classifier": "SGDClassifier"}
 """The scikit-learn class a model-update names when the learner was not warm-started."""
@@ -87,9 +91,6 @@ class _Maintained:
         """The model-update message to publish now, if one is due (``models.publish_every``
         updates or ``publish_interval_s`` since the last; linear models only)."""
         learner = self.guarded.learner
-        params_of = getattr(learner, "linear_params", None)
-        if params_of is None:
-            return None  # not a linear model: nothing a scikit-learn estimator could load
         n_updates = int(getattr(learner, "n_updates", 0))
         fresh = n_updates - self.published_updates
         if fresh <= 0:
@@ -99,6 +100,9 @@ class _Maintained:
             and timestamp - self.published_at >= config.publish_interval_s)
         if not due:
             return None
+        params_of = getattr(learner, "linear_params", None)
+        if params_of is None:
+            return None  # not a linear model: nothing a scikit-learn estimator could load
         self.version += 1
         self.published_updates = n_updates
         self.published_at = timestamp
@@ -256,23 +260,58 @@ class ModelMaintainer(PartitionState):
     def on_prediction(self, event: PredictionEvent, partition: PartitionId,
                       anomalous: bool) -> list[ModelSignal]:
         """Hold the prediction for its label, or learn from it at once if it carries one."""
+        found = self._join(event, partition, anomalous)
+        return [] if found is None else self._learn(*found)
+
+    def on_label(self, event: LabelEvent, partition: PartitionId) -> list[ModelSignal]:
+        """Join the label to its waiting prediction (``partition``: the predictions one)."""
+        found = self._join(event, partition, False)
+        return [] if found is None else self._learn(*found)
+
+    def maintain(self, inputs: Sequence[ModelInput]) -> list[list[ModelSignal] | Exception]:
+        """A poll's predictions and labels, in order: per input what :meth:`on_prediction` or
+        :meth:`on_label` returns for it, or the exception it raises (the others go on).
+
+        The poll's joins come first, then its joined events are learned in order: the join
+        never reads a model, so this is what one event at a time gives.
+        """
+        outcomes: list[list[ModelSignal] | Exception] = [[] for _ in inputs]
+        joins: list[tuple[int, _PartitionModels, Joined]] = []
+        join = self._join
+        for index, (event, partition, anomalous) in enumerate(inputs):
+            try:
+                found = join(event, partition, anomalous)
+            except Exception as exc:  # noqa: BLE001 - reported per event by the caller
+                outcomes[index] = exc
+                continue
+            if found is not None:
+                joins.append((index, *found))
+        learn = self._learn
+        for index, part, joined in joins:
+            try:
+                outcomes[index] = learn(part, joined)
+            except Exception as exc:  # noqa: BLE001 - reported per event by the caller
+                outcomes[index] = exc
+        return outcomes
+
+    def _join(self, event: PredictionEvent | LabelEvent, partition: PartitionId,
+              anomalous: bool) -> tuple[_PartitionModels, Joined] | None:
+        """The event's join with its label or prediction, if it completes one; else it waits."""
+        if isinstance(event, LabelEvent):
+            part = self._part(partition, event.timestamp)
+            joined = part.buffer.add_label(event.prediction_id, event.label, event.timestamp)
+            return None if joined is None else (part, joined)
         if event.prediction_id is None and event.label is None:
-            return []
+            return None
         part = self._part(partition, event.timestamp)
         payload = [event.model, event.features, event.prediction, anomalous]
         buffer = part.buffer
         if event.label is not None:
-            joined: Joined | None = buffer.add_labelled(
-                event.prediction_id or "", payload, event.label, event.timestamp)
+            joined = buffer.add_labelled(event.prediction_id or "", payload, event.label,
+                                         event.timestamp)
         else:
             joined = buffer.add_prediction(event.prediction_id or "", payload, event.timestamp)
-        return [] if joined is None else self._learn(part, joined)
-
-    def on_label(self, event: LabelEvent, partition: PartitionId) -> list[ModelSignal]:
-        """Join the label to its waiting prediction (``partition``: the predictions one)."""
-        part = self._part(partition, event.timestamp)
-        joined = part.buffer.add_label(event.prediction_id, event.label, event.timestamp)
-        return [] if joined is None else self._learn(part, joined)
+        return None if joined is None else (part, joined)
 
     def end_batch(self) -> None:
         """Expire predictions whose label did not come within the TTL (at each partition's
@@ -315,24 +354,24 @@ class ModelMaintainer(PartitionState):
         guarded = maintained.guarded
         result = guarded.update(features, joined.label, timestamp, anomalous=anomalous,
                                 finite=True)  # the event decoder checked every feature
-        signals: list[ModelSignal] = []
         if result.learned:
             self.updates[model] += 1
         elif result.skipped in HOLD_REASONS:
             self.held[(model, result.skipped)] += 1
         if result.loss is None:  # invalid: neither model can be scored on it
-            return signals
-        try:
-            label = guarded.learner.encode_label(joined.label)
-        except ValueError:
-            return signals
-        perf = maintained.performance.observe(served, None, label, timestamp)
+            return []
+        performance = maintained.performance
+        perf = performance.observe(served, None, result.target, timestamp)
         rolling = maintained.maintained_loss
-        maintained.maintained_loss = result.loss if rolling is None else (
-            rolling + maintained.performance.weight * (result.loss - rolling))
-        self.losses[model] = (perf.served_loss, maintained.maintained_loss)
-        losses = {"served_loss": perf.served_loss, "maintained_loss": maintained.maintained_loss}
+        maintained.maintained_loss = rolling = result.loss if rolling is None else (
+            rolling + performance.weight * (result.loss - rolling))
+        self.losses[model] = (perf.served_loss, rolling)
         event = result.event
+        update = maintained.update_due(model, timestamp, self.config)
+        if not perf.alarm and event is None:
+            return [] if update is None else [update]
+        signals: list[ModelSignal] = []
+        losses = {"served_loss": perf.served_loss, "maintained_loss": rolling}
         change = event is not None and event.kind == "change"
         if (perf.alarm or change) and \
                 timestamp - maintained.last_alert >= self.config.alert_cooldown_s:
@@ -340,7 +379,7 @@ class ModelMaintainer(PartitionState):
             # model's a concept change: either way the world moved away from the served model
             maintained.last_alert = timestamp
             if perf.alarm:
-                value, chart = maintained.performance.served.last_value, perf.served_chart
+                value, chart = performance.served.last_value, perf.served_chart
             else:
                 value, chart = event.loss, result.chart  # type: ignore[union-attr]
             signals.append(ModelSignal("performance", model, timestamp,
@@ -354,7 +393,6 @@ class ModelMaintainer(PartitionState):
                 **losses, "baseline": event.baseline, "n_updates": float(event.n_updates),
                 "restored_n_updates": float(event.restored_n_updates),
                 "rollbacks": float(event.rollbacks), "held": float(guarded.held)}))
-        update = maintained.update_due(model, timestamp, self.config)
         if update is not None:
             signals.append(update)
         return signals
@@ -454,7 +492,8 @@ def _time_or(value: Any, name: str) -> float:
 
 def _payload_bytes(payload: list[Any]) -> int:
     """Approximate bytes a waiting prediction's payload (model, features, ...) holds."""
-    return 160 + len(payload[0]) + sum(90 + len(name) for name in payload[1])
+    features = payload[1]
+    return 160 + len(payload[0]) + 90 * len(features) + sum(map(len, features))
 
 
 def _check_payload(payload: Any) -> None:

@@ -20,7 +20,6 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from vigil.detectors import PointResult
@@ -37,7 +36,7 @@ from vigil.stream.engine.events import (
     TelemetryEvent,
     decode_event,
 )
-from vigil.stream.engine.models import ModelMaintainer, ModelSignal
+from vigil.stream.engine.models import ModelInput, ModelMaintainer, ModelSignal
 from vigil.stream.engine.monitor import Monitor, Observation
 from vigil.stream.errors import EventError
 from vigil.stream.loop.ports import InputRecord
@@ -49,6 +48,18 @@ log = logging.getLogger(__name__)
 
 _UNSCORED = (LabelEvent, EventError)
 """What a decoded record may be that the monitor does not score (a tuple: built once)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _PlacedModelInput:
+    """A prediction or label of the batch for model maintenance, and how many messages and
+    alerts the batch had when its record came (where its own output goes)."""
+
+    record: InputRecord
+    input: ModelInput
+    messages: int
+    alerts: int
+
 
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
@@ -189,14 +200,16 @@ class BatchProcessor:
         outcomes = iter(self.observe_events(
             [(event, (record.topic, record.partition)) for record, event in decoded
              if not isinstance(event, _UNSCORED)]))
+        maintained: list[_PlacedModelInput] = []
         for record, event in decoded:
             if isinstance(event, EventError):
                 self._dead_letter(record, event, batch)
             elif isinstance(event, LabelEvent):
-                self._label(record, event, batch)
+                self._label(record, event, batch, maintained)
             else:
-                self._judged(record, event, next(outcomes), batch)
+                self._judged(record, event, next(outcomes), batch, maintained)
         if self.models is not None:
+            self._maintain(self.models, maintained, batch)
             self.models.end_batch()
         return batch
 
@@ -217,19 +230,22 @@ class BatchProcessor:
                 decoded.append((record, exc))
         return decoded
 
-    def _label(self, record: InputRecord, event: LabelEvent, batch: BatchResult) -> None:
-        """A label goes to model maintenance (models on), with its predictions' partition."""
+    def _label(self, record: InputRecord, event: LabelEvent, batch: BatchResult,
+               maintained: list[_PlacedModelInput]) -> None:
+        """A label goes to the batch's model maintenance (models on), with its predictions'
+        partition."""
         if self.models is not None:
             companion = (self.config.topics.predictions, record.partition)
-            if not self._maintain(partial(self.models.on_label, event, companion),
-                                  record, batch):
-                return
+            maintained.append(_PlacedModelInput(record, (event, companion, False),
+                                                len(batch.messages), len(batch.alerts)))
+            return
         batch.valid_by_topic[record.topic] = batch.valid_by_topic.get(record.topic, 0) + 1
 
     def _judged(self, record: InputRecord, event: PredictionEvent | TelemetryEvent,
-                observations: list[Observation] | Exception, batch: BatchResult) -> None:
-        """A scored event's alerts and gauges, then (a prediction, models on) its maintenance;
-        a detector's exception makes it a dead letter."""
+                observations: list[Observation] | Exception, batch: BatchResult,
+                maintained: list[_PlacedModelInput]) -> None:
+        """A scored event's alerts and gauges, then (a prediction, models on) its place in the
+        batch's model maintenance; a detector's exception makes it a dead letter."""
         if isinstance(observations, Exception):  # a detector bug must not stop the stream
             log.error("a detector failed on %s/%d/%d", record.topic, record.partition,
                       record.offset, exc_info=observations)
@@ -249,9 +265,9 @@ class BatchProcessor:
         if models is not None and isinstance(event, PredictionEvent):
             flagged = any(o.result.anomaly or in_episode(o.series) for o in observations)
             partition = (record.topic, record.partition)
-            if not self._maintain(partial(models.on_prediction, event, partition, flagged),
-                                  record, batch):
-                return
+            maintained.append(_PlacedModelInput(record, (event, partition, flagged),
+                                                len(batch.messages), len(batch.alerts)))
+            return
         batch.valid_by_topic[record.topic] = batch.valid_by_topic.get(record.topic, 0) + 1
 
     def latest_event_time(self) -> float:
@@ -259,20 +275,41 @@ class BatchProcessor:
         (so one event from the far future cannot push a partition's clock past every TTL)."""
         return min(self._clock() + self.config.runtime.max_clock_skew_s, LATEST_TIMESTAMP)
 
-    def _maintain(self, step: Callable[[], list[ModelSignal]], record: InputRecord,
-                  batch: BatchResult) -> bool:
-        """Run one event's model maintenance and queue what it signals; on any failure the
-        event is dead-lettered (``model_error``), like a detector's, and False returned."""
-        try:
-            signals = step()
-        except Exception as exc:  # noqa: BLE001 - one event must not stop the stream
-            log.error("model maintenance failed on %s/%d/%d", record.topic, record.partition,
-                      record.offset, exc_info=exc)
-            self._dead_letter(record, EventError(
-                "model_error", f"model maintenance failed on this event: {exc!r}"), batch)
-            return False
-        self._model_output(signals, record, batch)
-        return True
+    def _maintain(self, models: ModelMaintainer, maintained: list[_PlacedModelInput],
+                  batch: BatchResult) -> None:
+        """The batch's model maintenance (:meth:`maintain_events`), its output put where each
+        event's would have come had it been maintained in the record loop; an event whose
+        maintenance failed is dead-lettered (``model_error``), like a detector's."""
+        if not maintained:
+            return
+        outcomes = self.maintain_events(models, [item.input for item in maintained])
+        messages, alerts = batch.messages, batch.alerts
+        batch.messages, batch.alerts = [], []
+        sent = published = 0
+        for item, outcome in zip(maintained, outcomes, strict=True):
+            batch.messages += messages[sent:item.messages]
+            batch.alerts += alerts[published:item.alerts]
+            sent, published = item.messages, item.alerts
+            record = item.record
+            if isinstance(outcome, Exception):  # one event must not stop the stream
+                log.error("model maintenance failed on %s/%d/%d", record.topic,
+                          record.partition, record.offset, exc_info=outcome)
+                self._dead_letter(record, EventError(
+                    "model_error", f"model maintenance failed on this event: {outcome!r}"),
+                    batch)
+                continue
+            if outcome:
+                self._model_output(outcome, record, batch)
+            batch.valid_by_topic[record.topic] = batch.valid_by_topic.get(record.topic, 0) + 1
+        batch.messages += messages[sent:]
+        batch.alerts += alerts[published:]
+
+    def maintain_events(self, models: ModelMaintainer, inputs: list[ModelInput],
+                        ) -> list[list[ModelSignal] | Exception]:
+        """Per prediction or label of the batch, in order, the signals of its model
+        maintenance or the exception it raised (:meth:`ModelMaintainer.maintain`: the batch's
+        joins together, the same results as one event at a time)."""
+        return models.maintain(inputs)
 
     def observe_events(self, events: list[tuple[Event, PartitionId]],
                        ) -> list[list[Observation] | Exception]:

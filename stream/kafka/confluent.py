@@ -42,6 +42,7 @@ CONSUMER_OVERRIDES: Mapping[str, str] = {
     "session_timeout_ms": "session.timeout.ms",
     "heartbeat_interval_ms": "heartbeat.interval.ms",
     "fetch_max_wait_ms": "fetch.wait.max.ms",
+    "fetch_min_bytes": "fetch.min.bytes",
     "client_id": "client.id",
 }
 """kafka-python consumer settings that callers override, and their librdkafka names."""
@@ -138,6 +139,7 @@ def make_confluent_consumer(config: VigilConfig, **overrides: Any) -> ConfluentC
         "session.timeout.ms": kafka.session_timeout_ms,
         "heartbeat.interval.ms": kafka.heartbeat_interval_ms,
         "fetch.wait.max.ms": kafka.fetch_max_wait_ms,
+        "fetch.min.bytes": kafka.fetch_min_bytes,
         "allow.auto.create.topics": False,
         "error_cb": _log_client_error,
         **_translate(overrides, CONSUMER_OVERRIDES),
@@ -157,7 +159,7 @@ def make_confluent_producer(config: VigilConfig, **overrides: Any) -> ConfluentP
         **librdkafka_settings(config),
         "acks": "all",
         "enable.idempotence": True,
-        "linger.ms": 5,
+        "linger.ms": config.kafka.linger_ms,
         "message.timeout.ms": DELIVERY_TIMEOUT_MS,
         "error_cb": _log_client_error,
         **_translate(overrides, PRODUCER_OVERRIDES),

@@ -142,6 +142,7 @@ def kafka_python_consumer(config: VigilConfig, **overrides: Any) -> KafkaConsume
         "session_timeout_ms": config.kafka.session_timeout_ms,
         "heartbeat_interval_ms": config.kafka.heartbeat_interval_ms,
         "fetch_max_wait_ms": config.kafka.fetch_max_wait_ms,
+        "fetch_min_bytes": config.kafka.fetch_min_bytes,
         "max_poll_records": config.runtime.max_poll_records,
         "allow_auto_create_topics": False,
     }
@@ -168,7 +169,7 @@ def make_producer(config: VigilConfig, *, client: str | None = None,
         **client_settings(config),
         "acks": "all",
         "enable_idempotence": True,
-        "linger_ms": 5,
+        "linger_ms": config.kafka.linger_ms,
     }
     settings.update(overrides)
     try:

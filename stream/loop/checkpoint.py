@@ -55,6 +55,8 @@ class Checkpointer:
         self._due_after: dict[PartitionId, float] = {}
         """When each partition's next snapshot is due (monotonic seconds): partitions are
         spread over the interval, so the loop never stops for all of them at once."""
+        self._waiting: dict[PartitionId, float] = {}
+        """Partitions due and not snapshotted yet, oldest first, with when they came due."""
         self._next_expiry = 0.0
 
     # --- the schedule -------------------------------------------------------------------
@@ -64,15 +66,31 @@ class Checkpointer:
         self.positions.update(next_offsets)
         self._events_since_checkpoint += records
 
-    def checkpoint_if_due(self) -> None:
-        """Checkpoint every partition after ``checkpoint_every_events`` events, else the
-        partitions whose interval has passed."""
+    def checkpoint_if_due(self, *, idle: bool = False, behind: bool = False) -> None:
+        """Checkpoint the partitions whose interval has passed (every partition after
+        ``checkpoint_every_events`` events): one per call while events flow, so a snapshot
+        delays the next poll's output by one partition's export at most; none while the loop
+        is ``behind`` (its last poll was full), until one has waited a whole interval more, so
+        a backlog is judged before snapshots hold it up; all of them when the loop is
+        ``idle`` (its last poll was empty), as no output waits then."""
+        now = time.monotonic()
         if self.every_events and self._events_since_checkpoint >= self.every_events:
-            self.checkpoint()
+            self._events_since_checkpoint = 0
+            for partition in self._targets(None):
+                self._waiting.setdefault(partition, now)
+        for partition in self.due_partitions():
+            self._waiting.setdefault(partition, now)
+        if not self._waiting:
             return
-        due = self.due_partitions()
-        if due:
-            self.checkpoint(due)
+        if idle:
+            due, self._waiting = list(self._waiting), {}
+        else:
+            oldest, since = next(iter(self._waiting.items()))
+            if behind and now - since < self.interval_s:
+                return
+            due = [oldest]
+            del self._waiting[oldest]
+        self.checkpoint(due)
 
     def due_partitions(self) -> list[PartitionId]:
         """Partitions whose checkpoint interval has passed. Each partition's first one comes
@@ -201,6 +219,7 @@ class Checkpointer:
         self.positions.pop(partition, None)
         self.checkpointed.pop(partition, None)
         self._due_after.pop(partition, None)
+        self._waiting.pop(partition, None)
         self.sequences.pop(partition, None)
 
     def has_own_snapshot(self, partition: PartitionId) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -16,6 +17,11 @@ from vigil.stream.loop.restore import Restorer
 from vigil.stream.metrics import Liveness, SeriesGauges, VigilMetrics
 
 log = logging.getLogger(__name__)
+
+HEAP_FREEZE_INTERVAL_S = 5.0
+"""How often the objects alive in the loop are moved out of the cyclic collector's sight."""
+HEAP_RELEASE_INTERVAL_S = 600.0
+"""How often they are all brought back and collected once (cycles among them freed)."""
 
 
 class Runner:
@@ -54,6 +60,7 @@ class Runner:
                                  latest_event_time=self.processor.latest_event_time)
         self.inputs = self.processor.input_topics
         self.missing_inputs = MissingInputs(consumer, self.inputs)
+        self.heap = HeapFreezer(HEAP_FREEZE_INTERVAL_S)
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set, then checkpoint, commit and close within the grace."""
@@ -92,5 +99,43 @@ class Runner:
             self.checkpointer.advance(batch.next_offsets, batch.records)
             self.reporter.batch(batch, time.perf_counter() - started)
         self.reporter.lag(self.checkpointer.positions)
-        self.checkpointer.checkpoint_if_due()
+        self.checkpointer.checkpoint_if_due(
+            idle=not records, behind=len(records) >= self.config.runtime.max_poll_records)
+        self.heap.freeze_if_due()
         return batch
+
+
+class HeapFreezer:
+    """Keeps the long-lived state out of the cyclic garbage collector's full collections.
+
+    The engine's state is millions of objects that make no cyclic garbage (they are freed by
+    reference counting), yet a full collection walks all of them while the loop stands still:
+    0.6 s for 1,600 adaptive series on the benchmark machine. Every ``interval_s`` the young
+    generations are collected (so the cycles of exceptions and the like are found) and
+    everything alive is frozen; full collections then walk only what is newer. A frozen
+    object that later joins a cycle of garbage would never be collected, so every
+    ``release_s`` everything is unfrozen and collected once: such garbage lives at most that
+    long, and the loop pays one full collection per ``release_s`` instead of many.
+    """
+
+    def __init__(self, interval_s: float, release_s: float = HEAP_RELEASE_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self.release_s = release_s
+        now = time.monotonic()
+        self._next = now + interval_s
+        self._release = now + release_s
+
+    def freeze_if_due(self) -> None:
+        """Collect the young generations and freeze the survivors, once per interval (all
+        generations, unfrozen first, once per release interval)."""
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.interval_s
+        if now >= self._release:
+            self._release = now + self.release_s
+            gc.unfreeze()
+            gc.collect()
+        else:
+            gc.collect(1)
+        gc.freeze()

@@ -80,10 +80,12 @@ def _run(config: Any, records: list[Record], *, per_event: bool, seed: int) -> d
         batch = processor.process(records[start:start + size])
         messages += [(m.topic, m.key, m.value, m.headers) for m in batch.messages]
         start += size
-    monitor = processor.monitor
+    monitor, models = processor.monitor, processor.models
     return {
         "messages": messages,
         "state": {p: monitor.export_partition(p) for p in sorted(monitor.partitions())},
+        "models": None if models is None else {
+            p: models.export_partition(p) for p in sorted(models.partitions())},
         "counts": (monitor.series_count, monitor.evicted, monitor.expired),
         "gauges": sorted(gauges._exported),  # noqa: SLF001
     }
@@ -101,5 +103,6 @@ def test_batch_and_per_event_paths_give_identical_output(tmp_path: Path, name: s
     assert len(alerts) >= 5, "the stream must raise alerts for the comparison to mean much"
     assert batched["messages"] == one_by_one["messages"]
     assert batched["state"] == one_by_one["state"]
+    assert batched["models"] == one_by_one["models"]
     assert batched["counts"] == one_by_one["counts"]
     assert batched["gauges"] == one_by_one["gauges"]

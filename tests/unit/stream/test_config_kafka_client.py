@@ -11,7 +11,7 @@ from vigil.stream.errors import ConfigError
 
 def test_defaults_keep_kafka_python_and_a_short_fetch_wait() -> None:
     kafka = load_config(environ={}).kafka
-    assert (kafka.client, kafka.fetch_max_wait_ms) == ("kafka-python", 100)
+    assert (kafka.client, kafka.fetch_max_wait_ms) == ("kafka-python", 20)
 
 
 def test_client_from_the_environment() -> None:

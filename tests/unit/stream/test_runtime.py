@@ -27,6 +27,7 @@ from vigil.stream.state import (
     encode_snapshot,
     latest_snapshots,
 )
+from vigil.updaters import LabelJoinBuffer
 
 CONFIG = load_config(environ={})
 
@@ -433,16 +434,10 @@ def test_one_event_from_the_far_future_is_dead_lettered_and_blinds_nothing() -> 
     assert processor.monitor.expired == 0
 
 
-class FailingLabels:
-    """A model maintainer whose label path fails, as a bug (or bad restored state) might."""
+class FailingLabels(LabelJoinBuffer):
+    """A label buffer whose label path fails, as a bug (or bad restored state) might."""
 
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def on_label(self, event: Any, partition: Any) -> list[Any]:
+    def add_label(self, prediction_id: Any, label: Any, timestamp: float) -> Any:
         raise KeyError("boom")
 
 
@@ -450,7 +445,7 @@ def test_a_failure_on_the_label_path_dead_letters_that_event_only(tmp_path: Any)
     path = tmp_path / "vigil.toml"
     path.write_text("[models]\nenabled = true\n")
     processor = build_engine(load_config(path, environ={}))
-    processor.models = FailingLabels(processor.models)  # type: ignore[assignment]
+    processor.models.builder.buffer = FailingLabels  # type: ignore[method-assign,union-attr]
     label = b'{"prediction_id": "p1", "label": 1.0, "timestamp": 1767225600}'
     batch = processor.process([Record("labels", 0, 0, b"m", label), telemetry(1, 1.0)])
     assert batch.invalid_by_reason == {"model_error": 1}
