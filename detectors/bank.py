@@ -42,6 +42,9 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
+from vigil.detectors.adaptive import AdaptiveDetector
+from vigil.detectors.adaptive_kernel import PARAMETERS as ADAPTIVE_PARAMETERS
+from vigil.detectors.adaptive_kernel import AdaptiveKernel
 from vigil.detectors.base import DETECTORS, Detector, InputKind, PointResult, restore_detector
 from vigil.detectors.chart import Columns, ColumnStep, MeanChart
 from vigil.detectors.ensemble import EnsembleDetector
@@ -268,7 +271,15 @@ class SeriesBank:
         state = template.state_dict()
         self._fresh = state
         self._params: frozenset[str] = frozenset()
-        if isinstance(template, EnsembleDetector):
+        self.kernel: AdaptiveKernel | None = None
+        """For the adaptive detector: its compiled step over rows (one per slot) instead of
+        charts' columns; a batch is one call, in queue order."""
+        if isinstance(template, AdaptiveDetector):
+            self.kernel = AdaptiveKernel()
+            self.charts = []
+            self.template = {name: state[name] for name in ADAPTIVE_PARAMETERS}
+            self._params = frozenset(ADAPTIVE_PARAMETERS)
+        elif isinstance(template, EnsembleDetector):
             if state["season"] is not None:
                 raise ValueError("seasonal ensembles stay on the object path")
             members = state["members"]
@@ -324,18 +335,31 @@ class SeriesBank:
         if states is None:
             return False
         slot = self._allocate(handle)
-        for chart, chart_state in zip(self.charts, states, strict=True):
-            chart.load(slot, chart_state)
+        self._load(slot, states)
         handle.slot = slot
         handle.detector = None
         handle.name = self.name
         return True
 
+    def _load(self, slot: int, states: Sequence[Mapping[str, Any]]) -> None:
+        """Put the states of :meth:`_chart_states` in ``slot``."""
+        if self.kernel is not None:
+            self.kernel.load(slot, states[0])
+            return
+        for chart, chart_state in zip(self.charts, states, strict=True):
+            chart.load(slot, chart_state)
+
     def _chart_states(self, detector: Detector) -> list[Mapping[str, Any]] | None:
         """The states of the bank's charts in ``detector``, or None if the bank cannot hold
-        it (another type or configuration, an open episode, a moved level)."""
+        it (another type or configuration, an open episode, a moved level); for the kernel,
+        the detector's own state."""
         if type(detector) is not self.kind:
             return None
+        if self.kernel is not None:
+            state = detector.state_dict()
+            if not self._same_params(state) or not self.kernel.fits(state):
+                return None
+            return [state]
         if isinstance(detector, EnsembleDetector) and not detector.in_control:
             return None
         if isinstance(detector, MeanChart | EnsembleDetector) and not detector.columns_ready():
@@ -394,6 +418,10 @@ class SeriesBank:
         else:
             slot = len(self._handles)
             self._handles.append(handle)
+            if self.kernel is not None:
+                if slot >= self.kernel.capacity:
+                    self.kernel.grow(max(64, 2 * self.kernel.capacity))
+                return slot
             capacity = len(self.charts[0].columns["n"])
             if slot >= capacity:
                 for chart in self.charts:
@@ -404,6 +432,8 @@ class SeriesBank:
 
     def state_dict(self, slot: int) -> dict[str, Any]:
         """Exactly the object detector's ``state_dict`` for the series in ``slot``."""
+        if self.kernel is not None:
+            return self.kernel.export(slot)
         return self._export(slot, [chart.columns for chart in self.charts])
 
     def _export(self, at: int,
@@ -437,6 +467,8 @@ class SeriesBank:
         try:
             slots = np.array(self.pending_slots, dtype=np.intp)
             values = np.array(values_in, dtype=np.float64)
+            if self.kernel is not None:
+                return self._score_kernel(self.kernel, slots, values, wanted, timestamp_of)
             order = np.argsort(slots, kind="stable")
             ordered = slots[order]
             first = np.empty(count, dtype=bool)
@@ -462,6 +494,33 @@ class SeriesBank:
             for slot in released:
                 self._drop(slot)
         return reported
+
+    def _score_kernel(self, kernel: AdaptiveKernel, slots: Slots, values: Floats,
+                      wanted: Sequence[int], timestamp_of: Callable[[int], float],
+                      ) -> list[tuple[int, object, PointResult]]:
+        """Score the queued points with the kernel, in queue order, and report what the
+        object path reports (``worth_reporting``): anomalies, resolved and re-baselined points,
+        points in an episode, later points of a series that alarmed in this batch until it
+        resolves, and every point of a series with a point in ``wanted``."""
+        count = len(slots)
+        times = np.fromiter((timestamp_of(j) for j in range(count)), np.float64, count)
+        out = kernel.score_points(slots, values, times)
+        report = out.anomaly | out.resolved | out.rebaselined | (out.episode > 0)
+        if len(wanted):
+            flags = np.zeros(len(self._handles), dtype=bool)
+            flags[slots[np.asarray(wanted, dtype=np.intp)]] = True
+            report |= flags[slots]
+        alarmed = np.unique(slots[out.anomaly])
+        if len(alarmed):  # a series is hot from its alarm until it resolves
+            hot = np.zeros(len(self._handles), dtype=bool)
+            anomaly, resolved = out.anomaly, out.resolved
+            for j in np.flatnonzero(np.isin(slots, alarmed)).tolist():
+                slot = int(slots[j])
+                report[j] |= hot[slot]
+                hot[slot] = (hot[slot] or anomaly[j]) and not resolved[j]
+        handles = self._handles
+        return [(j, getattr(handles[int(slots[j])], "owner", None), kernel.point_result(out, j))
+                for j in np.flatnonzero(report).tolist()]
 
     def _rounds(self, slots: Slots, values: Floats, values_in: Sequence[float], want: Bools,
                 by_round: Slots, bounds: Ints, timestamp_of: Callable[[int], float],
@@ -553,8 +612,7 @@ class SeriesBank:
                 continue
             states = self._chart_states(handle.detector)
             if states is not None:
-                for chart, chart_state in zip(self.charts, states, strict=True):
-                    chart.load(slot, chart_state)
+                self._load(slot, states)
                 handle.detector = None
                 continue
             handle.slot = -1
