@@ -30,12 +30,13 @@ and a name holding a lone surrogate (``"\\ud800"``, which cannot become UTF-8) a
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from math import inf
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 import orjson
@@ -239,27 +240,34 @@ def decode_batch(values: Sequence[bytes], kinds: Sequence[EventKind | None],
     """Each of a poll's record values decoded and validated, in order: its event, or the
     EventError :func:`decode_event` gives it (the same event or the same reason, always).
 
-    A value of a known kind is decoded straight into a typed struct by msgspec (parse and
-    type checks in one C call), and its limits are checked on whole columns (``min``, ``max``,
-    ``len`` over the names and numbers); anything that does not pass, or that the fast decoder
-    might judge differently (unknown fields, ``\\u`` escapes of surrogates), is decoded again
-    by :func:`decode_event`, which then gives the verdict and the reason.
+    A value of a known kind is decoded by msgspec straight into a typed struct whose types
+    carry the limits (names of 1 to ``max_name_length`` characters, at most ``max_names``
+    numbers, each within ±1e150), so parsing and validation are one C call; anything that
+    does not pass, or that the fast decoder might judge differently (unknown fields, ``\\u``
+    escapes, which may hold lone surrogates), is decoded again by :func:`decode_event`, which
+    then gives the verdict and the reason.
 
     >>> decode_batch([b'{"source": "web-1", "timestamp": 1767225600000, "metrics": {"cpu": 41}}',
     ...               b'{"source": "web-1", "metrics": {"cpu": 41}}'], ["telemetry", "telemetry"])
     [TelemetryEvent(source='web-1', timestamp=1767225600.0, metrics={'cpu': 41.0}), \
 EventError('missing_field', "field 'timestamp' is missing or null")]
     """
-    fast = _FAST_DECODERS
+    decoders = _wire_decoders(limits.max_names, limits.max_name_length)
+    latest = limits.latest_timestamp
     out: list[Event | EventError] = []
     append = out.append
     for raw, kind in zip(values, kinds, strict=True):
-        decode = fast.get(kind)
+        decoder = decoders.get(kind)
         event: Event | None = None
-        if decode is not None and raw.find(b"\\u") < 0:  # find: see decode_event
+        if decoder is not None and raw.find(b"\\u") < 0:  # find: see decode_event
             try:
-                event = decode(raw, limits)
-            except (msgspec.DecodeError, EventError):
+                wire = decoder.decode(raw)
+                timestamp = wire.timestamp
+                if type(timestamp) is not float or not 0.0 < timestamp < LATEST_TIMESTAMP:
+                    timestamp = parse_timestamp(timestamp)
+                if timestamp <= latest:
+                    event = wire.event(timestamp)
+            except (msgspec.DecodeError, EventError):  # ValidationError is a DecodeError
                 pass
         if event is None:
             try:
@@ -271,12 +279,16 @@ EventError('missing_field', "field 'timestamp' is missing or null")]
     return out
 
 
-# Wire shapes of the fast path: unknown fields, nesting and raw JSON values are left to
-# decode_event, so that only these flat, typed fields (floats, strings, nulls) are read here.
+# The fast path's wire shapes. Unknown fields, nesting and raw JSON values are left to
+# decode_event, so only these flat, typed fields (numbers, strings, nulls) are read here;
+# :func:`_wire_decoders` narrows their types to the limits.
 class _TelemetryWire(msgspec.Struct, forbid_unknown_fields=True):
     source: str
     timestamp: float | str
     metrics: dict[str, float]
+
+    def event(self, timestamp: float) -> TelemetryEvent:
+        return TelemetryEvent(self.source, timestamp, self.metrics)
 
 
 class _PredictionWire(msgspec.Struct, forbid_unknown_fields=True):
@@ -288,6 +300,11 @@ class _PredictionWire(msgspec.Struct, forbid_unknown_fields=True):
     prediction_id: str | None = None
     label: float | None = None
 
+    def event(self, timestamp: float) -> PredictionEvent:
+        return PredictionEvent(self.model, timestamp,
+                               {} if self.features is None else self.features, self.prediction,
+                               self.model_version, self.prediction_id, self.label)
+
 
 class _LabelWire(msgspec.Struct, forbid_unknown_fields=True):
     prediction_id: str
@@ -295,77 +312,38 @@ class _LabelWire(msgspec.Struct, forbid_unknown_fields=True):
     timestamp: float | str
     model: str | None = None
 
-
-_TELEMETRY: Final = msgspec.json.Decoder(_TelemetryWire)
-_PREDICTION: Final = msgspec.json.Decoder(_PredictionWire)
-_LABEL: Final = msgspec.json.Decoder(_LabelWire)
+    def event(self, timestamp: float) -> LabelEvent:
+        return LabelEvent(self.prediction_id, self.label, timestamp, self.model)
 
 
-def _fast_telemetry(raw: bytes, limits: EventLimits) -> TelemetryEvent | None:
-    """The telemetry event of ``raw`` when every check passes, else None (or a decoder's
-    error): the caller then asks :func:`decode_event`."""
-    wire = _TELEMETRY.decode(raw)
-    source, metrics = wire.source, wire.metrics
-    timestamp = _fast_timestamp(wire.timestamp, limits)
-    longest = limits.max_name_length
-    if (timestamp is None or not source or len(source) > longest or not metrics
-            or not _numbers_fit(metrics, limits)):
-        return None
-    return TelemetryEvent(source, timestamp, metrics)
+_Wire = _TelemetryWire | _PredictionWire | _LabelWire
 
 
-def _fast_prediction(raw: bytes, limits: EventLimits) -> PredictionEvent | None:
-    """The prediction event of ``raw`` when every check passes, else None (see above)."""
-    wire = _PREDICTION.decode(raw)
-    model, features, prediction = wire.model, wire.features, wire.prediction
-    model_version, prediction_id, label = wire.model_version, wire.prediction_id, wire.label
-    timestamp = _fast_timestamp(wire.timestamp, limits)
-    longest = limits.max_name_length
-    if (timestamp is None or not model or len(model) > longest
-            or not -LARGEST <= prediction <= LARGEST
-            or model_version is not None and len(model_version) > longest
-            or prediction_id is not None and len(prediction_id) > longest
-            or label is not None and not -LARGEST <= label <= LARGEST):
-        return None
-    if features is None:
-        features = {}
-    elif features and not _numbers_fit(features, limits):
-        return None
-    return PredictionEvent(model, timestamp, features, prediction, model_version,
-                           prediction_id, label)
+@functools.lru_cache(maxsize=8)
+def _wire_decoders(max_names: int, longest: int,
+                   ) -> dict[EventKind | None, msgspec.json.Decoder[_Wire]]:
+    """Each kind's msgspec decoder, its struct's types narrowed to the limits; a record of no
+    known kind (None) has none."""
+    name: Any = Annotated[str, msgspec.Meta(min_length=1, max_length=longest)]
+    text: Any = Annotated[str, msgspec.Meta(max_length=longest)]
+    number: Any = Annotated[float, msgspec.Meta(ge=-LARGEST, le=LARGEST)]
+    numbers: Any = Annotated[dict[text, number], msgspec.Meta(max_length=max_names)]
+    some_numbers: Any = Annotated[dict[text, number],
+                                  msgspec.Meta(min_length=1, max_length=max_names)]
 
+    def narrowed(base: type[_Wire], fields: list[tuple[Any, ...]]) -> Any:
+        return msgspec.json.Decoder(msgspec.defstruct(
+            base.__name__, fields, bases=(base,), forbid_unknown_fields=True))
 
-def _fast_label(raw: bytes, limits: EventLimits) -> LabelEvent | None:
-    """The label event of ``raw`` when every check passes, else None (see above)."""
-    wire = _LABEL.decode(raw)
-    prediction_id, model, label = wire.prediction_id, wire.model, wire.label
-    timestamp = _fast_timestamp(wire.timestamp, limits)
-    longest = limits.max_name_length
-    if (timestamp is None or not prediction_id or len(prediction_id) > longest
-            or model is not None and (not model or len(model) > longest)
-            or not -LARGEST <= label <= LARGEST):
-        return None
-    return LabelEvent(prediction_id, label, timestamp, model)
-
-
-_FAST_DECODERS: dict[EventKind | None, Callable[[bytes, EventLimits], Event | None]] = {
-    "telemetry": _fast_telemetry, "prediction": _fast_prediction, "label": _fast_label}
-"""Each kind's fast decoder; a record of no known kind (None) has none."""
-
-
-def _fast_timestamp(value: float | str, limits: EventLimits) -> float | None:
-    """Epoch seconds of a decoded timestamp within the limits, else None."""
-    if type(value) is not float or not 0.0 < value < LATEST_TIMESTAMP:
-        value = parse_timestamp(value)
-    return value if value <= limits.latest_timestamp else None
-
-
-def _numbers_fit(values: dict[str, float], limits: EventLimits) -> bool:
-    """True when a non-empty object of numbers keeps the limits: checked per column, in C."""
-    numbers = values.values()
-    return (len(values) <= limits.max_names
-            and max(map(len, values)) <= limits.max_name_length
-            and -LARGEST <= min(numbers) and max(numbers) <= LARGEST)
+    return {
+        "telemetry": narrowed(_TelemetryWire, [("source", name), ("metrics", some_numbers)]),
+        "prediction": narrowed(_PredictionWire, [
+            ("model", name), ("prediction", number), ("features", numbers | None, None),
+            ("model_version", text | None, None), ("prediction_id", text | None, None),
+            ("label", number | None, None)]),
+        "label": narrowed(_LabelWire, [("prediction_id", name), ("label", number),
+                                       ("model", name | None, None)]),
+    }
 
 
 def parse_json(raw: bytes) -> object:

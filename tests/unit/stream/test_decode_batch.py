@@ -117,6 +117,10 @@ RAWS: list[bytes] = [
     + b"}",
     b'{"model": "m", "timestamp": 1e9, "prediction": 0.5, "features": {"a": 1}, "label": null,'
     b' "model_version": null, "prediction_id": null}',
+    *(json.dumps(body, ensure_ascii=False).encode() for body in (  # names counted in characters
+        telemetry(source="hôteé"), telemetry(source="hôteéx"), telemetry(metrics={"ééééé": 1}),
+        telemetry(metrics={"éééééé": 1}), prediction(model="😀😀😀😀😀", model_version="😀" * 6),
+        label(prediction_id="😀" * 5, model="é" * 6))),
 ]
 CORPUS = [encode(body) for body in BODIES] + RAWS
 
