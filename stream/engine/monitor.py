@@ -490,7 +490,8 @@ class Monitor(PartitionState):
         part = self.table.touch(partition, timestamp)
         series = self.table.series(part, partition, (event_type, key, metric), timestamp,
                                    banked=False)
-        return _score_object(part, series, event_type, key, metric, value, timestamp)
+        point, result = _learn_object(part, series, key, metric, value, timestamp)
+        return Observation(event_type, key, metric, point, result, series)
 
     def observe_many(
         self,
@@ -691,11 +692,11 @@ class _BatchScoring:
                         else:
                             handle = into_bank(series, value)
                             if handle is None:
-                                observation = _score_object(part, series, event_type, key,
-                                                            metric, value, timestamp)
-                                if worth_reporting(observation.result, series, hot,
-                                                   wanted_all):
-                                    observed.append((position, observation))
+                                point, result = _learn_object(part, series, key, metric,
+                                                              value, timestamp)
+                                if worth_reporting(result, series, hot, wanted_all):
+                                    observed.append((position, Observation(
+                                        event_type, key, metric, point, result, series)))
                                 continue
                         if not isfinite(value):
                             raise ValueError(f"value must be a finite number, got {value!r}")
@@ -738,10 +739,12 @@ class _BatchScoring:
                     event_type, key, metric, values[j], result, owner)))
 
 
-def _score_object(part: _Partition, series: Series, event_type: str, key: str, metric: str,
-                  value: float | Mapping[str, float], timestamp: float) -> Observation:
+def _learn_object(part: _Partition, series: Series, key: str, metric: str,
+                  value: float | Mapping[str, float], timestamp: float,
+                  ) -> tuple[float, PointResult]:
     """Score and learn one point with the series' object detector (a grouped series' normal
-    point also feeds its group's pool)."""
+    point also feeds its group's pool); its point value and result (an Observation is built
+    only for a point worth reporting)."""
     detector = series.detector
     result = detector.update(value, timestamp)  # type: ignore[arg-type]
     if isinstance(detector, ResidualDetector):  # its point value is the target's
@@ -752,7 +755,7 @@ def _score_object(part: _Partition, series: Series, event_type: str, key: str, m
         if part.pool is None:
             part.pool = GroupPool()
         part.pool.learn(series.group, metric, key, value)
-    return Observation(event_type, key, metric, value, result, series)
+    return value, result
 
 
 def _restored_series(specs: SeriesSpecs, partition: PartitionId, item: Any,
