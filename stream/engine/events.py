@@ -242,7 +242,7 @@ def decode_batch(values: Sequence[bytes], kinds: Sequence[EventKind | None],
 
     A value of a known kind is decoded by msgspec straight into a typed struct whose types
     carry the limits (names of 1 to ``max_name_length`` characters, at most ``max_names``
-    numbers, each within ±1e150), so parsing and validation are one C call; anything that
+    numbers, each strictly within ±1e150), so parsing and validation are one C call; anything that
     does not pass, or that the fast decoder might judge differently (unknown fields, ``\\u``
     escapes, which may hold lone surrogates), is decoded again by :func:`decode_event`, which
     then gives the verdict and the reason.
@@ -326,7 +326,9 @@ def _wire_decoders(max_names: int, longest: int,
     known kind (None) has none."""
     name: Any = Annotated[str, msgspec.Meta(min_length=1, max_length=longest)]
     text: Any = Annotated[str, msgspec.Meta(max_length=longest)]
-    number: Any = Annotated[float, msgspec.Meta(ge=-LARGEST, le=LARGEST)]
+    # strict bounds: an integer rounding to exactly ±1e150 may lie beyond it (10**150 does),
+    # so those go to decode_event, which compares the integer itself
+    number: Any = Annotated[float, msgspec.Meta(gt=-LARGEST, lt=LARGEST)]
     numbers: Any = Annotated[dict[text, number], msgspec.Meta(max_length=max_names)]
     some_numbers: Any = Annotated[dict[text, number],
                                   msgspec.Meta(min_length=1, max_length=max_names)]
