@@ -12,7 +12,8 @@ alerts): ``tests.per_event.PerEventProcessor`` scores one event at a time (``Mon
 events warms the series up (not timed), the second half is timed. Both paths must raise the
 same alerts. Printed: events/s and µs/event of each path, their ratio, and the ratio to a Kafka
 client consuming and decoding at ``--client-us`` µs/event (target: Vigil's whole pipeline at ≥ 0.8
-of the client's rate).
+of the client's rate). Then the decode step alone on the same records: ``decode_event`` one
+record at a time against ``decode_batch`` over each batch (the processor's), and orjson.loads.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from common import encoded_events
 
 from tests.per_event import PerEventProcessor
 from vigil.stream.config import load_config
+from vigil.stream.engine.events import EventKind, decode_batch, decode_event
 from vigil.stream.engine.processor import BatchProcessor, BatchResult, build_engine
 
 Record = namedtuple("Record", "topic partition offset key value")
@@ -71,6 +73,46 @@ def measure(detector: str, count: int, batch_size: int) -> dict[str, Any]:
     return figures
 
 
+def decode_figures(count: int, batch_size: int, repeats: int = 5) -> dict[str, float]:
+    """µs/event of each way to decode the benchmark's records (best of ``repeats``)."""
+    import orjson
+
+    config = load_config(environ={})
+    recs = records(count, config.topics.predictions, config.topics.telemetry)
+    kinds: dict[str, EventKind] = {config.topics.predictions: "prediction",
+                                   config.topics.telemetry: "telemetry"}
+    values = [r.value for r in recs]
+    topics = [kinds[r.topic] for r in recs]
+
+    def per_record() -> None:
+        for value, kind in zip(values, topics, strict=True):
+            try:
+                decode_event(value, kind)
+            except Exception:  # noqa: BLE001, S112 - a dead letter counts as decoded
+                continue
+
+    def batched() -> None:
+        for j in range(0, count, batch_size):
+            decode_batch(values[j:j + batch_size], topics[j:j + batch_size])
+
+    def plain_orjson() -> None:
+        for value in values:
+            orjson.loads(value)
+
+    figures = {}
+    for name, run in (("decode_event", per_record), ("decode_batch", batched),
+                      ("orjson.loads", plain_orjson)):
+        best = min(_timed(run) for _ in range(repeats))
+        figures[name] = best / count * 1e6
+    return figures
+
+
+def _timed(run: Any) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -102,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     print("pipeline / client: the client's rate with Vigil's batch path added per event "
           f"(client at {args.client_us:g} µs/event, which includes its decode; the figures "
           "above include Vigil's own decode, so this ratio is pessimistic)")
+    decode = decode_figures(min(args.events, 40_000), args.batch)
+    print("decode alone (µs/event, best of 5): "
+          + ", ".join(f"{name} {us:.2f}" for name, us in decode.items())
+          + f"; decode_event / decode_batch = "
+          f"{decode['decode_event'] / decode['decode_batch']:.2f}x")
     return 0 if ok else 1
 
 

@@ -27,6 +27,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from vigil.detectors import (
@@ -91,13 +92,36 @@ class Series:
 
 
 class _Partition:
-    __slots__ = ("series", "watermark", "dirty", "pool")
+    """One input partition's series, by id and by name (:attr:`index`), its event-time
+    watermark, whether it changed since its last export, and its groups' pool."""
+
+    __slots__ = ("series", "index", "watermark", "dirty", "pool")
 
     def __init__(self) -> None:
         self.series: dict[SeriesId, Series] = {}
+        self.index: dict[str, dict[str, dict[str, Series]]] = {}
+        """The same series as event type → key → metric → series: the batch path finds a
+        point's series by its names, without building an id tuple per point."""
         self.watermark = float("-inf")
         self.dirty = False
         self.pool: GroupPool | None = None
+
+    def put(self, series_id: SeriesId, series: Series) -> None:
+        """Hold a series under its id (replacing the one it restarts)."""
+        self.series[series_id] = series
+        event_type, key, metric = series_id
+        self.index.setdefault(event_type, {}).setdefault(key, {})[metric] = series
+
+    def remove(self, series_id: SeriesId) -> Series:
+        """Stop holding the series of an id; return it."""
+        series = self.series.pop(series_id)
+        event_type, key, metric = series_id
+        keys = self.index[event_type]
+        metrics = keys[key]
+        del metrics[metric]
+        if not metrics:
+            del keys[key]
+        return series
 
 
 class SeriesSpecs:
@@ -343,7 +367,7 @@ class SeriesTable:
         """Count a new series in its partition, as most recently seen and in its key's share."""
         if series.series_id is None:
             raise StateError("a series to hold has no id")
-        part.series[series.series_id] = series
+        part.put(series.series_id, series)
         self.recency[series] = None
         event_type, key, _ = series.series_id
         self._by_key.setdefault((event_type, key), {})[series] = None
@@ -352,7 +376,7 @@ class SeriesTable:
         """Forget a series to make room (counted in ``evicted``)."""
         if series.partition is None or series.series_id is None:
             raise StateError("a tracked series lost its partition or id")
-        del self.partitions[series.partition].series[series.series_id]
+        self.partitions[series.partition].remove(series.series_id)
         self.untrack(series)
         self.evicted += 1
 
@@ -391,7 +415,7 @@ class SeriesTable:
             horizon = part.watermark - self.series_ttl_s
             stale = [sid for sid, s in part.series.items() if s.last_seen < horizon]
             for series_id in stale:
-                self.untrack(part.series.pop(series_id))
+                self.untrack(part.remove(series_id))
             dropped += len(stale)
         self.expired += dropped
         return dropped
@@ -466,7 +490,8 @@ class Monitor(PartitionState):
         part = self.table.touch(partition, timestamp)
         series = self.table.series(part, partition, (event_type, key, metric), timestamp,
                                    banked=False)
-        return _score_object(part, series, event_type, key, metric, value, timestamp)
+        point, result = _learn_object(part, series, key, metric, value, timestamp)
+        return Observation(event_type, key, metric, point, result, series)
 
     def observe_many(
         self,
@@ -637,22 +662,25 @@ class _BatchScoring:
             found.append(observed)
             try:
                 part: _Partition | None = None
-                series_of: dict[SeriesId, Series] = {}
+                by_name: Mapping[str, dict[str, dict[str, Series]]] = _NO_TYPES
                 horizon = 0.0
                 timestamp = event.timestamp
                 position = -1
                 for event_type, key, pairs in runs(event):
+                    series_of: Mapping[str, Series] | None = None
                     for metric, value in pairs:
                         position += 1
                         if part is None:
                             part = touch(partition, timestamp)
-                            series_of = part.series
+                            by_name = part.index
                             horizon = part.watermark - ttl
-                        series_id = (event_type, key, metric)
-                        series = series_of.get(series_id)
+                        if series_of is None:  # once per run, and after a series is made
+                            series_of = by_name.get(event_type, _NO_KEYS).get(key, _NO_SERIES)
+                        series = series_of.get(metric)
                         if series is None or (ttl and series.last_seen < horizon):
-                            series = get_series(part, partition, series_id, timestamp,
-                                                banked=True)
+                            series = get_series(part, partition, (event_type, key, metric),
+                                                timestamp, banked=True)
+                            series_of = None  # making one may have added or evicted the key
                         else:
                             move_to_end(series)
                             if timestamp > series.last_seen:
@@ -664,11 +692,11 @@ class _BatchScoring:
                         else:
                             handle = into_bank(series, value)
                             if handle is None:
-                                observation = _score_object(part, series, event_type, key,
-                                                            metric, value, timestamp)
-                                if worth_reporting(observation.result, series, hot,
-                                                   wanted_all):
-                                    observed.append((position, observation))
+                                point, result = _learn_object(part, series, key, metric,
+                                                              value, timestamp)
+                                if worth_reporting(result, series, hot, wanted_all):
+                                    observed.append((position, Observation(
+                                        event_type, key, metric, point, result, series)))
                                 continue
                         if not isfinite(value):
                             raise ValueError(f"value must be a finite number, got {value!r}")
@@ -711,10 +739,12 @@ class _BatchScoring:
                     event_type, key, metric, values[j], result, owner)))
 
 
-def _score_object(part: _Partition, series: Series, event_type: str, key: str, metric: str,
-                  value: float | Mapping[str, float], timestamp: float) -> Observation:
+def _learn_object(part: _Partition, series: Series, key: str, metric: str,
+                  value: float | Mapping[str, float], timestamp: float,
+                  ) -> tuple[float, PointResult]:
     """Score and learn one point with the series' object detector (a grouped series' normal
-    point also feeds its group's pool)."""
+    point also feeds its group's pool); its point value and result (an Observation is built
+    only for a point worth reporting)."""
     detector = series.detector
     result = detector.update(value, timestamp)  # type: ignore[arg-type]
     if isinstance(detector, ResidualDetector):  # its point value is the target's
@@ -725,7 +755,7 @@ def _score_object(part: _Partition, series: Series, event_type: str, key: str, m
         if part.pool is None:
             part.pool = GroupPool()
         part.pool.learn(series.group, metric, key, value)
-    return Observation(event_type, key, metric, value, result, series)
+    return value, result
 
 
 def _restored_series(specs: SeriesSpecs, partition: PartitionId, item: Any,
@@ -763,6 +793,12 @@ def _restored_series(specs: SeriesSpecs, partition: PartitionId, item: Any,
     if bank is not None:
         series.detector = bank.adopt(detector, owner=series)
     return series
+
+
+_NO_TYPES: Mapping[str, dict[str, dict[str, Series]]] = MappingProxyType({})
+_NO_KEYS: Mapping[str, dict[str, Series]] = MappingProxyType({})
+_NO_SERIES: Mapping[str, Series] = MappingProxyType({})
+"""Read-only stand-ins for a partition's index before its first series of a type or key."""
 
 
 def _no_queue(item: Any) -> None:

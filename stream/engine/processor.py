@@ -34,7 +34,7 @@ from vigil.stream.engine.events import (
     LabelEvent,
     PredictionEvent,
     TelemetryEvent,
-    decode_event,
+    decode_batch,
 )
 from vigil.stream.engine.models import ModelInput, ModelMaintainer, ModelSignal
 from vigil.stream.engine.monitor import Monitor, Observation
@@ -215,20 +215,19 @@ class BatchProcessor:
 
     def _decode(self, records: Iterable[InputRecord],
                 batch: BatchResult) -> list[tuple[InputRecord, Event | EventError]]:
-        """Each record with its event, or the error that makes it a dead letter; counts the
-        records and the next offset of each partition."""
+        """Each record with its event, or the error that makes it a dead letter (the poll's
+        values decoded together, :func:`~.events.decode_batch`); counts the records and the
+        next offset of each partition."""
         limits = dataclasses.replace(self._limits, latest_timestamp=self.latest_event_time())
         kinds = self._kinds
-        decoded: list[tuple[InputRecord, Event | EventError]] = []
-        for record in records:
-            batch.records += 1
-            batch.next_offsets[(record.topic, record.partition)] = record.offset + 1
-            try:
-                decoded.append((record, decode_event(record.value or b"",
-                                                     kinds.get(record.topic), limits)))
-            except EventError as exc:
-                decoded.append((record, exc))
-        return decoded
+        polled = list(records)
+        next_offsets = batch.next_offsets
+        for record in polled:
+            next_offsets[(record.topic, record.partition)] = record.offset + 1
+        batch.records += len(polled)
+        events = decode_batch([record.value or b"" for record in polled],
+                              [kinds.get(record.topic) for record in polled], limits)
+        return list(zip(polled, events, strict=True))
 
     def _label(self, record: InputRecord, event: LabelEvent, batch: BatchResult,
                maintained: list[_PlacedModelInput]) -> None:
