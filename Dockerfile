@@ -19,11 +19,15 @@ COPY stream/ stream/
 COPY detectors/ detectors/
 COPY updaters/ updaters/
 RUN pip install --no-cache-dir .
+# the adaptive detector's compiled kernel, built once here instead of at every start
+ENV NUMBA_CACHE_DIR=/opt/vigil/numba-cache
+RUN python -c 'from vigil.detectors.adaptive_kernel import warm_up; warm_up()'
 
 # --- runtime: the virtualenv only, no sources or build leftovers, as a non-root user -----
 FROM python:3.11-slim
 
 ENV PATH=/opt/vigil/bin:$PATH \
+    NUMBA_CACHE_DIR=/opt/vigil/numba-cache \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     VIGIL_METRICS_HOST=0.0.0.0
@@ -34,6 +38,8 @@ RUN groupadd --system --gid 10001 vigil \
     && mkdir -p /etc/vigil
 
 COPY --from=build /opt/vigil /opt/vigil
+# numba uses a cache directory only where it can write: the service's user owns this one
+RUN chown -R 10001:10001 /opt/vigil/numba-cache
 COPY deploy/vigil.toml /etc/vigil/vigil.toml
 
 USER 10001:10001

@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python -c 'from vigil.detectors.adaptive_kernel import warm_up; warm_up()'  # compile once
 	$(LINK_TREE)
 	touch $(STAMP)
 

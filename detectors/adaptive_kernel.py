@@ -1281,3 +1281,25 @@ def _saved_extreme(value: object, maximum: bool) -> float:
     if value is None:
         return -_INF if maximum else _INF
     return float(value)  # type: ignore[arg-type]
+
+
+def warm_up() -> None:
+    """Compile the kernel now (or load it from the cache): installers and images call this so
+    that a service's first batch does not wait 20-50 s for the compiler."""
+    from vigil.detectors.adaptive import AdaptiveDetector
+
+    kernel = AdaptiveKernel(1)
+    kernel.load(0, AdaptiveDetector().state_dict())
+    kernel.score_points(np.zeros(2, np.int64), np.array([1.0, 2.0]), np.array([0.0, 60.0]))
+
+
+def score_series(params: Mapping[str, Any], values: Floats, timestamps: Floats,
+                 ) -> tuple[Floats, npt.NDArray[np.bool_], Floats, Floats, Floats]:
+    """One fresh series of ``AdaptiveDetector(**params)`` scored over its points at once:
+    (score, anomaly, centre, lower, upper), what its ``update`` gives point by point."""
+    kernel = AdaptiveKernel(1)
+    kernel.load(0, AdaptiveDetector(**params).state_dict())
+    out = kernel.score_points(np.zeros(len(values), np.int64), values, timestamps)
+    floats = out.floats
+    return (out.score, out.anomaly, floats[:, O_CENTRE], floats[:, O_LOWER],
+            floats[:, O_UPPER])

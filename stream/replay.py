@@ -41,6 +41,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from vigil.detectors import PointResult, build_detector
+from vigil.detectors.adaptive_kernel import score_series as adaptive_series
 from vigil.detectors.plot import (
     ChartPoint,
     PlotUnavailable,
@@ -405,7 +406,7 @@ SeriesKernel = Callable[[Mapping[str, Any], Floats, Floats],
 """Scores a fresh series of a detector with ``params`` over (values, timestamps) at once:
 (score, anomaly, centre, lower, upper) arrays, or None for params it does not cover."""
 
-SERIES_KERNELS: dict[str, SeriesKernel] = {}
+SERIES_KERNELS: dict[str, SeriesKernel] = {"adaptive": adaptive_series}
 """Array scorers of plain scalar series by detector name, each giving exactly what the
 detector's ``update`` gives point by point (a compiled loop, say); a detector without one, or
 whose kernel declines the params, is scored point by point."""
