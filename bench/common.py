@@ -138,6 +138,11 @@ def create_topics(bootstrap: str, topics: Mapping[str, int],
         admin.close()
 
 
+def create_input_topics(bootstrap: str, partitions: int) -> None:
+    """The topics `vigil run` consumes (predictions, telemetry, labels), ``partitions`` each."""
+    create_topics(bootstrap, dict.fromkeys(("predictions", "telemetry", "labels"), partitions))
+
+
 def write_config(path: Path, bootstrap: str, *, group: str, metrics_port: int,
                  extra: str = "", kafka_extra: str = "") -> Path:
     """A `vigil run` config: the defaults, plus the broker, a group, a metrics port, ``extra``

@@ -63,9 +63,7 @@ def run(milestones: list[int], args: argparse.Namespace) -> int:
     rows: list[tuple[int, int, int]] = []
     try:
         bootstrap = broker.bootstrap_servers
-        common.create_topics(bootstrap, {"predictions": args.partitions,
-                                         "telemetry": args.partitions,
-                                         "labels": args.partitions})
+        common.create_input_topics(bootstrap, args.partitions)
         port = free_port()
         extra = "" if args.detector == "default" else f'[detector]\nname = "{args.detector}"\n'
         if args.checkpoint_interval is not None:

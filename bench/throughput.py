@@ -254,9 +254,7 @@ def run(args: argparse.Namespace) -> int:
     broker = common.start_broker("throughput")
     try:
         bootstrap = broker.bootstrap_servers
-        common.create_topics(bootstrap, {"predictions": args.partitions,
-                                         "telemetry": args.partitions,
-                                         "labels": args.partitions})
+        common.create_input_topics(bootstrap, args.partitions)
         port = free_port()
 
         clients = (["kafka-python", "confluent-kafka"] if args.client == "both"
